@@ -1,0 +1,3 @@
+"""Angles AI Universe: the shared package behind the operator scripts."""
+
+__version__ = "1.0.0"

@@ -1,0 +1,1 @@
+"""One module per operator action, each exposing one run_<action>() function."""

@@ -1,0 +1,62 @@
+"""What every operator script shares: settings, logging, error-to-exit-code mapping, output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable
+
+from angles.errors import AnglesError
+
+logger = logging.getLogger(__name__)
+
+
+def run(component: str, parser: argparse.ArgumentParser, main: Callable, argv: list[str] | None = None) -> int:
+    """Parse arguments, load settings, set up logging, run main(args, settings), map the outcome to an exit code."""
+    args = parser.parse_args(argv)
+    from angles.config import load_settings
+    from angles.logs import redactor, setup_logging
+
+    try:
+        settings = load_settings()
+    except AnglesError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    log = setup_logging(component, settings, console=False)
+    try:
+        code = main(args, settings)
+        return int(code or 0)
+    except AnglesError as exc:
+        message = redactor()(str(exc))
+        log.error("%s failed: %s", component, message)
+        print(f"error: {message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        log.warning("%s interrupted", component)
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        log.exception("%s failed with an unexpected error", component)
+        print(
+            f"error: unexpected {type(exc).__name__}: {redactor()(str(exc))} (details in logs/active/{component}.log)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def emit(result, as_json: bool, text: Callable[[object], str] | None = None) -> None:
+    """Print a result as JSON (for scripts) or as text (for people); both pass through the redactor."""
+    from angles.logs import redactor
+
+    if as_json:
+        out = json.dumps(result, indent=2, ensure_ascii=False, default=str)
+    else:
+        out = text(result) if text else str(result)
+    print(redactor()(out))
+
+
+def not_implemented(name: str) -> int:
+    print(f"{name}: not yet implemented", file=sys.stderr)
+    return 1

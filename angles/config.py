@@ -1,0 +1,289 @@
+"""Typed, validated settings read once from the environment and `.env`."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+from angles.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+DEFAULT_DATABASE_URL = "sqlite:///data/angles.db"
+SUPABASE_KEY_NAMES = (
+    "SUPABASE_KEY",
+    "SUPABASE_SERVICE_ROLE_KEY",
+    "SUPABASE_SERVICE_KEY",
+    "SUPABASE_ANON_KEY",
+)
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    database_kind: str  # sqlite, postgres or supabase: DATABASE_URL, then Supabase REST, then SQLite
+    database_url: str
+    supabase_url: str | None
+    supabase_key: str | None
+    notion_token: str | None
+    notion_database_id: str | None
+    notion_base_url: str
+    notion_rps: float
+    openai_api_key: str | None
+    openai_model: str
+    openai_base_url: str | None
+    ai_max_per_run: int
+    backup_remote: str | None
+    backup_branch: str
+    github_token: str | None
+    git_username: str | None
+    git_email: str | None
+    health_host: str
+    health_port: int
+    log_level: str
+    health_interval_minutes: float
+    sync_interval_hours: float
+    backup_time: str
+    restore_drill_day: str
+    restore_drill_time: str
+    log_rotation_day: str
+    log_rotation_time: str
+    cleanup_time: str
+    export_retention_days: int
+    log_gzip_days: int
+    cpu_warning: float
+    cpu_critical: float
+    memory_warning: float
+    memory_critical: float
+    disk_warning: float
+    disk_critical: float
+    batch_size: int
+    extra_secrets: tuple[str, ...] = field(default=())
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def active_logs_dir(self) -> Path:
+        return self.home / "logs" / "active"
+
+    @property
+    def export_dir(self) -> Path:
+        return self.home / "export"
+
+    @property
+    def sqlite_path(self) -> Path:
+        raw = self.database_url[len("sqlite:///") :]
+        path = Path(raw)
+        return path if path.is_absolute() else self.home / path
+
+    @property
+    def notion_enabled(self) -> bool:
+        return bool(self.notion_token and self.notion_database_id)
+
+    @property
+    def ai_enabled(self) -> bool:
+        return bool(self.openai_api_key)
+
+    @property
+    def backup_remote_url(self) -> str:
+        """The backup remote as git understands it; a local bare repository by default."""
+        if self.backup_remote:
+            return self.backup_remote
+        return str(self.data_dir / "backup-remote.git")
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Every configured secret value, for redaction."""
+        values = [
+            self.supabase_key,
+            self.notion_token,
+            self.openai_api_key,
+            self.github_token,
+            _url_password(self.database_url),
+            _url_password(self.backup_remote or ""),
+            *self.extra_secrets,
+        ]
+        return tuple(v for v in values if v and len(v) >= 6)
+
+
+def _url_password(url: str) -> str | None:
+    try:
+        return urlparse(url).password
+    except ValueError:
+        return None
+
+
+class _Reader:
+    """Reads variables from the merged environment, collecting the first error."""
+
+    def __init__(self, env: dict[str, str]):
+        self.env = env
+
+    def text(self, *names: str, default: str | None = None) -> str | None:
+        for name in names:
+            value = self.env.get(name)
+            if value is not None and value.strip() != "":
+                return value.strip()
+        return default
+
+    def number(self, name: str, default: float, *, minimum: float = 0.0, integer: bool = False):
+        raw = self.text(name)
+        if raw is None:
+            return int(default) if integer else default
+        try:
+            value = int(raw) if integer else float(raw)
+        except ValueError:
+            kind = "a whole number" if integer else "a number"
+            raise ConfigError(f"{name}={raw!r} is not {kind}") from None
+        if value < minimum or (not integer and value != value):
+            raise ConfigError(f"{name}={raw!r} must be at least {minimum:g}")
+        return value
+
+    def port(self, name: str, default: int) -> int:
+        value = self.number(name, default, minimum=1, integer=True)
+        if value > 65535:
+            raise ConfigError(f"{name}={value} is not a TCP port (1-65535)")
+        return value
+
+    def clock(self, name: str, default: str) -> str:
+        raw = self.text(name, default=default)
+        if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", raw):
+            raise ConfigError(f"{name}={raw!r} is not a UTC time of day as HH:MM")
+        return raw
+
+    def weekday(self, name: str, default: str) -> str:
+        raw = self.text(name, default=default).lower()
+        if raw not in WEEKDAYS:
+            raise ConfigError(f"{name}={raw!r} is not a weekday name (monday … sunday)")
+        return raw
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        raw = self.text(name, default=default).upper()
+        if raw not in choices:
+            raise ConfigError(f"{name}={raw!r} must be one of {', '.join(choices)}")
+        return raw
+
+    def url(self, name: str, value: str | None, schemes: tuple[str, ...]) -> str | None:
+        if value is None:
+            return None
+        parsed = urlparse(value)
+        if parsed.scheme not in schemes or not parsed.netloc:
+            raise ConfigError(f"{name} must be an {' or '.join(schemes)} URL, got {parsed.scheme or 'no'} scheme")
+        return value.rstrip("/")
+
+
+def _database_url(reader: _Reader) -> str:
+    raw = reader.text("DATABASE_URL", default=DEFAULT_DATABASE_URL)
+    scheme = raw.split(":", 1)[0].lower()
+    if scheme in ("postgres", "postgresql"):
+        parsed = urlparse(raw)
+        if not parsed.hostname and "host=" not in parsed.query:
+            raise ConfigError("DATABASE_URL has no host (expected postgresql://user:pass@host:port/db)")
+        return raw
+    if scheme == "sqlite":
+        if not raw.startswith("sqlite:///") or len(raw) <= len("sqlite:///"):
+            raise ConfigError("DATABASE_URL must look like sqlite:///relative/path.db or sqlite:////absolute/path.db")
+        return raw
+    raise ConfigError(f"DATABASE_URL scheme {scheme!r} is not supported (use postgresql:// or sqlite:///)")
+
+
+def _backup_remote(reader: _Reader) -> str | None:
+    remote = reader.text("BACKUP_REMOTE", "REPO_URL")
+    if remote:
+        return remote
+    repo = reader.text("GITHUB_REPO")
+    if repo is None:
+        return None
+    if repo.startswith(("https://", "git@", "ssh://", "file://", "/")):
+        return repo
+    if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo):
+        raise ConfigError(f"GITHUB_REPO={repo!r} must be owner/name")
+    return f"https://github.com/{repo.removesuffix('.git')}.git"
+
+
+def load_settings(env: dict[str, str] | None = None, *, dotenv: bool = True) -> Settings:
+    """Read and validate every setting; the real environment wins over `.env`."""
+    if env is None:
+        env = dict(os.environ)
+    home = Path(env.get("ANGLES_HOME") or PROJECT_ROOT).resolve()
+    if dotenv:
+        env = {**_read_dotenv(home / ".env"), **env}
+    r = _Reader(env)
+    supabase_url = r.url("SUPABASE_URL", r.text("SUPABASE_URL"), ("https", "http"))
+    database_url = _database_url(r)
+    supabase_key = r.text(*SUPABASE_KEY_NAMES)
+    if r.text("DATABASE_URL"):
+        database_kind = "sqlite" if database_url.startswith("sqlite") else "postgres"
+    elif supabase_url and supabase_key:
+        database_kind = "supabase"
+    else:
+        database_kind = "sqlite"
+    health_interval = r.number("HEALTH_INTERVAL_MINUTES", 5, minimum=0.01)
+    thresholds = {}
+    for metric, warn, crit in (("CPU", 80, 95), ("MEMORY", 80, 95), ("DISK", 85, 95)):
+        w = r.number(f"{metric}_WARNING", warn)
+        c = r.number(f"{metric}_CRITICAL", crit)
+        if c < w or c > 100:
+            raise ConfigError(f"{metric}_CRITICAL={c:g} must lie between {metric}_WARNING ({w:g}) and 100")
+        thresholds[metric.lower()] = (w, c)
+    return Settings(
+        home=home,
+        database_kind=database_kind,
+        database_url=database_url,
+        supabase_url=supabase_url,
+        supabase_key=supabase_key,
+        notion_token=r.text("NOTION_TOKEN", "NOTION_API_KEY"),
+        notion_database_id=r.text("NOTION_DATABASE_ID"),
+        notion_base_url=r.url(
+            "NOTION_BASE_URL", r.text("NOTION_BASE_URL", default="https://api.notion.com"), ("https", "http")
+        ),
+        notion_rps=r.number("NOTION_RPS", 3.0, minimum=0.01),
+        openai_api_key=r.text("OPENAI_API_KEY"),
+        openai_model=r.text("OPENAI_MODEL", default="gpt-5"),
+        openai_base_url=r.url("OPENAI_BASE_URL", r.text("OPENAI_BASE_URL"), ("https", "http")),
+        ai_max_per_run=r.number("AI_MAX_PER_RUN", 50, integer=True),
+        backup_remote=_backup_remote(r),
+        backup_branch=r.text("BACKUP_BRANCH", default="main"),
+        github_token=r.text("GITHUB_TOKEN"),
+        git_username=r.text("GIT_USERNAME"),
+        git_email=r.text("GIT_EMAIL"),
+        health_host=r.text("HEALTH_HOST", default="127.0.0.1"),
+        health_port=r.port("HEALTH_PORT", 5000),
+        log_level=r.choice("LOG_LEVEL", "INFO", LOG_LEVELS),
+        health_interval_minutes=health_interval,
+        sync_interval_hours=r.number("SYNC_INTERVAL_HOURS", 6, minimum=0.001),
+        backup_time=r.clock("BACKUP_TIME", "02:00"),
+        restore_drill_day=r.weekday("RESTORE_DRILL_DAY", "sunday"),
+        restore_drill_time=r.clock("RESTORE_DRILL_TIME", "03:00"),
+        log_rotation_day=r.weekday("LOG_ROTATION_DAY", "sunday"),
+        log_rotation_time=r.clock("LOG_ROTATION_TIME", "00:05"),
+        cleanup_time=r.clock("CLEANUP_TIME", "04:00"),
+        export_retention_days=r.number("EXPORT_RETENTION_DAYS", 30, integer=True, minimum=1),
+        log_gzip_days=r.number("LOG_GZIP_DAYS", 14, integer=True, minimum=1),
+        cpu_warning=thresholds["cpu"][0],
+        cpu_critical=thresholds["cpu"][1],
+        memory_warning=thresholds["memory"][0],
+        memory_critical=thresholds["memory"][1],
+        disk_warning=thresholds["disk"][0],
+        disk_critical=thresholds["disk"][1],
+        batch_size=r.number("BATCH_SIZE", 500, integer=True, minimum=1),
+    )
+
+
+def _read_dotenv(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    from dotenv import dotenv_values
+
+    return {k: v for k, v in dotenv_values(path).items() if v is not None}

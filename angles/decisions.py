@@ -1,0 +1,195 @@
+"""The decision record: its fields, validation and content hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from datetime import UTC, date, datetime
+
+from angles.errors import ValidationError
+
+TYPES = ("strategy", "technical", "architecture", "process", "security", "ethical", "product", "other")
+PRIORITIES = ("P0", "P1", "P2")
+
+# Columns of decision_vault, in the order exports and backups write them.
+COLUMNS = (
+    "id",
+    "decision",
+    "date",
+    "type",
+    "priority",
+    "tags",
+    "active",
+    "comment",
+    "type_source",
+    "priority_source",
+    "ai_analysis",
+    "ai_hash",
+    "notion_page_id",
+    "notion_sync_hash",
+    "notion_last_edited",
+    "notion_attempted_at",
+    "synced",
+    "synced_at",
+    "superseded_by",
+    "deleted_at",
+    "created_at",
+    "updated_at",
+)
+BOOL_COLUMNS = ("active", "synced")
+JSON_COLUMNS = ("tags", "ai_analysis")
+TIMESTAMP_COLUMNS = (
+    "notion_last_edited",
+    "notion_attempted_at",
+    "synced_at",
+    "deleted_at",
+    "created_at",
+    "updated_at",
+)
+# The fields a person edits; their hash decides whether Notion needs a write.
+CONTENT_FIELDS = ("decision", "date", "type", "priority", "tags", "active", "comment", "deleted_at")
+
+ACTIVITY_COLUMNS = (
+    "id",
+    "agent_name",
+    "action",
+    "details",
+    "status",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "duration_s",
+    "host",
+)
+
+
+def utc_now() -> str:
+    return to_iso(datetime.now(UTC))
+
+
+def to_iso(value) -> str | None:
+    """Normalise a timestamp to one UTC text form, whatever backend it came from."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        value = parse_timestamp(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def parse_timestamp(text: str) -> datetime:
+    text = text.strip().replace(" ", "T", 1)
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed
+
+
+def _date(value, where: str) -> str:
+    if value is None or value == "":
+        return date.today().isoformat()
+    if isinstance(value, datetime):
+        return value.date().isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    text = str(value).strip()
+    try:
+        return date.fromisoformat(text[:10]).isoformat()
+    except ValueError:
+        raise ValidationError(f"{where}: date {text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _bool(value, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "y", "t", "on"):
+        return True
+    if text in ("0", "false", "no", "n", "f", "off"):
+        return False
+    raise ValueError(text)
+
+
+def _tags(value) -> list[str]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            value = json.loads(text)
+        else:
+            value = [t for t in (p.strip() for p in text.replace(";", ",").split(",")) if t]
+    seen: list[str] = []
+    for tag in value:
+        tag = str(tag).strip().replace(",", " ")
+        if tag and tag not in seen:
+            seen.append(tag)
+    return seen
+
+
+def validate(record: dict, where: str = "decision") -> dict:
+    """Return a normalised copy of a decision, or raise ValidationError naming the problem."""
+    row = {k: record.get(k) for k in COLUMNS if k in record}
+    text = record.get("decision")
+    if text is None or not str(text).strip():
+        raise ValidationError(f"{where}: decision text is empty")
+    row["decision"] = str(text)
+    kind = record.get("type")
+    kind = str(kind).strip().lower() if kind not in (None, "") else "other"
+    if kind not in TYPES:
+        raise ValidationError(f"{where}: type {kind!r} is unknown (one of {', '.join(TYPES)})")
+    row["type"] = kind
+    priority = record.get("priority")
+    if priority not in (None, ""):
+        priority = str(priority).strip().upper()
+        if priority not in PRIORITIES:
+            raise ValidationError(f"{where}: priority {priority!r} is unknown (one of {', '.join(PRIORITIES)})")
+        row["priority"] = priority
+    else:
+        row["priority"] = None
+    raw_id = record.get("id")
+    if raw_id in (None, ""):
+        row["id"] = str(uuid.uuid4())
+    else:
+        try:
+            row["id"] = str(uuid.UUID(str(raw_id)))
+        except ValueError:
+            raise ValidationError(f"{where}: id {raw_id!r} is not a UUID") from None
+    row["date"] = _date(record.get("date"), where)
+    try:
+        row["active"] = _bool(record.get("active"), True)
+        row["synced"] = _bool(record.get("synced"), False)
+    except ValueError as exc:
+        raise ValidationError(f"{where}: active/synced {exc} is not true or false") from None
+    try:
+        row["tags"] = _tags(record.get("tags"))
+    except (ValueError, TypeError):
+        raise ValidationError(f"{where}: tags must be a list or comma-separated text") from None
+    comment = record.get("comment")
+    row["comment"] = None if comment in (None, "") else str(comment)
+    for column in TIMESTAMP_COLUMNS:
+        if column in record:
+            try:
+                row[column] = to_iso(record[column])
+            except (ValueError, TypeError):
+                raise ValidationError(f"{where}: {column} {record[column]!r} is not a timestamp") from None
+    row.setdefault("type_source", "person" if record.get("type") not in (None, "") else "ai")
+    if row.get("priority_source") is None and row["priority"] is not None:
+        row["priority_source"] = "person"
+    return row
+
+
+def content_hash(row: dict, fields: tuple[str, ...] = CONTENT_FIELDS) -> str:
+    """A stable hash of the fields that matter to a reader of the decision."""
+    payload = json.dumps({f: row.get(f) for f in fields}, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -1,0 +1,144 @@
+"""Per-component log files in logs/active with UTC timestamps and secret redaction."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from pathlib import Path
+
+REDACTED = "[REDACTED]"
+
+TOKEN_PATTERNS = re.compile(
+    "|".join(
+        (
+            r"sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{16,}",
+            r"ghp_[A-Za-z0-9]{20,}",
+            r"gh[ousr]_[A-Za-z0-9]{20,}",
+            r"github_pat_[A-Za-z0-9_]{20,}",
+            r"secret_[A-Za-z0-9]{20,}",
+            r"ntn_[A-Za-z0-9]{20,}",
+            r"sb_secret_[A-Za-z0-9_-]{10,}",
+            r"sb_publishable_[A-Za-z0-9_-]{10,}",
+            r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",
+            r"(?<=://)[^/\s:@]+:[^/\s@]+(?=@)",
+        )
+    )
+)
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class Redactor:
+    """Replaces configured secret values and well-known token shapes with a marker."""
+
+    def __init__(self, secrets: tuple[str, ...] | list[str] = ()):
+        self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for secret in self.secrets:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        return TOKEN_PATTERNS.sub(REDACTED, text)
+
+    def contains_secret(self, text: str) -> bool:
+        return any(s in text for s in self.secrets) or bool(TOKEN_PATTERNS.search(text))
+
+
+class RedactingFilter(logging.Filter):
+    """Redacts the fully formatted message, exception text included."""
+
+    def __init__(self, redactor: Redactor):
+        super().__init__()
+        self.redactor = redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        record.msg = self.redactor(message)
+        record.args = None
+        if record.exc_text:
+            record.exc_text = self.redactor(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redactor(record.stack_info)
+        return True
+
+
+class UTCFormatter(logging.Formatter):
+    converter = time.gmtime
+
+    def formatTime(self, record, datefmt=None):  # noqa: N802 - logging's API
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", self.converter(record.created))
+        return f"{stamp}.{int(record.msecs):03d}Z"
+
+    def format(self, record):
+        # One line per record keeps the logs greppable; tracebacks are indented continuation lines.
+        text = super().format(record)
+        return text.replace("\n", "\n    ")
+
+
+class ReopeningFileHandler(logging.FileHandler):
+    """Appends to a file and reopens it when log rotation has moved it away."""
+
+    def emit(self, record):
+        try:
+            stat = Path(self.baseFilename).stat()
+            moved = self.stream is not None and (stat.st_ino, stat.st_dev) != self._ident
+        except FileNotFoundError:
+            moved = True
+        if moved and self.stream is not None:
+            self.acquire()
+            try:
+                self.stream.close()
+                self.stream = None
+            finally:
+                self.release()
+        if self.stream is None:
+            Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
+            self.stream = self._open()
+            stat = Path(self.baseFilename).stat()
+            self._ident = (stat.st_ino, stat.st_dev)
+        super().emit(record)
+
+    def _open(self):
+        stream = super()._open()
+        stat = Path(self.baseFilename).stat()
+        self._ident = (stat.st_ino, stat.st_dev)
+        return stream
+
+
+_redactor = Redactor()
+
+
+def redactor() -> Redactor:
+    """The process-wide redactor, loaded with the configured secrets by setup_logging."""
+    return _redactor
+
+
+def setup_logging(component: str, settings, *, console: bool = True, level: str | None = None) -> logging.Logger:
+    """Route the root logger to logs/active/<component>.log (and stderr), redacting secrets."""
+    global _redactor
+    _redactor = Redactor(settings.secrets)
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        handler.close()
+    root.setLevel(level or settings.log_level)
+    formatter = UTCFormatter(LOG_FORMAT)
+    redacting = RedactingFilter(_redactor)
+    path = settings.active_logs_dir / f"{component}.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handlers: list[logging.Handler] = [ReopeningFileHandler(path, encoding="utf-8", delay=True)]
+    if console:
+        stream = logging.StreamHandler()
+        stream.setLevel(logging.WARNING)
+        handlers.append(stream)
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        handler.addFilter(redacting)
+        root.addHandler(handler)
+    for noisy in ("urllib3", "httpx", "httpcore", "git", "waitress", "openai", "hpack", "notion_client"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.captureWarnings(True)
+    return logging.getLogger(component)

@@ -1,0 +1,118 @@
+"""The one storage interface every backend implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
+
+
+class Storage(ABC):
+    """Decisions, agent activity, sync state and job slots, whatever holds them."""
+
+    kind: str = ""
+    dialect: str = ""  # which migrations/<dialect>/ folder applies
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    @abstractmethod
+    def ping(self) -> None:
+        """Raise DatabaseError when the database does not answer."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """Where the data lives, with no secret in it."""
+
+    # schema
+
+    @abstractmethod
+    def applied_migrations(self) -> list[dict]:
+        """Rows of schema_migrations (version, name, checksum, applied_at); [] when the table is absent."""
+
+    @abstractmethod
+    def apply_migration(self, version: int, name: str, checksum: str, sql: str) -> None:
+        """Run one migration and record it, in one transaction."""
+
+    def schema_version(self) -> int | None:
+        applied = self.applied_migrations()
+        return max((m["version"] for m in applied), default=None)
+
+    # decisions
+
+    @abstractmethod
+    def upsert_decisions(self, rows: Iterable[dict], *, atomic: bool = False) -> int:
+        """Insert or replace validated decisions by id, in batches (one transaction when atomic)."""
+
+    @abstractmethod
+    def update_decision(self, decision_id: str, fields: dict) -> None:
+        """Change some columns of one decision, committed at once."""
+
+    @abstractmethod
+    def get_decision(self, decision_id: str) -> dict | None: ...
+
+    @abstractmethod
+    def find_decision_by_page(self, page_id: str) -> dict | None: ...
+
+    @abstractmethod
+    def iter_decisions(
+        self,
+        *,
+        since: str | None = None,
+        type: str | None = None,
+        priority: str | None = None,
+        active: bool | None = None,
+        batch: int = 1000,
+    ) -> Iterator[dict]:
+        """Stream decisions in id order without holding them all; `since` filters on updated_at."""
+
+    @abstractmethod
+    def count_decisions(self) -> int: ...
+
+    @abstractmethod
+    def delete_decisions(self, ids: Iterable[str]) -> int:
+        """Hard-delete rows by id (restore --prune only)."""
+
+    # activity
+
+    @abstractmethod
+    def record_activity(
+        self,
+        agent_name: str,
+        action: str,
+        status: str = "completed",
+        details: str | None = None,
+        *,
+        started_at: str | None = None,
+        finished_at: str | None = None,
+        duration_s: float | None = None,
+        host: str | None = None,
+    ) -> int: ...
+
+    @abstractmethod
+    def iter_activity(
+        self, *, since: str | None = None, agent_name: str | None = None, action: str | None = None
+    ) -> Iterator[dict]:
+        """Activity rows in id order, optionally since a created_at timestamp."""
+
+    # small key-value state (last pull time, last backup, ...)
+
+    @abstractmethod
+    def get_state(self, key: str) -> str | None: ...
+
+    @abstractmethod
+    def set_state(self, key: str, value: str) -> None: ...
+
+    # scheduler
+
+    @abstractmethod
+    def claim_slot(self, job: str, slot: str, host: str) -> bool:
+        """Claim one scheduled run; False when another host (or an earlier run) already has it."""

@@ -1,0 +1,59 @@
+"""Conversions between decision dicts and what each backend stores."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from uuid import UUID
+
+from angles.decisions import BOOL_COLUMNS, COLUMNS, JSON_COLUMNS, TIMESTAMP_COLUMNS, to_iso, utc_now
+
+
+def prepare(row: dict, *, json_as_text: bool, bool_as_int: bool) -> dict:
+    """A decision ready to write: timestamps filled in, JSON and booleans in the backend's form."""
+    out = {k: row[k] for k in COLUMNS if k in row}
+    now = utc_now()
+    out.setdefault("created_at", now)
+    if not out.get("updated_at"):
+        out["updated_at"] = now
+    for column in JSON_COLUMNS:
+        if column in out:
+            value = out[column]
+            if column == "tags" and value is None:
+                value = []
+            if json_as_text and value is not None:
+                value = json.dumps(value, ensure_ascii=False, sort_keys=True)
+            out[column] = value
+    if bool_as_int:
+        for column in BOOL_COLUMNS:
+            if column in out and out[column] is not None:
+                out[column] = int(bool(out[column]))
+    return out
+
+
+def decode(row: dict) -> dict:
+    """A stored row back into the canonical decision dict (same shape from every backend)."""
+    out = {}
+    for column in COLUMNS:
+        value = row.get(column)
+        if column in JSON_COLUMNS and isinstance(value, str):
+            value = json.loads(value)
+        elif column in BOOL_COLUMNS and value is not None:
+            value = bool(value)
+        elif column in TIMESTAMP_COLUMNS:
+            value = to_iso(value)
+        elif column == "date" and isinstance(value, (date, datetime)):
+            value = value.isoformat()[:10]
+        elif isinstance(value, UUID):
+            value = str(value)
+        out[column] = value
+    if out.get("tags") is None:
+        out["tags"] = []
+    return out
+
+
+def decode_activity(row: dict) -> dict:
+    out = dict(row)
+    for column in ("created_at", "started_at", "finished_at"):
+        out[column] = to_iso(out.get(column))
+    return out

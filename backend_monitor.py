@@ -1,0 +1,9 @@
+#!/usr/bin/env python3
+"""Not yet implemented."""
+
+import sys
+
+from angles import cli
+
+if __name__ == "__main__":
+    sys.exit(cli.not_implemented("backend_monitor.py"))
