@@ -1,0 +1,77 @@
+"""What every benchmark shares: result rows, timing, peak memory, scratch databases."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_ADMIN_URL = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@dataclass
+class Row:
+    benchmark: str
+    measured: float | None
+    unit: str
+    target: str
+    met: bool | None
+    baseline: float | None = None
+    ratio: float | None = None
+    note: str = ""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def timed(fn, *args, **kwargs) -> tuple[float, object]:
+    start = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return time.perf_counter() - start, result
+
+
+def run_measured(cmd: list[str], *, env: dict | None = None, cwd: Path | None = None, timeout: float = 600):
+    """Run a command; return (seconds, peak RSS in MB of the child, completed process)."""
+    full_env = {**os.environ, **(env or {})}
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        ["/usr/bin/time", "-f", "%M", *cmd], cwd=cwd or ROOT, env=full_env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    out, err = proc.communicate(timeout=timeout)
+    seconds = time.perf_counter() - start
+    lines = err.strip().splitlines()
+    peak_kb = int(lines[-1]) if lines and lines[-1].isdigit() else 0
+    result = subprocess.CompletedProcess(cmd, proc.returncode, out, "\n".join(lines[:-1]))
+    return seconds, peak_kb / 1024, result
+
+
+@contextmanager
+def scratch_pg_database():
+    """A fresh PostgreSQL database URL, dropped afterwards."""
+    import psycopg
+
+    name = f"angles_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def python() -> str:
+    return sys.executable
+
+
+def bench_env(home: Path, **extra) -> dict:
+    env = {"ANGLES_HOME": str(home)}
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
