@@ -156,7 +156,8 @@ def _service_error(exc: Exception, settings) -> AIServiceError:
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
         code = getattr(exc, "code", None) or ""
-        detail = _short(getattr(exc, "message", "") or str(exc))
+        body = exc.body if isinstance(exc.body, dict) else {}
+        detail = _short(body.get("message") or exc.message)
         label = f"{status} {code}".strip()
         if status in (401, 403):
             return AIServiceError(
