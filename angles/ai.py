@@ -228,25 +228,22 @@ class OnlineAnalyser:
 
     def analyse(self, text: str) -> dict:
         """Analyse one text; a malformed answer is asked for once more, then MalformedAnswerError is raised."""
-        for attempt in (1, 2):
+        completion = self.complete(text)
+        try:
+            fields = parse_answer(completion)
+        except MalformedAnswerError as exc:
+            logger.warning("AI answer was malformed, asking once more: %s", exc)
             completion = self.complete(text)
-            try:
-                fields = parse_answer(completion)
-            except MalformedAnswerError as exc:
-                logger.warning("AI answer %d of 2 was malformed: %s", attempt, exc)
-                if attempt == 2:
-                    raise
-                continue
-            usage = getattr(completion, "usage", None)
-            return {
-                **fields,
-                "model": self.model,
-                "response_model": getattr(completion, "model", None),
-                "tokens": usage.total_tokens if usage is not None else None,
-                "analyzed_at": utc_now(),
-                "text_hash": text_hash(text),
-            }
-        raise AssertionError("unreachable")
+            fields = parse_answer(completion)
+        usage = getattr(completion, "usage", None)
+        return {
+            **fields,
+            "model": self.model,
+            "response_model": getattr(completion, "model", None),
+            "tokens": usage.total_tokens if usage is not None else None,
+            "analyzed_at": utc_now(),
+            "text_hash": text_hash(text),
+        }
 
     def retrieve_model(self) -> dict:
         """GET /v1/models/{model}: proves the key works and the model is available, at no token cost."""
@@ -446,6 +443,7 @@ def enrich_decisions(storage, settings, *, dry_run: bool = False) -> dict:
             except MalformedAnswerError as exc:
                 analysis = offline_analysis(text, f"model answer malformed twice: {exc}")
                 counts["fallback_reason"] = analysis["offline_reason"]
+                logger.warning("decision %s: %s; stored the offline analysis", row["id"], analysis["offline_reason"])
             except AIServiceError as exc:
                 # The same failure would repeat for every decision: stop calling the service this run.
                 state["dead"] = str(exc)
@@ -454,6 +452,7 @@ def enrich_decisions(storage, settings, *, dry_run: bool = False) -> dict:
                 log("AI service unusable for the rest of this run, using the offline analyser: %s", exc)
                 analysis = offline_analysis(text, str(exc))
         counts["offline" if analysis["model"] == OFFLINE else "online"] += 1
+        logger.debug("decision %s analysed by %s (%s tokens)", row["id"], analysis["model"], analysis.get("tokens"))
         storage.update_decision(row["id"], analysis_fields(row, analysis))
 
     upgrades: list[str] = []
@@ -476,7 +475,8 @@ def enrich_decisions(storage, settings, *, dry_run: bool = False) -> dict:
             continue
         analyse(row)
     for decision_id in upgrades:
-        if budget is not None and state["done"] >= budget:
+        # Once the service failed, another offline analysis would replace an offline one for nothing.
+        if state["dead"] or (budget is not None and state["done"] >= budget):
             counts["deferred"] += 1
             continue
         row = storage.get_decision(decision_id)
@@ -509,7 +509,12 @@ def enrich_decisions(storage, settings, *, dry_run: bool = False) -> dict:
             "ai_enrichment",
             "analyse",
             "warning" if online and counts["offline"] else "completed",
-            json.dumps({k: counts[k] for k in ("analysed", "online", "offline", "deferred", "tokens", "model")}),
+            json.dumps(
+                {
+                    k: counts[k]
+                    for k in ("analysed", "online", "offline", "deferred", "tokens", "model", "fallback_reason")
+                }
+            ),
             duration_s=counts["duration_s"],
         )
     return counts

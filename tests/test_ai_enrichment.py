@@ -86,7 +86,8 @@ def test_malformed_answer_is_retried_once_then_recorded_as_offline(storage, ai_s
     assert analysis["model"] == "offline"
     assert "malformed" in analysis["offline_reason"]
     assert "malformed" in counts["fallback_reason"]
-    assert "AI answer 1 of 2 was malformed" in caplog.text
+    assert "AI answer was malformed, asking once more" in caplog.text
+    assert "stored the offline analysis" in caplog.text
 
 
 def test_malformed_answer_followed_by_a_good_one_is_stored_as_the_model_analysis(storage, ai_settings, api):
@@ -270,6 +271,18 @@ def test_offline_analyses_are_upgraded_once_a_key_is_set(settings, storage, ai_s
     counts = ai.enrich_decisions(storage, ai_settings)
     assert counts["online"] == 1
     assert storage.get_decision(decision_id)["ai_analysis"]["model"] == "gpt-5"
+
+
+def test_offline_analyses_are_not_rewritten_while_the_service_fails(settings, storage, ai_settings, api):
+    from dataclasses import replace
+
+    old_id = add(storage, "Encrypt the backups.")
+    ai.enrich_decisions(storage, settings)
+    before = storage.get_decision(old_id)["ai_analysis"]
+    add(storage, "Rotate the keys.")
+    counts = ai.enrich_decisions(storage, replace(ai_settings, openai_api_key="sk-wrong-0123456789abcdefgh"))
+    assert (counts["offline"], counts["deferred"], api.count()) == (1, 1, 1)
+    assert storage.get_decision(old_id)["ai_analysis"] == before
 
 
 def test_dry_run_neither_calls_nor_writes(storage, ai_settings, api):
