@@ -82,6 +82,7 @@ def _stored_check(settings, *, expect_model: str) -> tuple[bool, str, dict]:
         scratch = dataclasses.replace(
             settings, database_kind="sqlite", database_url=f"sqlite:///{Path(tmp) / 'scratch.db'}"
         )
+        logger.info("AI check: storing a sample decision in the scratch database %s", scratch.sqlite_path)
         with open_storage(scratch) as storage:
             migrations.migrate(storage)
             row = validate({"decision": SAMPLE})
