@@ -171,10 +171,14 @@ class PostgresStorage(Storage):
         for row in rows:
             groups.setdefault(tuple(row), []).append(row)
         for columns, group in groups.items():
-            updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c not in ("id", "created_at"))
+            changing = [c for c in columns if c not in ("id", "created_at")]
+            updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in changing)
+            # Skipping identical rows keeps the updated_at trigger from touching a row nothing changed in.
+            old = ", ".join(f"decision_vault.{c}" for c in changing)
+            new = ", ".join(f"EXCLUDED.{c}" for c in changing)
             sql = (
                 f"INSERT INTO decision_vault ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})"
-                f" ON CONFLICT (id) DO UPDATE SET {updates}"
+                f" ON CONFLICT (id) DO UPDATE SET {updates} WHERE ROW({old}) IS DISTINCT FROM ROW({new})"
             )
             with conn.cursor() as cur:
                 cur.executemany(sql, [tuple(r[c] for c in columns) for r in group])

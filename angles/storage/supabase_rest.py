@@ -21,6 +21,7 @@ MISSING_TABLE_CODES = frozenset({"PGRST205", "42P01"})
 AUTH_CODES = frozenset({"PGRST301", "PGRST302", "PGRST303", "42501"})
 WRITE_BATCH = 500
 DELETE_BATCH = 100
+LOOKUP_BATCH = 100
 CONFLICT = object()
 
 
@@ -151,28 +152,51 @@ class SupabaseStorage(Storage):
         PostgREST runs one request in one transaction, so a single request is all-or-nothing.
         """
         groups: dict[tuple, list[dict]] = {}
+        explicit: set[str] = set()
         count = 0
         for row in rows:
             prepared = prepare(row, json_as_text=False, bool_as_int=False)
+            if row.get("updated_at"):
+                explicit.add(prepared["id"])
             group = groups.setdefault(tuple(sorted(prepared)), [])
             group.append(prepared)
             if not atomic and len(group) >= batch:
-                count += self._upsert(group)
+                count += self._upsert(group, explicit)
                 group.clear()
         for group in groups.values():
             if group:
-                count += self._upsert(group)
+                count += self._upsert(group, explicit)
         return count
 
-    def _upsert(self, rows: list[dict]) -> int:
+    def _upsert(self, rows: list[dict], explicit: set[str]) -> int:
         from postgrest.types import ReturnMethod
 
-        payload = list(rows)
-        self._run(
-            lambda: self._table("decision_vault").upsert(payload, on_conflict="id", returning=ReturnMethod.minimal),
-            f"upserting {len(payload)} decisions",
-        )
-        return len(payload)
+        payload = self._without_unchanged(rows, explicit)
+        if payload:
+            self._run(
+                lambda: self._table("decision_vault").upsert(payload, on_conflict="id", returning=ReturnMethod.minimal),
+                f"upserting {len(payload)} decisions",
+            )
+        return len(rows)
+
+    def _without_unchanged(self, rows: list[dict], explicit: set[str]) -> list[dict]:
+        """Drop rows identical to what is stored.
+
+        The updated_at trigger stamps now() on any UPDATE that leaves updated_at as it was, so rewriting an
+        unchanged row with its own updated_at (a restore, a repeated upsert) would otherwise move it.
+        """
+        ids = [r["id"] for r in rows if r["id"] in explicit]
+        stored: dict[str, dict] = {}
+        for start in range(0, len(ids), LOOKUP_BATCH):
+            chunk = ids[start : start + LOOKUP_BATCH]
+            result = self._run(
+                lambda chunk=chunk: self._table("decision_vault").select("*").in_("id", chunk),
+                "reading decisions before an upsert",
+            )
+            stored.update({r["id"]: decode(r) for r in result.data})
+        if not stored:
+            return list(rows)
+        return [r for r in rows if r["id"] not in stored or decode({**stored[r["id"]], **r}) != stored[r["id"]]]
 
     def update_decision(self, decision_id: str, fields: dict) -> None:
         from postgrest.types import ReturnMethod
