@@ -108,6 +108,12 @@ class Table:
     unique: tuple[str, ...] = ()  # single-column unique indexes (NULLs allowed many times)
     rows: list[dict] = field(default_factory=list)
     serial: int = 0
+    touch: str | None = None  # a BEFORE UPDATE trigger sets this column to now() when a writer left it unchanged
+
+    def touched(self, old: dict, new: dict) -> dict:
+        if self.touch and new.get(self.touch) == old.get(self.touch):
+            new[self.touch] = _now()
+        return new
 
     def key(self, row: dict) -> tuple:
         return tuple(row.get(c) for c in self.primary_key)
@@ -181,6 +187,7 @@ def decision_vault() -> Table:
         not_null=("id", "decision", "date", "type", "active", "synced", "tags", "type_source", "created_at"),
         checks={"type": types, "priority": ("P0", "P1", "P2")},
         unique=("notion_page_id",),
+        touch="updated_at",
     )
 
 
@@ -530,10 +537,10 @@ class FakePostgrest:
             existing = index.get(key) if all(k is not None for k in key) else None
             if existing is not None:
                 if resolution == "merge-duplicates":
-                    merged = {**existing, **values}
+                    merged = table.touched(existing, {**existing, **values})
                     table.check(merged)
                     self._unique_clash(table, rows, merged, existing)
-                    existing.update(values)
+                    existing.update(merged)
                     written.append(existing)
                     continue
                 if resolution == "ignore-duplicates":
@@ -582,10 +589,10 @@ class FakePostgrest:
         written = []
         for row in rows:
             if match(row):
-                merged = {**row, **values}
+                merged = table.touched(row, {**row, **values})
                 table.check(merged)
                 self._unique_clash(table, rows, merged, row)
-                row.update(values)
+                row.update(merged)
                 written.append(row)
         table.rows = rows
         return self._written(table, params, prefer, written, 204)
