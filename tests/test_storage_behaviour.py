@@ -107,9 +107,10 @@ def test_an_upsert_leaves_columns_it_does_not_mention_alone(storage):
     row = decision(1)
     storage.upsert_decisions([row])
     storage.update_decision(row["id"], {"notion_page_id": "page-1", "ai_analysis": {"summary": "ok"}})
+    created = storage.get_decision(row["id"])["created_at"]
     storage.upsert_decisions([{**row, "decision": "Edited text"}])
     got = storage.get_decision(row["id"])
-    assert got["decision"] == "Edited text"
+    assert got["decision"] == "Edited text" and got["created_at"] == created
     assert got["notion_page_id"] == "page-1" and got["ai_analysis"] == {"summary": "ok"}
     assert storage.find_decision_by_page("page-1")["id"] == row["id"]
     assert storage.find_decision_by_page("page-2") is None

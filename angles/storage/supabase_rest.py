@@ -171,7 +171,7 @@ class SupabaseStorage(Storage):
     def _upsert(self, rows: list[dict], explicit: set[str]) -> int:
         from postgrest.types import ReturnMethod
 
-        payload = self._without_unchanged(rows, explicit)
+        payload = self._merge_with_stored(rows, explicit)
         if payload:
             self._run(
                 lambda: self._table("decision_vault").upsert(payload, on_conflict="id", returning=ReturnMethod.minimal),
@@ -179,14 +179,14 @@ class SupabaseStorage(Storage):
             )
         return len(rows)
 
-    def _without_unchanged(self, rows: list[dict], explicit: set[str]) -> list[dict]:
-        """Drop rows identical to what is stored.
+    def _merge_with_stored(self, rows: list[dict], explicit: set[str]) -> list[dict]:
+        """Keep stored created_at and drop rows identical to what is stored, as the SQL backends do.
 
-        The updated_at trigger stamps now() on any UPDATE that leaves updated_at as it was, so rewriting an
-        unchanged row with its own updated_at (a restore, a repeated upsert) would otherwise move it.
+        PostgREST's merge-duplicates rewrites every column sent, and the updated_at trigger stamps now() on an
+        UPDATE that leaves updated_at as it was; without this a repeated upsert or a restore would move both.
         """
-        ids = [r["id"] for r in rows if r["id"] in explicit]
         stored: dict[str, dict] = {}
+        ids = [r["id"] for r in rows]
         for start in range(0, len(ids), LOOKUP_BATCH):
             chunk = ids[start : start + LOOKUP_BATCH]
             result = self._run(
@@ -194,9 +194,17 @@ class SupabaseStorage(Storage):
                 "reading decisions before an upsert",
             )
             stored.update({r["id"]: decode(r) for r in result.data})
-        if not stored:
-            return list(rows)
-        return [r for r in rows if r["id"] not in stored or decode({**stored[r["id"]], **r}) != stored[r["id"]]]
+        payload = []
+        for row in rows:
+            old = stored.get(row["id"])
+            if old is None:
+                payload.append(row)
+                continue
+            row = {**row, "created_at": old["created_at"]}
+            if row["id"] in explicit and decode({**old, **row}) == old:
+                continue
+            payload.append(row)
+        return payload
 
     def update_decision(self, decision_id: str, fields: dict) -> None:
         from postgrest.types import ReturnMethod
