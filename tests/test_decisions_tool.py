@@ -6,8 +6,7 @@ import json
 
 import pytest
 
-from tests.fakes.postgrest import FakePostgrest
-from tests.test_storage_behaviour import fake_service_key
+from tests.fakes.postgrest import FakePostgrest, fake_service_key
 
 TOOL = "tools/decisions.py"
 

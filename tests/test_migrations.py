@@ -13,8 +13,7 @@ from psycopg.rows import dict_row
 
 from angles.errors import MigrationError
 from angles.storage import migrations
-from tests.fakes.postgrest import FakePostgrest
-from tests.test_storage_behaviour import fake_service_key
+from tests.fakes.postgrest import FakePostgrest, fake_service_key
 
 # The original system's schema, as its database was created (issue 2, item 5).
 ORIGINAL_SCHEMA = """

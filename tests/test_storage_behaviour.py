@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import inspect
-import json
-import os
 import threading
 import uuid
 
@@ -14,20 +11,9 @@ import pytest
 from angles.decisions import validate
 from angles.errors import DatabaseError, ExternalServiceError
 from angles.storage import migrations
-from tests.fakes.postgrest import FakePostgrest
+from tests.fakes.postgrest import FakePostgrest, fake_service_key
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres), "supabase"]
-
-
-def fake_service_key() -> str:
-    """A JWT-shaped key made at run time, like a Supabase service_role key (no token-shaped literal in the repo)."""
-
-    def part(data: bytes) -> str:
-        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-    header = part(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-    claims = part(json.dumps({"role": "service_role", "iss": "angles-tests"}).encode())
-    return f"{header}.{claims}.{part(os.urandom(32))}"
 
 
 @pytest.fixture
@@ -399,4 +385,15 @@ def test_postgres_connection_is_reopened_after_the_server_drops_it(pg_url):
     with pytest.raises(DatabaseError):
         storage.count_decisions()
     assert storage.count_decisions() == 0
+    storage.close()
+
+
+@pytest.mark.postgres
+def test_postgres_works_through_a_transaction_pooler(pg_url):
+    from angles.storage.postgres import PostgresStorage
+
+    # Supabase's pooler on port 6543 hands each transaction to any server connection: no prepared statements.
+    storage = PostgresStorage(pg_url.replace("postgresql://postgres@", "postgresql://postgres:pw-hidden@"))
+    assert storage.conn.prepare_threshold is None
+    assert "pw-hidden" not in storage.describe() and storage.describe().startswith("postgresql://127.0.0.1:")
     storage.close()
