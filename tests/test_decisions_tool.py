@@ -255,3 +255,16 @@ def test_import_is_idempotent_over_supabase_rest(run_script, home):
         assert "0 new, 0 updated, 2 unchanged" in run_script(TOOL, "import", str(path), env=env).stdout
         assert len(fake.rows("decision_vault")) == 2
         assert key not in first.stdout + first.stderr
+
+
+def test_a_large_import_is_idempotent_too(vault, home):
+    rows = [{"decision": f"Bulk decision {n} — ✓", "type": "other", "date": "2025-01-01"} for n in range(180)]
+    path = home / "bulk.json"
+    path.write_text(json.dumps(rows), encoding="utf-8")
+    first = json.loads(vault("import", str(path), "--json").stdout)
+    assert (first["new"], first["unchanged"]) == (180, 0)
+    rows[7]["comment"] = "edited"
+    path.write_text(json.dumps(rows), encoding="utf-8")
+    second = json.loads(vault("import", str(path), "--json").stdout)
+    assert (second["new"], second["updated"], second["unchanged"]) == (0, 1, 179)
+    assert as_json(vault("list", "--json"))["count"] == 180

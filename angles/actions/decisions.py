@@ -20,6 +20,8 @@ IMPORT_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "angles-ai-universe/decision-i
 # What a person edits; an import compares and updates only these, and only the ones its file provides.
 EDITABLE = ("decision", "date", "type", "priority", "tags", "active", "comment")
 WRITE_BATCH = 500
+# Beyond this many rows a paged scan of the vault is cheaper than a lookup per row (over REST especially).
+LOOKUP_LIMIT = 50
 
 
 class NotFoundError(AnglesError):
@@ -163,6 +165,14 @@ def _content_id(record: dict) -> str:
     return str(uuid.uuid5(IMPORT_NAMESPACE, "\x1f".join(parts)))
 
 
+def _existing(storage, candidates: dict) -> dict[str, dict]:
+    """Stored rows for the ids about to be imported: one lookup each for a few, one paged scan for many."""
+    if len(candidates) <= LOOKUP_LIMIT:
+        found = (storage.get_decision(i) for i in candidates)
+        return {row["id"]: row for row in found if row is not None}
+    return {row["id"]: row for row in storage.iter_decisions() if row["id"] in candidates}
+
+
 def run_import(settings, path: Path, *, dry_run: bool = False) -> dict:
     """Import valid records (new ones inserted, changed ones updated, ids kept); report and skip invalid ones."""
     records = read_records(Path(path))
@@ -188,8 +198,9 @@ def run_import(settings, path: Path, *, dry_run: bool = False) -> dict:
     with open_storage(settings, create=False) as storage:
         if not dry_run:
             _writable(storage)
+        existing = _existing(storage, candidates)
         for row, provided in candidates.values():
-            current = storage.get_decision(row["id"])
+            current = existing.get(row["id"])
             if current is None:
                 new.append(row)
                 continue
