@@ -359,6 +359,14 @@ def test_supabase_rest_schema_errors_are_database_errors(supabase_fake):
     storage.close()
 
 
+def test_a_malformed_postgres_url_is_refused_without_echoing_the_password():
+    from angles.storage.postgres import PostgresStorage
+
+    with pytest.raises(DatabaseError, match="not a valid PostgreSQL connection string") as info:
+        PostgresStorage("postgresql://vault:pw-that-must-not-show@[broken/vault")
+    assert "pw-that-must-not-show" not in str(info.value)
+
+
 @pytest.mark.postgres
 def test_postgres_connect_failure_is_one_line_without_the_password():
     from angles.storage.postgres import PostgresStorage

@@ -25,9 +25,12 @@ CONNECT_TIMEOUT_S = 10
 _PREAMBLE = re.compile(r"^(?:connection failed:\s*)?(?:connection to server at [^,]+, port \d+ failed:\s*)?")
 
 
-def _reason(exc: Exception) -> str:
-    """The first line of a driver error, without libpq's preamble and severity label."""
+def _reason(exc: Exception, url: str = "") -> str:
+    """The first line of a driver error, without libpq's preamble, severity label or the URL's password."""
     text = str(exc).strip()
+    if url:
+        text = text.replace(url, "DATABASE_URL")
+    text = re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
     first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
     first = _PREAMBLE.sub("", first)
     return re.sub(r"^(FATAL|ERROR):\s+", "", first) or type(exc).__name__
@@ -51,7 +54,9 @@ class PostgresStorage(Storage):
         try:
             info = conninfo_to_dict(url)
         except psycopg.ProgrammingError as exc:
-            raise DatabaseError(f"DATABASE_URL is not a valid PostgreSQL connection string: {_reason(exc)}") from None
+            raise DatabaseError(
+                f"DATABASE_URL is not a valid PostgreSQL connection string: {_reason(exc, url)}"
+            ) from None
         self.host = info.get("host") or "localhost"
         self.port = info.get("port") or "5432"
         self.dbname = info.get("dbname") or info.get("user") or ""
@@ -69,7 +74,9 @@ class PostgresStorage(Storage):
                 application_name="angles",
             )
         except psycopg.Error as exc:
-            raise DatabaseError(f"cannot connect to PostgreSQL at {self.host}:{self.port}: {_reason(exc)}") from None
+            raise DatabaseError(
+                f"cannot connect to PostgreSQL at {self.host}:{self.port}: {_reason(exc, self.url)}"
+            ) from None
 
     def close(self) -> None:
         with self._lock:
@@ -88,7 +95,7 @@ class PostgresStorage(Storage):
             try:
                 yield self.conn
             except psycopg.Error as exc:
-                raise DatabaseError(f"PostgreSQL error on {self.host}:{self.port}: {_reason(exc)}") from exc
+                raise DatabaseError(f"PostgreSQL error on {self.host}:{self.port}: {_reason(exc, self.url)}") from exc
 
     @contextmanager
     def _transaction(self):

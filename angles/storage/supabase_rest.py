@@ -68,7 +68,15 @@ class SupabaseStorage(Storage):
     def _table(self, name: str):
         return self.client.table(name)
 
-    def _run(self, build: Callable, what: str, *, idempotent: bool = True, missing_ok: bool = False, conflict_ok=False):
+    def _run(
+        self,
+        build: Callable,
+        what: str,
+        *,
+        idempotent: bool = True,
+        missing_ok: bool = False,
+        conflict_ok: bool = False,
+    ):
         """Execute one request with retries and map failures to domain errors.
 
         Returns None for a missing table when missing_ok, CONFLICT for a unique violation when conflict_ok.
