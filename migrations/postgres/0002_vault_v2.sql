@@ -24,6 +24,14 @@ ALTER TABLE decision_vault
     ADD COLUMN IF NOT EXISTS notion_attempted_at timestamptz,
     ADD COLUMN IF NOT EXISTS superseded_by uuid REFERENCES decision_vault (id),
     ADD COLUMN IF NOT EXISTS deleted_at timestamptz;
+-- The original columns were nullable: fill gaps from the other timestamp (or the decision date) before NOT NULL.
+-- Triggers are off for this one statement so the backfill does not stamp every row with now().
+ALTER TABLE decision_vault DISABLE TRIGGER USER;
+UPDATE decision_vault
+    SET created_at = COALESCE(created_at, updated_at, date::timestamp AT TIME ZONE 'UTC'),
+        updated_at = COALESCE(updated_at, created_at, date::timestamp AT TIME ZONE 'UTC')
+    WHERE created_at IS NULL OR updated_at IS NULL;
+ALTER TABLE decision_vault ENABLE TRIGGER USER;
 ALTER TABLE decision_vault ALTER COLUMN created_at SET NOT NULL, ALTER COLUMN updated_at SET NOT NULL;
 CREATE UNIQUE INDEX IF NOT EXISTS decision_vault_notion_page_id ON decision_vault (notion_page_id)
     WHERE notion_page_id IS NOT NULL;

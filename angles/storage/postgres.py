@@ -1,0 +1,322 @@
+"""PostgreSQL through psycopg 3: a local server, a managed one, or Supabase's connection pooler."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from angles.decisions import COLUMNS, JSON_COLUMNS, to_iso, utc_now
+from angles.errors import DatabaseError
+from angles.storage.base import Storage
+from angles.storage.rows import decode, decode_activity, prepare
+
+logger = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_S = 10
+_PREAMBLE = re.compile(r"^(?:connection failed:\s*)?(?:connection to server at [^,]+, port \d+ failed:\s*)?")
+
+
+def _reason(exc: Exception, url: str = "") -> str:
+    """The first line of a driver error, without libpq's preamble, severity label or the URL's password."""
+    text = str(exc).strip()
+    if url:
+        text = text.replace(url, "DATABASE_URL")
+    text = re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
+    first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
+    first = _PREAMBLE.sub("", first)
+    return re.sub(r"^(FATAL|ERROR):\s+", "", first) or type(exc).__name__
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return True
+
+
+class PostgresStorage(Storage):
+    kind = "postgres"
+    dialect = "postgres"
+
+    def __init__(self, url: str):
+        self.url = url
+        self._lock = threading.RLock()
+        try:
+            info = conninfo_to_dict(url)
+        except psycopg.ProgrammingError as exc:
+            raise DatabaseError(
+                f"DATABASE_URL is not a valid PostgreSQL connection string: {_reason(exc, url)}"
+            ) from None
+        self.host = info.get("host") or "localhost"
+        self.port = info.get("port") or "5432"
+        self.dbname = info.get("dbname") or info.get("user") or ""
+        self.conn = self._connect()
+
+    def _connect(self) -> psycopg.Connection:
+        try:
+            # prepare_threshold=None: Supabase's transaction pooler (port 6543) cannot keep prepared statements.
+            return psycopg.connect(
+                self.url,
+                autocommit=True,
+                prepare_threshold=None,
+                row_factory=dict_row,
+                connect_timeout=CONNECT_TIMEOUT_S,
+                application_name="angles",
+            )
+        except psycopg.Error as exc:
+            raise DatabaseError(
+                f"cannot connect to PostgreSQL at {self.host}:{self.port}: {_reason(exc, self.url)}"
+            ) from None
+
+    def close(self) -> None:
+        with self._lock:
+            self.conn.close()
+
+    def describe(self) -> str:
+        return f"postgresql://{self.host}:{self.port}/{self.dbname}"
+
+    @contextmanager
+    def _guard(self):
+        """Hold the connection for one unit of work; reconnect once if the server dropped it."""
+        with self._lock:
+            if self.conn.closed or self.conn.broken:
+                logger.warning("PostgreSQL connection to %s:%s was lost; reconnecting", self.host, self.port)
+                self.conn = self._connect()
+            try:
+                yield self.conn
+            except psycopg.Error as exc:
+                raise DatabaseError(f"PostgreSQL error on {self.host}:{self.port}: {_reason(exc, self.url)}") from exc
+
+    @contextmanager
+    def _transaction(self):
+        with self._guard() as conn, conn.transaction():
+            yield conn
+
+    def ping(self) -> None:
+        with self._guard() as conn:
+            conn.execute("SELECT 1").fetchone()
+
+    @staticmethod
+    def _table_exists(conn, name: str) -> bool:
+        return conn.execute("SELECT to_regclass(%s) AS t", (name,)).fetchone()["t"] is not None
+
+    def applied_migrations(self) -> list[dict]:
+        with self._guard() as conn:
+            if not self._table_exists(conn, "schema_migrations"):
+                return []
+            rows = conn.execute(
+                "SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version"
+            ).fetchall()
+            return [{**r, "applied_at": to_iso(r["applied_at"])} for r in rows]
+
+    def apply_migration(self, version: int, name: str, checksum: str, sql: str) -> None:
+        with self._lock:
+            if self.conn.closed or self.conn.broken:
+                self.conn = self._connect()
+            conn = self.conn
+            # Driver errors pass through unchanged so migrate() can name the migration that failed.
+            with conn.transaction():
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, name text NOT NULL,"
+                    " checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+                )
+                conn.execute(sql)
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (%s, %s, %s, %s)",
+                    (int(version), name, checksum, utc_now()),
+                )
+
+    @staticmethod
+    def _adapt(row: dict) -> dict:
+        out = prepare(row, json_as_text=False, bool_as_int=False)
+        for column in JSON_COLUMNS:
+            if column in out and out[column] is not None:
+                out[column] = Jsonb(out[column])
+        return out
+
+    def upsert_decisions(self, rows: Iterable[dict], *, atomic: bool = False, batch: int = 500) -> int:
+        count = 0
+        pending: list[dict] = []
+
+        def flush(conn):
+            nonlocal count
+            if pending:
+                self._write_batch(conn, pending)
+                count += len(pending)
+                pending.clear()
+
+        if atomic:
+            with self._transaction() as conn:
+                for row in rows:
+                    pending.append(self._adapt(row))
+                    if len(pending) >= batch:
+                        flush(conn)
+                flush(conn)
+            return count
+        for row in rows:
+            pending.append(self._adapt(row))
+            if len(pending) >= batch:
+                with self._transaction() as conn:
+                    flush(conn)
+        with self._transaction() as conn:
+            flush(conn)
+        return count
+
+    @staticmethod
+    def _write_batch(conn, rows: list[dict]) -> None:
+        groups: dict[tuple, list[dict]] = {}
+        for row in rows:
+            groups.setdefault(tuple(row), []).append(row)
+        for columns, group in groups.items():
+            changing = [c for c in columns if c not in ("id", "created_at")]
+            updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in changing)
+            # Skipping identical rows keeps the updated_at trigger from touching a row nothing changed in.
+            old = ", ".join(f"decision_vault.{c}" for c in changing)
+            new = ", ".join(f"EXCLUDED.{c}" for c in changing)
+            sql = (
+                f"INSERT INTO decision_vault ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})"
+                f" ON CONFLICT (id) DO UPDATE SET {updates} WHERE ROW({old}) IS DISTINCT FROM ROW({new})"
+            )
+            with conn.cursor() as cur:
+                cur.executemany(sql, [tuple(r[c] for c in columns) for r in group])
+
+    def update_decision(self, decision_id: str, fields: dict) -> None:
+        if not fields or not _is_uuid(decision_id):
+            return
+        prepared = self._adapt({"id": decision_id, **fields})
+        columns = [c for c in fields if c in COLUMNS and c != "id"]
+        if "updated_at" not in fields:
+            columns.append("updated_at")
+        assignments = ", ".join(f"{c} = %s" for c in columns)
+        with self._transaction() as conn:
+            conn.execute(
+                f"UPDATE decision_vault SET {assignments} WHERE id = %s",
+                [prepared[c] for c in columns] + [decision_id],
+            )
+
+    def _select_one(self, where: str, value: str) -> dict | None:
+        with self._guard() as conn:
+            if not self._table_exists(conn, "decision_vault"):
+                return None
+            row = conn.execute(f"SELECT * FROM decision_vault WHERE {where} = %s", (value,)).fetchone()
+            return decode(row) if row else None
+
+    def get_decision(self, decision_id: str) -> dict | None:
+        if not _is_uuid(decision_id):
+            return None
+        return self._select_one("id", decision_id)
+
+    def find_decision_by_page(self, page_id: str) -> dict | None:
+        return self._select_one("notion_page_id", page_id)
+
+    def iter_decisions(self, *, since=None, type=None, priority=None, active=None, batch=1000) -> Iterator[dict]:
+        clauses, params = [], []
+        for clause, value in (("updated_at >= %s", since), ("type = %s", type), ("priority = %s", priority)):
+            if value:
+                clauses.append(clause)
+                params.append(value)
+        if active is not None:
+            clauses.append("active = %s")
+            params.append(bool(active))
+        with self._guard() as conn:
+            if not self._table_exists(conn, "decision_vault"):
+                return
+        last = None
+        while True:
+            keyset = ["id > %s"] if last is not None else []
+            where = " AND ".join([*keyset, *clauses]) or "TRUE"
+            args = ([last] if last is not None else []) + params + [batch]
+            with self._guard() as conn:
+                rows = conn.execute(f"SELECT * FROM decision_vault WHERE {where} ORDER BY id LIMIT %s", args).fetchall()
+            if not rows:
+                return
+            for row in rows:
+                yield decode(row)
+            last = rows[-1]["id"]
+
+    def count_decisions(self) -> int:
+        with self._guard() as conn:
+            if not self._table_exists(conn, "decision_vault"):
+                return 0
+            return conn.execute("SELECT count(*) AS n FROM decision_vault").fetchone()["n"]
+
+    def delete_decisions(self, ids: Iterable[str]) -> int:
+        ids = [i for i in ids if _is_uuid(i)]
+        with self._transaction() as conn, conn.cursor() as cur:
+            cur.executemany("DELETE FROM decision_vault WHERE id = %s", [(i,) for i in ids])
+        return len(ids)
+
+    def record_activity(
+        self,
+        agent_name,
+        action,
+        status="completed",
+        details=None,
+        *,
+        started_at=None,
+        finished_at=None,
+        duration_s=None,
+        host=None,
+    ) -> int:
+        with self._transaction() as conn:
+            row = conn.execute(
+                "INSERT INTO agent_activity (agent_name, action, details, status, created_at, started_at,"
+                " finished_at, duration_s, host) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                (agent_name, action, details, status, utc_now(), started_at, finished_at, duration_s, host),
+            ).fetchone()
+            return row["id"]
+
+    def iter_activity(self, *, since=None, agent_name=None, action=None, batch: int = 1000) -> Iterator[dict]:
+        clauses, params = [], []
+        for clause, value in (("created_at >= %s", since), ("agent_name = %s", agent_name), ("action = %s", action)):
+            if value is not None:
+                clauses.append(clause)
+                params.append(value)
+        with self._guard() as conn:
+            if not self._table_exists(conn, "agent_activity"):
+                return
+        last = 0
+        while True:
+            where = " AND ".join(["id > %s", *clauses])
+            with self._guard() as conn:
+                rows = conn.execute(
+                    f"SELECT * FROM agent_activity WHERE {where} ORDER BY id LIMIT %s", [last, *params, batch]
+                ).fetchall()
+            if not rows:
+                return
+            for row in rows:
+                yield decode_activity(row)
+            last = rows[-1]["id"]
+
+    def get_state(self, key: str) -> str | None:
+        with self._guard() as conn:
+            if not self._table_exists(conn, "sync_state"):
+                return None
+            row = conn.execute("SELECT value FROM sync_state WHERE key = %s", (key,)).fetchone()
+            return row["value"] if row else None
+
+    def set_state(self, key: str, value: str) -> None:
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO sync_state (key, value, updated_at) VALUES (%s, %s, %s)"
+                " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at",
+                (key, value, utc_now()),
+            )
+
+    def claim_slot(self, job: str, slot: str, host: str) -> bool:
+        with self._transaction() as conn:
+            cur = conn.execute(
+                "INSERT INTO job_slots (job, slot, host, claimed_at) VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (job, slot, host, utc_now()),
+            )
+            return cur.rowcount == 1

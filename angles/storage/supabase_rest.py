@@ -1,0 +1,382 @@
+"""Supabase over its REST API (PostgREST) with supabase-py, for deployments that have only a URL and a key."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from urllib.parse import urlparse
+
+from angles.decisions import COLUMNS, to_iso, utc_now
+from angles.errors import DatabaseError, ExternalServiceError, MigrationError
+from angles.storage.base import Storage
+from angles.storage.rows import decode, decode_activity, prepare
+
+logger = logging.getLogger(__name__)
+
+# Statuses worth another try: rate limited, gateway trouble, PostgREST's pool exhausted.
+RETRY_STATUSES = frozenset({429, 502, 503, 504, 520})
+MISSING_TABLE_CODES = frozenset({"PGRST205", "42P01"})
+AUTH_CODES = frozenset({"PGRST301", "PGRST302", "PGRST303", "42501"})
+WRITE_BATCH = 500
+DELETE_BATCH = 100
+LOOKUP_BATCH = 100
+CONFLICT = object()
+
+
+class SupabaseStorage(Storage):
+    kind = "supabase"
+    dialect = "postgres"
+
+    def __init__(self, url: str, key: str, *, timeout: float = 30.0, retries: int = 2, backoff: float = 0.5):
+        # supabase-py pulls in auth, realtime and storage clients: import it only when this backend is chosen.
+        import httpx
+        from supabase import ClientOptions, SupabaseException, create_client
+
+        self.url = url.rstrip("/")
+        self.host = urlparse(self.url).netloc or self.url
+        self.retries = retries
+        self.backoff = backoff
+        self._local = threading.local()
+        self._http = httpx.Client(
+            timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)),
+            event_hooks={"response": [self._remember_status]},
+        )
+        options = ClientOptions(
+            auto_refresh_token=False,
+            persist_session=False,
+            postgrest_client_retry=False,
+            httpx_client=self._http,
+        )
+        try:
+            self.client = create_client(self.url, key, options)
+        except SupabaseException as exc:
+            self._http.close()
+            raise DatabaseError(f"cannot use Supabase REST at {self.host}: {exc}") from None
+
+    def _remember_status(self, response) -> None:
+        self._local.status = response.status_code
+        self._local.retry_after = response.headers.get("Retry-After")
+
+    def close(self) -> None:
+        self._http.close()
+
+    def describe(self) -> str:
+        return f"supabase-rest:{self.url}"
+
+    def _table(self, name: str):
+        return self.client.table(name)
+
+    def _run(
+        self,
+        build: Callable,
+        what: str,
+        *,
+        idempotent: bool = True,
+        missing_ok: bool = False,
+        conflict_ok: bool = False,
+    ):
+        """Execute one request with retries and map failures to domain errors.
+
+        Returns None for a missing table when missing_ok, CONFLICT for a unique violation when conflict_ok.
+        """
+        import httpx
+        from postgrest import APIError
+
+        attempt = 0
+        while True:
+            self._local.status = None
+            self._local.retry_after = None
+            try:
+                return build().execute()
+            except APIError as exc:
+                status = self._local.status
+                if missing_ok and exc.code in MISSING_TABLE_CODES:
+                    return None
+                if conflict_ok and exc.code == "23505":
+                    return CONFLICT
+                if status in RETRY_STATUSES and idempotent and attempt < self.retries:
+                    self._pause(attempt, what, f"HTTP {status}")
+                    attempt += 1
+                    continue
+                raise self._api_error(exc, status, what) from None
+            except httpx.TransportError as exc:
+                retry = idempotent or isinstance(exc, httpx.ConnectError)
+                if retry and attempt < self.retries:
+                    self._pause(attempt, what, type(exc).__name__)
+                    attempt += 1
+                    continue
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise ExternalServiceError(f"Supabase REST at {self.host} is unreachable ({what}): {reason}") from None
+
+    def _pause(self, attempt: int, what: str, reason: str) -> None:
+        delay = self.backoff * (2**attempt)
+        retry_after = self._local.retry_after
+        if retry_after:
+            try:
+                delay = max(delay, min(float(retry_after), 60.0))
+            except ValueError:
+                pass
+        logger.warning("Supabase REST %s failed (%s); retrying in %.1f seconds", what, reason, delay)
+        time.sleep(delay)
+
+    def _api_error(self, exc, status: int | None, what: str) -> Exception:
+        message = (exc.message or "").strip() or "no message"
+        label = f"HTTP {status}" if status else "error"
+        if status in (401, 403) or exc.code in AUTH_CODES:
+            return ExternalServiceError(f"Supabase REST at {self.host} refused the API key ({label}: {message})")
+        if status is None or status >= 500 or status == 429:
+            return ExternalServiceError(f"Supabase REST at {self.host} failed ({what}): {label} {message}")
+        code = f" {exc.code}" if exc.code else ""
+        return DatabaseError(f"Supabase REST rejected {what} ({label}{code}): {message}")
+
+    # schema
+
+    def ping(self) -> None:
+        # A missing table still proves the API answers and accepts the key.
+        self._run(lambda: self._table("decision_vault").select("id").limit(1), "ping", missing_ok=True)
+
+    def applied_migrations(self) -> list[dict]:
+        result = self._run(
+            lambda: self._table("schema_migrations").select("version,name,checksum,applied_at").order("version"),
+            "reading schema_migrations",
+            missing_ok=True,
+        )
+        if result is None:
+            return []
+        return [{**r, "applied_at": to_iso(r["applied_at"])} for r in result.data]
+
+    def apply_migration(self, version: int, name: str, checksum: str, sql: str) -> None:
+        raise MigrationError(
+            "cannot run DDL over Supabase REST; apply the SQL in the Supabase SQL editor or set DATABASE_URL"
+        )
+
+    # decisions
+
+    def upsert_decisions(self, rows: Iterable[dict], *, atomic: bool = False, batch: int = WRITE_BATCH) -> int:
+        """Upsert in batches; with atomic=True each set of rows with the same columns goes in one request.
+
+        PostgREST runs one request in one transaction, so a single request is all-or-nothing.
+        """
+        groups: dict[tuple, list[dict]] = {}
+        explicit: set[str] = set()
+        count = 0
+        for row in rows:
+            prepared = prepare(row, json_as_text=False, bool_as_int=False)
+            if row.get("updated_at"):
+                explicit.add(prepared["id"])
+            group = groups.setdefault(tuple(sorted(prepared)), [])
+            group.append(prepared)
+            if not atomic and len(group) >= batch:
+                count += self._upsert(group, explicit)
+                group.clear()
+        for group in groups.values():
+            if group:
+                count += self._upsert(group, explicit)
+        return count
+
+    def _upsert(self, rows: list[dict], explicit: set[str]) -> int:
+        from postgrest.types import ReturnMethod
+
+        payload = self._merge_with_stored(rows, explicit)
+        if payload:
+            self._run(
+                lambda: self._table("decision_vault").upsert(payload, on_conflict="id", returning=ReturnMethod.minimal),
+                f"upserting {len(payload)} decisions",
+            )
+        return len(rows)
+
+    def _merge_with_stored(self, rows: list[dict], explicit: set[str]) -> list[dict]:
+        """Keep stored created_at and drop rows identical to what is stored, as the SQL backends do.
+
+        PostgREST's merge-duplicates rewrites every column sent, and the updated_at trigger stamps now() on an
+        UPDATE that leaves updated_at as it was; without this a repeated upsert or a restore would move both.
+        """
+        stored: dict[str, dict] = {}
+        ids = [r["id"] for r in rows]
+        for start in range(0, len(ids), LOOKUP_BATCH):
+            chunk = ids[start : start + LOOKUP_BATCH]
+            result = self._run(
+                lambda chunk=chunk: self._table("decision_vault").select("*").in_("id", chunk),
+                "reading decisions before an upsert",
+            )
+            stored.update({r["id"]: decode(r) for r in result.data})
+        payload = []
+        for row in rows:
+            old = stored.get(row["id"])
+            if old is None:
+                payload.append(row)
+                continue
+            row = {**row, "created_at": old["created_at"]}
+            if row["id"] in explicit and decode({**old, **row}) == old:
+                continue
+            payload.append(row)
+        return payload
+
+    def update_decision(self, decision_id: str, fields: dict) -> None:
+        from postgrest.types import ReturnMethod
+
+        if not fields:
+            return
+        prepared = prepare({"id": decision_id, **fields}, json_as_text=False, bool_as_int=False)
+        columns = [c for c in fields if c in COLUMNS and c != "id"]
+        if "updated_at" not in fields:
+            columns.append("updated_at")
+        values = {c: prepared[c] for c in columns}
+        self._run(
+            lambda: self._table("decision_vault").update(values, returning=ReturnMethod.minimal).eq("id", decision_id),
+            "updating a decision",
+        )
+
+    def _one(self, column: str, value: str) -> dict | None:
+        result = self._run(
+            lambda: self._table("decision_vault").select("*").eq(column, value).limit(1),
+            "reading a decision",
+            missing_ok=True,
+        )
+        if result is None or not result.data:
+            return None
+        return decode(result.data[0])
+
+    def get_decision(self, decision_id: str) -> dict | None:
+        import uuid
+
+        try:
+            uuid.UUID(str(decision_id))
+        except ValueError:
+            return None
+        return self._one("id", decision_id)
+
+    def find_decision_by_page(self, page_id: str) -> dict | None:
+        return self._one("notion_page_id", page_id)
+
+    def iter_decisions(self, *, since=None, type=None, priority=None, active=None, batch=1000) -> Iterator[dict]:
+        def page(last):
+            query = self._table("decision_vault").select("*")
+            if last is not None:
+                query = query.gt("id", last)
+            if since:
+                query = query.gte("updated_at", since)
+            if type:
+                query = query.eq("type", type)
+            if priority:
+                query = query.eq("priority", priority)
+            if active is not None:
+                query = query.is_("active", bool(active))
+            return query.order("id").limit(batch)
+
+        last = None
+        while True:
+            result = self._run(lambda last=last: page(last), "reading decisions", missing_ok=True)
+            # Stop on an empty page, not a short one: the server may cap a page below `batch` (max-rows).
+            if result is None or not result.data:
+                return
+            for row in result.data:
+                yield decode(row)
+            last = result.data[-1]["id"]
+
+    def count_decisions(self) -> int:
+        from postgrest.types import CountMethod
+
+        result = self._run(
+            lambda: self._table("decision_vault").select("id", count=CountMethod.exact).limit(1),
+            "counting decisions",
+            missing_ok=True,
+        )
+        return 0 if result is None else int(result.count or 0)
+
+    def delete_decisions(self, ids: Iterable[str]) -> int:
+        from postgrest.types import ReturnMethod
+
+        ids = list(ids)
+        for start in range(0, len(ids), DELETE_BATCH):
+            chunk = ids[start : start + DELETE_BATCH]
+            self._run(
+                lambda chunk=chunk: (
+                    self._table("decision_vault").delete(returning=ReturnMethod.minimal).in_("id", chunk)
+                ),
+                "deleting decisions",
+            )
+        return len(ids)
+
+    # activity
+
+    def record_activity(
+        self,
+        agent_name,
+        action,
+        status="completed",
+        details=None,
+        *,
+        started_at=None,
+        finished_at=None,
+        duration_s=None,
+        host=None,
+    ) -> int:
+        row = {
+            "agent_name": agent_name,
+            "action": action,
+            "details": details,
+            "status": status,
+            "created_at": utc_now(),
+            "started_at": started_at,
+            "finished_at": finished_at,
+            "duration_s": duration_s,
+            "host": host,
+        }
+        result = self._run(lambda: self._table("agent_activity").insert(row), "recording activity", idempotent=False)
+        return result.data[0]["id"]
+
+    def iter_activity(self, *, since=None, agent_name=None, action=None, batch: int = 1000) -> Iterator[dict]:
+        def page(last):
+            query = self._table("agent_activity").select("*").gt("id", last)
+            if since is not None:
+                query = query.gte("created_at", since)
+            if agent_name is not None:
+                query = query.eq("agent_name", agent_name)
+            if action is not None:
+                query = query.eq("action", action)
+            return query.order("id").limit(batch)
+
+        last = 0
+        while True:
+            result = self._run(lambda last=last: page(last), "reading activity", missing_ok=True)
+            if result is None or not result.data:
+                return
+            for row in result.data:
+                yield decode_activity(row)
+            last = result.data[-1]["id"]
+
+    # state and scheduler
+
+    def get_state(self, key: str) -> str | None:
+        result = self._run(
+            lambda: self._table("sync_state").select("value").eq("key", key).limit(1),
+            "reading sync state",
+            missing_ok=True,
+        )
+        if result is None or not result.data:
+            return None
+        return result.data[0]["value"]
+
+    def set_state(self, key: str, value: str) -> None:
+        from postgrest.types import ReturnMethod
+
+        row = {"key": key, "value": value, "updated_at": utc_now()}
+        self._run(
+            lambda: self._table("sync_state").upsert(row, on_conflict="key", returning=ReturnMethod.minimal),
+            "writing sync state",
+        )
+
+    def claim_slot(self, job: str, slot: str, host: str) -> bool:
+        from postgrest.types import ReturnMethod
+
+        row = {"job": job, "slot": slot, "host": host, "claimed_at": utc_now()}
+        result = self._run(
+            lambda: self._table("job_slots").insert(row, returning=ReturnMethod.minimal),
+            "claiming a job slot",
+            idempotent=False,
+            conflict_ok=True,
+        )
+        return result is not CONFLICT

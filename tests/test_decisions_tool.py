@@ -1,0 +1,270 @@
+"""tools/decisions.py as an operator uses it: add, list, show, import (JSON, the original export, CSV)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.fakes.postgrest import FakePostgrest, fake_service_key
+
+TOOL = "tools/decisions.py"
+
+ORIGINAL_EXPORT = {
+    "decisions": [
+        {
+            "id": "6f1c2a53-5d0e-4c43-9a55-0f7b1b5f3d11",
+            "decision": "Adopt Notion as the reading surface — für alle 📚",
+            "type": "process",
+            "date": "2024-01-02",
+            "active": True,
+            "comment": None,
+        },
+        {
+            "decision": "Exported without an id",
+            "type": "strategy",
+            "date": "2024-01-03",
+            "active": False,
+            "comment": "c",
+        },
+        {"decision": "", "type": "strategy", "date": "2024-01-03", "active": True, "comment": None},
+        {"decision": "Unknown type", "type": "marketing", "date": "2024-01-04", "active": True, "comment": None},
+        {"decision": "Bad date", "type": "other", "date": "2024-13-45", "active": True, "comment": None},
+    ],
+    "exported_at": "2024-05-01T00:00:00Z",
+}
+
+
+@pytest.fixture
+def vault(run_script):
+    """A migrated embedded database and a runner for the tool."""
+    assert run_script("run_migration.py").returncode == 0
+
+    def tool(*args, env=None):
+        return run_script(TOOL, *args, env=env)
+
+    return tool
+
+
+def as_json(result):
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_add_stores_one_decision_with_every_field(vault):
+    added = as_json(
+        vault(
+            "add",
+            "Use Postgres für alles 🚀",
+            "--type",
+            "technical",
+            "--priority",
+            "p1",
+            "--tags",
+            "db, infra",
+            "--comment",
+            "see ADR-1",
+            "--date",
+            "2025-02-03",
+            "--json",
+        )
+    )["decision"]
+    assert added["decision"] == "Use Postgres für alles 🚀"
+    assert (added["type"], added["priority"], added["tags"]) == ("technical", "P1", ["db", "infra"])
+    assert (added["comment"], added["date"], added["active"]) == ("see ADR-1", "2025-02-03", True)
+    shown = as_json(vault("show", added["id"], "--json"))["decision"]
+    assert shown == added
+
+
+def test_add_rejects_bad_input_with_one_line_and_stores_nothing(vault):
+    for args, fragment in (
+        (["   "], "decision text is empty"),
+        (["x", "--type", "marketing"], "type 'marketing' is unknown"),
+        (["x", "--priority", "P9"], "priority 'P9' is unknown"),
+        (["x", "--date", "yesterday"], "is not a date"),
+    ):
+        result = vault("add", *args)
+        assert result.returncode == 1
+        assert len(result.stderr.strip().splitlines()) == 1 and fragment in result.stderr
+    assert as_json(vault("list", "--json"))["count"] == 0
+
+
+def test_add_before_any_migration_says_to_run_it_and_creates_no_database(run_script, home):
+    result = run_script(TOOL, "add", "Too early")
+    assert result.returncode == 2
+    assert "run `python run_migration.py` first" in result.stderr
+    assert not (home / "data" / "angles.db").exists()
+
+
+def test_list_filters_by_type_priority_state_and_date(vault):
+    for args in (
+        ["Old security rule", "--type", "security", "--priority", "P0", "--date", "2023-05-01"],
+        ["New product bet", "--type", "product", "--priority", "P1", "--date", "2025-01-10"],
+        ["Process tweak", "--type", "process", "--date", "2025-03-01"],
+    ):
+        assert vault("add", *args).returncode == 0
+    everything = as_json(vault("list", "--json"))
+    assert [d["decision"] for d in everything["decisions"]] == ["Old security rule", "New product bet", "Process tweak"]
+
+    def names(*args):
+        return [d["decision"] for d in as_json(vault("list", *args, "--json"))["decisions"]]
+
+    assert names("--type", "product") == ["New product bet"]
+    assert names("--priority", "p0") == ["Old security rule"]
+    assert names("--since", "2025-01-01") == ["New product bet", "Process tweak"]
+    assert names("--inactive") == []
+    assert len(names("--active")) == 3
+    text = vault("list", "--type", "security")
+    assert "Old security rule" in text.stdout and "1 decision" in text.stdout
+    bad = vault("list", "--since", "last week")
+    assert bad.returncode == 1 and "--since" in bad.stderr
+
+
+def test_show_accepts_the_short_id_list_prints_and_shows_the_ai_analysis(vault, settings):
+    added = as_json(vault("add", "Keep a stored analysis", "--json"))["decision"]
+    from angles.storage import open_storage
+
+    with open_storage(settings) as storage:
+        storage.update_decision(added["id"], {"ai_analysis": {"summary": "Sound call", "impact": "high"}})
+    shown = vault("show", added["id"][:8])
+    assert shown.returncode == 0, shown.stderr
+    assert added["id"] in shown.stdout and "Sound call" in shown.stdout and "ai_analysis" in shown.stdout
+    for field in ("notion_page_id", "synced", "created_at", "updated_at", "type_source"):
+        assert field in shown.stdout
+    missing = vault("show", "00000000-0000-4000-8000-000000000000")
+    assert missing.returncode == 1 and "no decision with id" in missing.stderr
+
+
+def test_importing_the_original_export_reports_bad_rows_and_keeps_the_good(vault, home):
+    path = home / "export.json"
+    path.write_text(json.dumps(ORIGINAL_EXPORT, ensure_ascii=False), encoding="utf-8")
+    result = vault("import", str(path))
+    assert result.returncode == 1
+    assert "decisions[2]: decision text is empty" in result.stdout
+    assert "decisions[3]: type 'marketing' is unknown" in result.stdout
+    assert "decisions[4]: date '2024-13-45' is not a date" in result.stdout
+    assert "2 new, 0 updated, 0 unchanged, 3 invalid" in result.stdout
+    stored = as_json(vault("list", "--json"))["decisions"]
+    assert [d["decision"] for d in stored] == [
+        "Adopt Notion as the reading surface — für alle 📚",
+        "Exported without an id",
+    ]
+    assert stored[0]["id"] == "6f1c2a53-5d0e-4c43-9a55-0f7b1b5f3d11"
+    assert stored[1]["active"] is False and stored[1]["comment"] == "c"
+
+
+def test_reimporting_the_same_file_creates_no_duplicates(vault, home):
+    path = home / "export.json"
+    path.write_text(json.dumps(ORIGINAL_EXPORT), encoding="utf-8")
+    vault("import", str(path))
+    first = as_json(vault("list", "--json"))["decisions"]
+    again = vault("import", str(path))
+    assert "0 new, 0 updated, 2 unchanged" in again.stdout
+    assert as_json(vault("list", "--json"))["decisions"] == first
+
+
+def test_an_edited_file_updates_only_the_fields_it_carries(vault, home, settings):
+    path = home / "export.json"
+    path.write_text(json.dumps(ORIGINAL_EXPORT["decisions"][:1]), encoding="utf-8")
+    assert vault("import", str(path)).returncode == 0
+    decision_id = ORIGINAL_EXPORT["decisions"][0]["id"]
+    from angles.storage import open_storage
+
+    with open_storage(settings) as storage:
+        storage.update_decision(decision_id, {"priority": "P0", "notion_page_id": "page-9"})
+    edited = [{**ORIGINAL_EXPORT["decisions"][0], "comment": "now with a comment", "active": False}]
+    path.write_text(json.dumps(edited), encoding="utf-8")
+    result = vault("import", str(path))
+    assert "0 new, 1 updated, 0 unchanged" in result.stdout
+    shown = as_json(vault("show", decision_id, "--json"))["decision"]
+    assert shown["comment"] == "now with a comment" and shown["active"] is False
+    assert shown["priority"] == "P0" and shown["notion_page_id"] == "page-9"
+
+
+def test_csv_with_a_header_imports_and_reports_bad_lines(vault, home):
+    path = home / "decisions.csv"
+    path.write_text(
+        "decision,type,priority,tags,date,active,comment\n"
+        'Use WAL mode,technical,P2,"db,sqlite",2025-01-01,true,\n'
+        ",strategy,,,2025-01-02,true,empty text\n"
+        '"Multi-line, quoted\ntext ✓",architecture,P1,,2025-01-03,false,ok\n'
+        "Bad priority,process,P7,,2025-01-04,true,\n",
+        encoding="utf-8",
+    )
+    result = vault("import", str(path), "--json")
+    report = json.loads(result.stdout)
+    assert result.returncode == 1
+    assert (report["new"], report["unchanged"]) == (2, 0)
+    assert [p["where"] for p in report["invalid"]] == ["line 3", "line 6"]
+    stored = as_json(vault("list", "--json"))["decisions"]
+    assert stored[0]["tags"] == ["db", "sqlite"] and stored[0]["priority"] == "P2"
+    assert stored[1]["decision"] == "Multi-line, quoted\ntext ✓" and stored[1]["active"] is False
+    again = json.loads(vault("import", str(path), "--json").stdout)
+    assert (again["new"], again["unchanged"]) == (0, 2)
+
+
+def test_import_dry_run_writes_nothing(vault, home):
+    path = home / "export.json"
+    path.write_text(json.dumps(ORIGINAL_EXPORT), encoding="utf-8")
+    report = json.loads(vault("import", str(path), "--dry-run", "--json").stdout)
+    assert report["dry_run"] is True and report["new"] == 2 and len(report["invalid"]) == 3
+    assert as_json(vault("list", "--json"))["count"] == 0
+
+
+@pytest.mark.parametrize(
+    "content,fragment",
+    [
+        ("{not json", "not valid JSON (line 1"),
+        ('{"rows": []}', 'expected a list of decisions or {"decisions": [...]}'),
+    ],
+)
+def test_an_unreadable_import_file_is_one_clear_line(vault, home, content, fragment):
+    path = home / "bad.json"
+    path.write_text(content, encoding="utf-8")
+    result = vault("import", str(path))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()] and fragment in result.stderr
+    missing = vault("import", str(home / "nope.csv"))
+    assert missing.returncode == 1 and "no such file" in missing.stderr
+    headerless = home / "plain.csv"
+    headerless.write_text("just,some,values\n", encoding="utf-8")
+    assert "must name a 'decision' column" in vault("import", str(headerless)).stderr
+
+
+@pytest.mark.postgres
+def test_import_is_idempotent_on_postgres(run_script, home, pg_url):
+    env = {"DATABASE_URL": pg_url}
+    assert run_script("run_migration.py", env=env).returncode == 0
+    path = home / "export.json"
+    path.write_text(json.dumps(ORIGINAL_EXPORT), encoding="utf-8")
+    assert "2 new" in run_script(TOOL, "import", str(path), env=env).stdout
+    assert "0 new, 0 updated, 2 unchanged" in run_script(TOOL, "import", str(path), env=env).stdout
+    listed = json.loads(run_script(TOOL, "list", "--json", env=env).stdout)
+    assert listed["count"] == 2
+
+
+def test_import_is_idempotent_over_supabase_rest(run_script, home):
+    key = fake_service_key()
+    with FakePostgrest(key) as fake:
+        fake.create_schema()
+        env = {"SUPABASE_URL": fake.url, "SUPABASE_KEY": key}
+        path = home / "export.json"
+        path.write_text(json.dumps(ORIGINAL_EXPORT), encoding="utf-8")
+        first = run_script(TOOL, "import", str(path), env=env)
+        assert "2 new" in first.stdout, first.stderr
+        assert "0 new, 0 updated, 2 unchanged" in run_script(TOOL, "import", str(path), env=env).stdout
+        assert len(fake.rows("decision_vault")) == 2
+        assert key not in first.stdout + first.stderr
+
+
+def test_a_large_import_is_idempotent_too(vault, home):
+    rows = [{"decision": f"Bulk decision {n} — ✓", "type": "other", "date": "2025-01-01"} for n in range(180)]
+    path = home / "bulk.json"
+    path.write_text(json.dumps(rows), encoding="utf-8")
+    first = json.loads(vault("import", str(path), "--json").stdout)
+    assert (first["new"], first["unchanged"]) == (180, 0)
+    rows[7]["comment"] = "edited"
+    path.write_text(json.dumps(rows), encoding="utf-8")
+    second = json.loads(vault("import", str(path), "--json").stdout)
+    assert (second["new"], second["updated"], second["unchanged"]) == (0, 1, 179)
+    assert as_json(vault("list", "--json"))["count"] == 180
