@@ -201,3 +201,15 @@ def append_history(settings, doc: dict, now: datetime) -> None:
         points.append(history_point(doc))
         text = "".join(json.dumps(p, separators=(",", ":")) + "\n" for p in points[-MAX_HISTORY_POINTS:])
         write_atomic(path, text)
+
+
+def iso_to_epoch(stamp) -> float | None:
+    """Unix time of an ISO timestamp, None for anything else."""
+    from angles.decisions import parse_timestamp
+
+    if not isinstance(stamp, str) or not stamp:
+        return None
+    try:
+        return parse_timestamp(stamp).timestamp()
+    except (ValueError, TypeError):
+        return None
