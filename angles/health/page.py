@@ -92,8 +92,9 @@ dl{display:grid;grid-template-columns:max-content 1fr;gap:4px 12px;margin:0}dt{c
 {% if scheduler.last_tick %}<dt>Heartbeat</dt><dd>{{ scheduler.last_tick }}</dd>{% endif %}</dl>
 <table id="jobs"><thead><tr><th>Job</th><th>Schedule</th><th>Last run</th><th>Result</th><th>Duration</th>
 <th>Next run</th></tr></thead><tbody>
-{% for name, job in jobs %}<tr><td>{{ name }}{% if job.running %} (running){% endif %}</td><td>{{ job.schedule or "" }}</td>
-<td>{{ job.last_run or "never" }}</td><td><span class="badge {{ job.last_result or 'none' }}">{{ job.last_result or "none" }}</span></td>
+{% for name, job in jobs %}<tr><td>{{ name }}{% if job.running %} (running){% endif %}</td>
+<td>{{ job.schedule or "" }}</td><td>{{ job.last_run or "never" }}</td>
+<td><span class="badge {{ job.last_result or 'none' }}">{{ job.last_result or "none" }}</span></td>
 <td>{% if job.last_duration_s is number %}{{ "%.1f" | format(job.last_duration_s) }} s{% endif %}</td>
 <td>{{ job.next_run or "" }}</td></tr>
 {% else %}<tr><td colspan="6" class="muted">no scheduler state yet</td></tr>{% endfor %}
@@ -107,7 +108,8 @@ dl{display:grid;grid-template-columns:max-content 1fr;gap:4px 12px;margin:0}dt{c
 <dt>Last success</dt><dd>{{ backup.last_success or "none yet" }}</dd>
 <dt>Last verification</dt><dd>{{ verify.time or "none yet" }}{% if verify.result %} ({{ verify.result }}
 {%- if verify.level %}, {{ verify.level }}{% endif %}){% endif %}</dd>
-<dt>Last sync</dt><dd>{{ sync.last_time or "none in 24 h" }}{% if sync.last_status %} ({{ sync.last_status }}){% endif %}</dd>
+<dt>Last sync</dt><dd>{{ sync.last_time or "none in 24 h" }}
+{%- if sync.last_status %} ({{ sync.last_status }}){% endif %}</dd>
 <dt>Sync, 24 h</dt><dd>{% if sync.runs_24h %}{{ sync.runs_24h - sync.failed_24h }} of {{ sync.runs_24h }} succeeded
 {% else %}no runs{% endif %}</dd>
 </dl>
