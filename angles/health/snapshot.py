@@ -121,6 +121,8 @@ def load(path: Path) -> tuple[dict | None, str | None]:
         or not isinstance(doc.get("checks"), dict)
     ):
         return None, f"health snapshot {path.name} is corrupt (missing status, time or checks)"
+    if iso_to_epoch(doc["time"]) is None:
+        return None, f"health snapshot {path.name} is corrupt (unreadable time {doc['time'][:40]!r})"
     return doc, None
 
 
