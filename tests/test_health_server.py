@@ -505,3 +505,51 @@ def test_fuzz_through_waitress_never_gets_a_5xx(served):
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     connection.request("GET", "/health")
     assert connection.getresponse().status == 200, "still serving after the fuzz"
+
+
+@pytest.mark.browser
+def test_dashboard_renders_in_headless_chromium_without_console_errors(served, tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    port, _ = served
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,1100",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    try:
+        driver.set_page_load_timeout(30)
+        driver.get(f"http://127.0.0.1:{port}/")
+        WebDriverWait(driver, 10).until(lambda d: d.find_element(By.ID, "age").get_attribute("data-live") == "1")
+        assert driver.find_element(By.ID, "overall").text.lower() == "ok"
+        assert "Angles AI Universe health" in driver.title
+        lines = driver.find_elements(By.CSS_SELECTOR, "svg#chart polyline.series")
+        assert len(lines) == 3
+        assert all(line.get_attribute("points").count(",") == 30 for line in lines)
+        chart = driver.find_element(By.ID, "chart")
+        assert chart.size["width"] > 300 and chart.size["height"] > 80
+        assert len(driver.find_elements(By.CSS_SELECTOR, "#checks tbody tr")) == 2
+        assert "memory_sync" in driver.find_element(By.ID, "jobs").text
+        artifacts = os.path.join(ROOT, "test-artifacts")
+        os.makedirs(artifacts, exist_ok=True)
+        assert driver.save_screenshot(os.path.join(artifacts, "dashboard.png"))
+        errors = [entry for entry in driver.get_log("browser") if entry["level"] in ("SEVERE", "ERROR")]
+        assert errors == []
+    finally:
+        driver.quit()

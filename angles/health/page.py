@@ -44,7 +44,7 @@ dl{display:grid;grid-template-columns:max-content 1fr;gap:4px 12px;margin:0}dt{c
 <header>
 <h1>Angles AI Universe health</h1>
 <span id="overall" class="badge big {{ status_class }}">{{ status_text }}</span>
-{% if doc %}<span class="muted">snapshot {{ doc.time }} on {{ doc.host }},
+{% if doc %}<span class="muted">snapshot {{ doc.time | when }} on {{ doc.host }},
 <span id="age" data-epoch="{{ snapshot_epoch }}">{{ age_text }}</span> old</span>{% endif %}
 <span class="muted">refreshes every {{ refresh }} s</span>
 </header>
@@ -89,26 +89,26 @@ dl{display:grid;grid-template-columns:max-content 1fr;gap:4px 12px;margin:0}dt{c
 <h2>Scheduler</h2>
 <dl><dt>Status</dt><dd>{{ scheduler.status }}</dd>
 {% if scheduler.pid %}<dt>Process</dt><dd>pid {{ scheduler.pid }} on {{ scheduler.host }}</dd>{% endif %}
-{% if scheduler.last_tick %}<dt>Heartbeat</dt><dd>{{ scheduler.last_tick }}</dd>{% endif %}</dl>
+{% if scheduler.last_tick %}<dt>Heartbeat</dt><dd>{{ scheduler.last_tick | when }}</dd>{% endif %}</dl>
 <table id="jobs"><thead><tr><th>Job</th><th>Schedule</th><th>Last run</th><th>Result</th><th>Duration</th>
 <th>Next run</th></tr></thead><tbody>
 {% for name, job in jobs %}<tr><td>{{ name }}{% if job.running %} (running){% endif %}</td>
-<td>{{ job.schedule or "" }}</td><td>{{ job.last_run or "never" }}</td>
+<td>{{ job.schedule or "" }}</td><td>{{ job.last_run | when or "never" }}</td>
 <td><span class="badge {{ job.last_result or 'none' }}">{{ job.last_result or "none" }}</span></td>
 <td>{% if job.last_duration_s is number %}{{ "%.1f" | format(job.last_duration_s) }} s{% endif %}</td>
-<td>{{ job.next_run or "" }}</td></tr>
+<td>{{ job.next_run | when }}</td></tr>
 {% else %}<tr><td colspan="6" class="muted">no scheduler state yet</td></tr>{% endfor %}
 </tbody></table>
 </section>
 <section>
 <h2>Backup and sync</h2>
 <dl>
-<dt>Last backup</dt><dd>{{ backup.time or "none yet" }}{% if backup.result %} ({{ backup.result }}){% endif %}
-{% if backup.commit %}, commit {{ backup.commit[:12] }}{% endif %}</dd>
-<dt>Last success</dt><dd>{{ backup.last_success or "none yet" }}</dd>
-<dt>Last verification</dt><dd>{{ verify.time or "none yet" }}{% if verify.result %} ({{ verify.result }}
+<dt>Last backup</dt><dd>{{ backup.time | when or "none yet" }}{% if backup.result %} ({{ backup.result }}){% endif %}
+{%- if backup.commit %}, commit {{ backup.commit[:12] }}{% endif %}</dd>
+<dt>Last success</dt><dd>{{ backup.last_success | when or "none yet" }}</dd>
+<dt>Last verification</dt><dd>{{ verify.time | when or "none yet" }}{% if verify.result %} ({{ verify.result }}
 {%- if verify.level %}, {{ verify.level }}{% endif %}){% endif %}</dd>
-<dt>Last sync</dt><dd>{{ sync.last_time or "none in 24 h" }}
+<dt>Last sync</dt><dd>{{ sync.last_time | when or "none in 24 h" }}
 {%- if sync.last_status %} ({{ sync.last_status }}){% endif %}</dd>
 <dt>Sync, 24 h</dt><dd>{% if sync.runs_24h %}{{ sync.runs_24h - sync.failed_24h }} of {{ sync.runs_24h }} succeeded
 {% else %}no runs{% endif %}</dd>
@@ -122,6 +122,7 @@ dl{display:grid;grid-template-columns:max-content 1fr;gap:4px 12px;margin:0}dt{c
     if (!age) { return; }
     var seconds = Math.max(0, Math.round(Date.now() / 1000 - Number(age.getAttribute("data-epoch"))));
     age.textContent = seconds < 120 ? seconds + " s" : Math.round(seconds / 60) + " min";
+    age.setAttribute("data-live", "1");
   }
   tick();
   setInterval(tick, 1000);
@@ -180,6 +181,16 @@ def chart(points: list[dict]) -> dict:
 
     result["xlabels"] = [(left, "start", hhmm(first)), (right, "end", hhmm(first + span))]
     return result
+
+
+def when(stamp) -> str:
+    """A timestamp as people read it on the page: minutes, UTC; anything unreadable shown as given."""
+    from datetime import UTC, datetime
+
+    epoch = iso_to_epoch(stamp)
+    if epoch is None:
+        return "" if stamp is None else str(stamp)
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def age_text(seconds: float | None) -> str:

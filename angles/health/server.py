@@ -61,6 +61,7 @@ class SnapshotCache:
 def create_app(settings) -> Flask:
     """The dashboard app for one configuration; every response is redacted and carries security headers."""
     app = Flask(__name__)
+    app.jinja_env.filters["when"] = page.when
     app.config.update(JSON_SORT_KEYS=False, MAX_CONTENT_LENGTH=1024)
     redact = Redactor(settings.secrets)
     cache = SnapshotCache(snapshot.snapshot_path(settings))
