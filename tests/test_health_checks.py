@@ -326,7 +326,7 @@ def test_backup_verification_age_and_result(settings, sqlite_storage):
 def write_scheduler_state(settings, heartbeat_age_s: float, jobs=None, pid=None):
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     state = {
-        "pid": pid or os.getpid(),
+        "pid": pid or 4242,
         "host": "elsewhere",
         "started_at": iso(NOW - timedelta(hours=1)),
         "last_tick": iso(NOW - timedelta(seconds=heartbeat_age_s)),
@@ -384,6 +384,15 @@ def test_scheduler_not_running_is_a_warning_with_the_fix(settings):
     result = run(SchedulerCheck(), settings)
     assert result.status == "warning"
     assert "scheduler.py" in result.reason
+
+
+def test_health_job_inside_the_daemon_never_probes_its_own_lock(settings):
+    write_scheduler_state(settings, 5, pid=os.getpid())
+
+    def probe(_settings):
+        raise AssertionError("probed the daemon's own lock")
+
+    assert run(SchedulerCheck(lock_probe=probe), settings).status == "ok"
 
 
 def test_scheduler_job_failure_is_a_warning(settings, scheduler_lock):

@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 from angles.health.base import CRITICAL, OK, WARNING, Check, CheckResult, Context, age_hours, one_line
+from angles.health.snapshot import iso_to_epoch
 
 FAILED_RESULTS = ("failed", "failure", "error", "auth_failed")
 
@@ -53,15 +54,6 @@ def _installed_hours(context: Context) -> float | None:
     ages = [age_hours(str(s), context.now) for s in stamps]
     ages = [a for a in ages if a is not None]
     return max(ages) if ages else None
-
-
-def _epoch(stamp: str | None) -> float | None:
-    from angles.decisions import parse_timestamp
-
-    try:
-        return parse_timestamp(stamp).timestamp() if stamp else None
-    except (ValueError, TypeError):
-        return None
 
 
 class BackupRemoteCheck(Check):
@@ -154,7 +146,7 @@ class BackupAgeCheck(Check):
         metrics = {}
         if age is not None:
             metrics["backup_age_hours"] = round(age, 2)
-            stamp = _epoch(success_time)
+            stamp = iso_to_epoch(success_time)
             if stamp is not None:
                 metrics["backup_last_success_timestamp"] = stamp
         if age is None:

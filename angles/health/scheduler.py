@@ -93,7 +93,8 @@ class SchedulerCheck(Check):
 
     def run(self, settings, context: Context) -> CheckResult:
         state, problem = read_state(settings)
-        held = self.lock_probe(settings)
+        # Inside the daemon (its health job) the answer is known, and not probing avoids touching its own lock.
+        held = (state or {}).get("pid") == os.getpid() or self.lock_probe(settings)
         stale_after = float(settings.scheduler_stale_seconds)
         tick = (state or {}).get("tick_seconds")
         if isinstance(tick, (int, float)) and not isinstance(tick, bool) and tick > 0:
