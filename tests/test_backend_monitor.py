@@ -219,3 +219,16 @@ def test_concurrent_runs_never_leave_a_torn_snapshot(settings):
     assert errors == []
     history = history_path(settings).read_text().splitlines()
     assert len(history) == 80
+
+
+def test_a_database_that_never_answers_is_critical_at_the_deadline(home):
+    class StuckDatabase(DatabaseCheck):
+        def run(self, settings, context):
+            threading.Event().wait(10)
+
+    settings = load_settings({"ANGLES_HOME": str(home), "HEALTH_TIMEOUT_SECONDS": "0.1"}, dotenv=False)
+    result = run_monitor(settings, checks=[StuckDatabase(), Fixed("cpu", waits=True)])
+    assert result["checks"]["database"]["status"] == "critical"
+    assert "did not finish" in result["checks"]["database"]["reason"]
+    assert result["checks"]["cpu"]["status"] == "ok"
+    assert result["exit_code"] == 5

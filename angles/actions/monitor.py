@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, datetime
 
 from angles.health import snapshot
@@ -27,9 +26,9 @@ def run_monitor(settings, *, checks: list[Check] | None = None, now: datetime | 
         c for c in (checks if checks is not None else default_checks()) if c.name not in settings.health_disabled_checks
     ]
     context = Context(settings, now)
-    try:
-        results = _run_all(selected, settings, context)
-    finally:
+    results, finished = _run_all(selected, settings, context)
+    if finished:
+        # A check still stuck inside the database keeps its connection; closing under it would block too.
         context.close()
     doc = snapshot.build(results, settings, now=now, duration_s=time.monotonic() - started, host=socket.gethostname())
     doc = _redact(doc, settings)
@@ -51,27 +50,39 @@ def run_monitor(settings, *, checks: list[Check] | None = None, now: datetime | 
     }
 
 
-def _run_all(checks: list[Check], settings, context: Context) -> list[CheckResult]:
-    """Checks that wait run in threads while the others run here; results keep the checks' order."""
-    waiting = [c for c in checks if c.waits]
+def _run_all(checks: list[Check], settings, context: Context) -> tuple[list[CheckResult], bool]:
+    """Each waiting check in its own thread, the others in order in one more; all under one deadline.
+
+    Returns the results in the checks' order and whether every thread finished. The threads are daemons:
+    one stuck past the deadline (a database that never answers) is reported and never holds up the exit.
+    """
     results: dict[int, CheckResult] = {}
-    deadline = settings.health_timeout_seconds + 2
-    # No `with`: leaving it would wait for a hung thread, and every check has its own timeout anyway.
-    pool = ThreadPoolExecutor(max_workers=max(1, len(waiting)), thread_name_prefix="health")
-    try:
-        futures = {id(c): pool.submit(_safe_run, c, settings, context) for c in waiting}
+    lock = threading.Lock()
+
+    def run_in_order(group: list[Check]) -> None:
+        for check in group:
+            result = _safe_run(check, settings, context)
+            with lock:
+                results[id(check)] = result
+
+    groups = [[c] for c in checks if c.waits]
+    in_order = [c for c in checks if not c.waits]
+    if in_order:
+        groups.append(in_order)
+    threads = [threading.Thread(target=run_in_order, args=(g,), daemon=True, name="health-check") for g in groups]
+    for thread in threads:
+        thread.start()
+    end = time.monotonic() + settings.health_timeout_seconds + 2
+    for thread in threads:
+        thread.join(max(0.0, end - time.monotonic()))
+    finished = not any(thread.is_alive() for thread in threads)
+    with lock:
         for check in checks:
-            if not check.waits:
-                results[id(check)] = _safe_run(check, settings, context)
-        end = time.monotonic() + deadline
-        for check in waiting:
-            try:
-                results[id(check)] = futures[id(check)].result(timeout=max(0.0, end - time.monotonic()))
-            except FutureTimeout:
-                results[id(check)] = check.result(WARNING, "timeout", f"{check.label} check did not finish in time")
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
-    return [results[id(c)] for c in checks]
+            if id(check) not in results:
+                results[id(check)] = check.result(
+                    check.timeout_status, "timeout", f"{check.label} check did not finish in time"
+                )
+        return [results[id(c)] for c in checks], finished
 
 
 def _safe_run(check: Check, settings, context: Context) -> CheckResult:

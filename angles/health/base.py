@@ -35,6 +35,8 @@ class Check:
     label = ""
     # Checks that wait on the network (or sleep to sample) run in worker threads; the others run in order.
     waits = False
+    # What a check that overruns the monitor's deadline reports.
+    timeout_status = WARNING
 
     def run(self, settings, context: Context) -> CheckResult:
         raise NotImplementedError

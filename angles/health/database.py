@@ -8,6 +8,7 @@ from angles.health.base import CRITICAL, OK, WARNING, Check, CheckResult, Contex
 class DatabaseCheck(Check):
     name = "database"
     label = "Database"
+    timeout_status = CRITICAL
 
     def run(self, settings, context: Context) -> CheckResult:
         if context.database_missing():
