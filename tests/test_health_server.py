@@ -206,6 +206,7 @@ def test_dashboard_shows_status_checks_chart_jobs_backup_and_sync(client, health
     assert html.count('class="series"') == 3
     assert "30 samples" in html
     assert "memory_sync" in html and "Every 6 hours" in html and "12.5 s" in html
+    assert "<dt>Status</dt><dd>running</dd>" in html
     assert "0123456789ab" in html
     assert "3 of 4 succeeded" in html
     assert "http://" not in html.replace("http://www.w3.org/2000/svg", ""), "no external assets"
@@ -401,7 +402,8 @@ def served(health_settings, home):
     write_history(health_settings)
     write_scheduler_state(health_settings)
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HEALTH_", "NOTION_"))}
+    config = ("DATABASE_URL", "SUPABASE_", "NOTION_", "OPENAI_", "BACKUP_", "REPO_URL", "GITHUB_", "GIT_", "HEALTH_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(config)}
     env.update(ANGLES_HOME=str(home), NOTION_TOKEN=NOTION_TOKEN)
     process = subprocess.Popen(
         [sys.executable, os.path.join(ROOT, "tools", "health_server.py"), "--port", str(port)],
