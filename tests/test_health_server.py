@@ -138,6 +138,7 @@ def test_health_status_code_follows_the_snapshot(client, health_settings, status
     assert body["checks"]["cpu"]["value"] == "12.3%"
     if status == "critical":
         assert "cpu" in body["reason"]
+    assert client.get("/").status_code == code
 
 
 def test_stale_snapshot_is_503_with_a_reason(client, health_settings):
@@ -147,6 +148,9 @@ def test_stale_snapshot_is_503_with_a_reason(client, health_settings):
     body = response.get_json()
     assert body["stale"] is True
     assert "stale" in body["reason"]
+    page = client.get("/")
+    assert page.status_code == 503
+    assert b"stale (ok)" in page.data
 
 
 def test_missing_snapshot_is_503_with_the_command_to_run(client):

@@ -130,9 +130,9 @@ def create_app(settings) -> Flask:
     @app.get("/")
     def dashboard():
         doc, reason, age, stale = current()
-        return Response(
-            _render_page(settings, doc, reason, age, stale, jobs()), status=200 if doc else 503, mimetype="text/html"
-        )
+        # Same status as /health, so a probe of the page tells the truth too; browsers show the page either way.
+        code = 200 if doc and not stale and doc["status"] != "critical" else 503
+        return Response(_render_page(settings, doc, reason, age, stale, jobs()), status=code, mimetype="text/html")
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
