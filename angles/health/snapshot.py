@@ -9,7 +9,7 @@ import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from angles.health.base import SEVERITY
+from angles.health.base import SEVERITY, worst
 
 SNAPSHOT_FILE = "system_health.json"
 LOG_FILE = "system_health.log"
@@ -65,7 +65,7 @@ def build(results, settings, *, now: datetime, duration_s: float, host: str) -> 
             details[result.name] = result.details
     if len(json.dumps(details, default=str)) > MAX_DETAILS_BYTES:
         details = {"dropped": "details exceeded the snapshot's size bound"}
-    status = max((r.status for r in results), key=lambda s: SEVERITY.get(s, 2), default="ok")
+    status = worst(r.status for r in results)
     return {
         "version": SNAPSHOT_VERSION,
         "status": status,
