@@ -463,3 +463,46 @@ def test_inconsistent_thresholds_are_rejected_with_one_clear_line(home):
         settings_with(home, BACKUP_WARNING_HOURS=50, BACKUP_CRITICAL_HOURS=10)
     with pytest.raises(ConfigError, match="SYNC_SUCCESS_CRITICAL"):
         settings_with(home, SYNC_SUCCESS_WARNING=50, SYNC_SUCCESS_CRITICAL=80)
+
+
+def test_backup_remote_token_reaches_git_only_through_the_credential_helper(home, monkeypatch):
+    import base64
+
+    seen = []
+
+    class Refusing(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            seen.append(self.headers.get("Authorization"))
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="GitHub"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    token = "ghp_" + "Z" * 36
+    commands = []
+    real_run = subprocess.run
+
+    def spy(command, **kwargs):
+        commands.append(command)
+        return real_run(command, **kwargs)
+
+    monkeypatch.setattr(subprocess, "run", spy)
+    try:
+        settings = settings_with(
+            home, BACKUP_REMOTE=f"http://127.0.0.1:{server.server_address[1]}/o/r.git", GITHUB_TOKEN=token
+        )
+        result = run(BackupRemoteCheck(), settings)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.status == "warning"
+    assert "authentication" in result.reason
+    expected = "Basic " + base64.b64encode(f"x-access-token:{token}".encode()).decode()
+    assert expected in seen
+    assert all(token not in " ".join(map(str, c)) for c in commands)
+    assert token not in result.reason
