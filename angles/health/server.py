@@ -83,7 +83,7 @@ def create_app(settings) -> Flask:
         return doc, reason, age, stale
 
     def json_response(body: dict, status: int = 200, headers: dict | None = None) -> Response:
-        text = json.dumps(body, ensure_ascii=False, default=str, indent=1)
+        text = json.dumps(body, ensure_ascii=False, default=str)
         return Response(text + "\n", status=status, mimetype=JSON_TYPE, headers=headers)
 
     def jobs() -> dict:
