@@ -370,6 +370,7 @@ def test_scheduler_alive_with_fresh_heartbeat_is_ok(settings, scheduler_lock):
     result = run(SchedulerCheck(), settings)
     assert result.status == "ok", result.reason
     assert result.details["jobs"]["health"]["last_result"] == "completed"
+    assert result.metrics["scheduler_uptime_seconds"] == 3600
 
 
 def test_scheduler_holding_its_lock_without_heartbeat_is_hung_and_critical(settings, scheduler_lock):

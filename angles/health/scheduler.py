@@ -118,6 +118,9 @@ class SchedulerCheck(Check):
         metrics = {"scheduler_up": 1 if held else 0}
         if age_s is not None:
             metrics["scheduler_heartbeat_age_seconds"] = round(max(age_s, 0.0), 1)
+        uptime_h = age_hours((state or {}).get("started_at"), context.now) if held else None
+        if uptime_h is not None:
+            metrics["scheduler_uptime_seconds"] = round(max(uptime_h * 3600, 0.0), 1)
         if not held:
             if state:
                 when = f"last heartbeat {age_s:.0f} s ago" if age_s is not None else "no readable heartbeat"
