@@ -12,6 +12,7 @@ import socket
 import string
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -559,3 +560,59 @@ def test_dashboard_renders_in_headless_chromium_without_console_errors(served, t
         assert errors == []
     finally:
         driver.quit()
+
+
+@pytest.mark.parametrize(
+    ("state", "history"),
+    [
+        ("{not json", "garbage\n{]\n"),
+        ('{"jobs": [1, 2], "last_tick": 5, "pid": "x"}', '{"time": 3}\n{"time": "2026-13-45", "cpu": "high"}\n'),
+        ('{"jobs": {"a": "b", "c": {"last_duration_s": "long", "running": [1]}}}', '{"time": null}\n'),
+        ("[]", ""),
+    ],
+)
+def test_dashboard_survives_corrupt_scheduler_state_and_history(client, health_settings, state, history):
+    write_snapshot(health_settings, make_snapshot("ok"))
+    health_settings.data_dir.mkdir(parents=True, exist_ok=True)
+    (health_settings.data_dir / "scheduler_state.json").write_text(state)
+    (health_settings.data_dir / "health_history.jsonl").write_text(history)
+    for path in ("/", "/metrics", "/health"):
+        assert client.get(path).status_code == 200, path
+    assert "no history yet" in client.get("/").get_data(as_text=True)
+
+
+@pytest.mark.slow
+def test_health_never_fails_while_the_monitor_rewrites_the_snapshot(served, health_settings):
+    from angles.actions.monitor import run_monitor
+    from angles.health.base import Check
+
+    class Steady(Check):
+        name, label = "cpu", "CPU"
+
+        def run(self, settings, context):
+            return self.result("ok", "1.0%", "steady", {"cpu_percent": 1.0})
+
+    port, _ = served
+    stop = time.monotonic() + 4
+    codes = []
+
+    def poll():
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        while time.monotonic() < stop:
+            connection.request("GET", "/health")
+            response = connection.getresponse()
+            response.read()
+            codes.append(response.status)
+        connection.close()
+
+    pollers = [threading.Thread(target=poll) for _ in range(3)]
+    for thread in pollers:
+        thread.start()
+    runs = 0
+    while time.monotonic() < stop:
+        run_monitor(health_settings, checks=[Steady()])
+        runs += 1
+    for thread in pollers:
+        thread.join()
+    assert runs > 10 and len(codes) > 100
+    assert set(codes) == {200}
