@@ -85,7 +85,7 @@ dl{display:grid;grid-template-columns:max-content 1fr;gap:4px 12px;margin:0}dt{c
 </svg>
 <p class="muted">{{ chart.count }} samples</p>
 </section>
-<section>
+<section class="wide">
 <h2>Scheduler</h2>
 <dl><dt>Status</dt><dd>{{ scheduler.status }}</dd>
 {% if scheduler.pid %}<dt>Process</dt><dd>pid {{ scheduler.pid }} on {{ scheduler.host }}</dd>{% endif %}
