@@ -22,9 +22,11 @@ def run_monitor(settings, *, checks: list[Check] | None = None, now: datetime | 
 
     started = time.monotonic()
     now = now or datetime.now(UTC)
-    selected = [
-        c for c in (checks if checks is not None else default_checks()) if c.name not in settings.health_disabled_checks
-    ]
+    available = checks if checks is not None else default_checks()
+    unknown = set(settings.health_disabled_checks) - {c.name for c in available}
+    if unknown:
+        logger.warning("HEALTH_DISABLED_CHECKS names unknown checks: %s", ", ".join(sorted(unknown)))
+    selected = [c for c in available if c.name not in settings.health_disabled_checks]
     context = Context(settings, now)
     results, finished = _run_all(selected, settings, context)
     if finished:
