@@ -1,9 +1,57 @@
 #!/usr/bin/env python3
-"""Not yet implemented."""
+"""One health snapshot: CPU, memory, disk, load, database, services, backups, scheduler, dashboard, sync.
 
+Writes logs/active/system_health.json and appends to logs/active/system_health.log.
+Exit code 0 when everything is ok or warning, 5 when a check is critical.
+"""
+
+import argparse
 import sys
 
 from angles import cli
 
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", action="store_true", help="print the snapshot as JSON")
+    parser.add_argument("--quiet", action="store_true", help="print only the checks that are not ok")
+    return parser
+
+
+def main(args, settings) -> int:
+    from angles.actions.monitor import run_monitor
+
+    result = run_monitor(settings)
+    if args.json:
+        cli.emit(result, True)
+    else:
+        text = _text(result, quiet=args.quiet)
+        if text:
+            cli.emit(result, False, lambda _: text)
+    if result["write_error"]:
+        print(f"error: {result['write_error']}", file=sys.stderr)
+    return result["exit_code"]
+
+
+def _text(result, *, quiet: bool) -> str:
+    rows = [
+        (c["label"], c["status"].upper(), c["value"], c["reason"])
+        for c in result["checks"].values()
+        if not quiet or c["status"] != "ok"
+    ]
+    if quiet and not rows:
+        return ""
+    lines = []
+    if rows:
+        width = max(len(r[0]) for r in rows)
+        lines += [f"{label:<{width}}  {status:<8}  {value:<14}  {reason}" for label, status, value, reason in rows]
+    counts = result["counts"]
+    lines.append(
+        f"Overall: {result['status'].upper()} ({counts.get('warning', 0)} warning, {counts.get('critical', 0)} "
+        f"critical) in {result['duration_s']:.2f} s; snapshot {result['snapshot']}"
+    )
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
-    sys.exit(cli.not_implemented("backend_monitor.py"))
+    sys.exit(cli.run("backend_monitor", build_parser(), main))

@@ -62,6 +62,16 @@ class Settings:
     memory_critical: float
     disk_warning: float
     disk_critical: float
+    load_warning: float
+    load_critical: float
+    backup_warning_hours: float
+    backup_critical_hours: float
+    verify_warning_hours: float
+    sync_success_warning: float
+    sync_success_critical: float
+    scheduler_stale_seconds: float
+    health_timeout_seconds: float
+    health_disabled_checks: tuple[str, ...]
     batch_size: int
     extra_secrets: tuple[str, ...] = field(default=())
 
@@ -237,6 +247,15 @@ def load_settings(env: dict[str, str] | None = None, *, dotenv: bool = True) -> 
         if c < w or c > 100:
             raise ConfigError(f"{metric}_CRITICAL={c:g} must lie between {metric}_WARNING ({w:g}) and 100")
         thresholds[metric.lower()] = (w, c)
+    load = _rising_pair(r, "LOAD", 1.5, 4.0)
+    backup_hours = _rising_pair(r, "BACKUP", 26, 72, suffix="_HOURS")
+    sync_warning = r.number("SYNC_SUCCESS_WARNING", 90)
+    sync_critical = r.number("SYNC_SUCCESS_CRITICAL", 50)
+    if sync_critical > sync_warning or sync_warning > 100:
+        raise ConfigError(
+            f"SYNC_SUCCESS_CRITICAL={sync_critical:g} must not exceed SYNC_SUCCESS_WARNING ({sync_warning:g}), "
+            "which must not exceed 100"
+        )
     return Settings(
         home=home,
         database_kind=database_kind,
@@ -277,8 +296,31 @@ def load_settings(env: dict[str, str] | None = None, *, dotenv: bool = True) -> 
         memory_critical=thresholds["memory"][1],
         disk_warning=thresholds["disk"][0],
         disk_critical=thresholds["disk"][1],
+        load_warning=load[0],
+        load_critical=load[1],
+        backup_warning_hours=backup_hours[0],
+        backup_critical_hours=backup_hours[1],
+        verify_warning_hours=r.number("VERIFY_WARNING_HOURS", 192, minimum=0.01),
+        sync_success_warning=sync_warning,
+        sync_success_critical=sync_critical,
+        scheduler_stale_seconds=r.number("SCHEDULER_STALE_SECONDS", 180, minimum=1),
+        health_timeout_seconds=r.number("HEALTH_TIMEOUT_SECONDS", 5, minimum=0.1),
+        health_disabled_checks=_name_list(r.text("HEALTH_DISABLED_CHECKS", default="")),
         batch_size=r.number("BATCH_SIZE", 500, integer=True, minimum=1),
     )
+
+
+def _rising_pair(r: _Reader, prefix: str, warn: float, crit: float, *, suffix: str = "") -> tuple[float, float]:
+    """A warning/critical pair where higher is worse, critical never below warning."""
+    w = r.number(f"{prefix}_WARNING{suffix}", warn)
+    c = r.number(f"{prefix}_CRITICAL{suffix}", crit)
+    if c < w:
+        raise ConfigError(f"{prefix}_CRITICAL{suffix}={c:g} must not be below {prefix}_WARNING{suffix} ({w:g})")
+    return w, c
+
+
+def _name_list(raw: str) -> tuple[str, ...]:
+    return tuple(sorted({part.strip().lower() for part in raw.split(",") if part.strip()}))
 
 
 def _read_dotenv(path: Path) -> dict[str, str]:

@@ -1,0 +1,230 @@
+"""Backups: the remote answers, the last backup is recent and succeeded, the last verification is recent."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from angles.health.base import CRITICAL, OK, WARNING, Check, CheckResult, Context, age_hours, one_line
+from angles.health.snapshot import iso_to_epoch
+
+FAILED_RESULTS = ("failed", "failure", "error", "auth_failed")
+
+# The token reaches git through this helper's environment only: never on the command line, never on disk.
+CREDENTIAL_HELPER = "!f() { echo username=${ANGLES_GIT_USER:-x-access-token}; echo password=$ANGLES_GIT_TOKEN; }; f"
+
+
+def _failed(result) -> bool:
+    return str(result or "").lower() in FAILED_RESULTS or "fail" in str(result or "").lower()
+
+
+def _read_json_state(context: Context, key: str) -> tuple[dict | None, str | None]:
+    """A JSON value of the state table, or None with the reason it could not be read."""
+    if context.database_missing():
+        return None, None
+    try:
+        raw = context.storage().get_state(key)
+    except Exception as exc:
+        return None, f"cannot read {key}: {one_line(exc, 150)}"
+    if raw is None:
+        return None, None
+    try:
+        value = json.loads(raw)
+    except (TypeError, ValueError):
+        return None, f"{key} in the state table is not JSON"
+    if not isinstance(value, dict):
+        return None, f"{key} in the state table is not a JSON object"
+    return value, None
+
+
+def _installed_hours(context: Context) -> float | None:
+    """Hours since the first migration ran: how long this deployment has existed."""
+    if context.database_missing():
+        return 0.0
+    try:
+        applied = context.storage().applied_migrations()
+    except Exception:
+        return None
+    stamps = [m.get("applied_at") for m in applied if m.get("applied_at")]
+    if not stamps:
+        return 0.0
+    ages = [age_hours(str(s), context.now) for s in stamps]
+    ages = [a for a in ages if a is not None]
+    return max(ages) if ages else None
+
+
+class BackupRemoteCheck(Check):
+    name = "backup_remote"
+    label = "Backup remote"
+    waits = True
+
+    def run(self, settings, context: Context) -> CheckResult:
+        url = settings.backup_remote_url
+        if not settings.backup_remote and not Path(url).exists():
+            return self.result(
+                OK, "not created", "local backup remote under data/ does not exist yet (the first backup creates it)"
+            )
+        git = shutil.which("git")
+        if git is None:
+            return self.result(WARNING, "no git", "git is not installed: backups cannot run", {"backup_remote_up": 0})
+        env = {k: v for k, v in os.environ.items() if k not in ("GIT_ASKPASS", "SSH_ASKPASS")}
+        env.update(GIT_TERMINAL_PROMPT="0", LC_ALL="C")
+        connect = max(1, int(settings.health_timeout_seconds))
+        env.setdefault("GIT_SSH_COMMAND", f"ssh -o BatchMode=yes -o ConnectTimeout={connect}")
+        command = [git, "-c", "credential.helper="]
+        if settings.github_token:
+            env["ANGLES_GIT_TOKEN"] = settings.github_token
+            if settings.git_username:
+                env["ANGLES_GIT_USER"] = settings.git_username
+            command += ["-c", f"credential.helper={CREDENTIAL_HELPER}"]
+        command += ["ls-remote", "--exit-code", url, f"refs/heads/{settings.backup_branch}"]
+        try:
+            done = subprocess.run(
+                command,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=settings.health_timeout_seconds,
+                stdin=subprocess.DEVNULL,
+            )
+        except subprocess.TimeoutExpired:
+            return self.result(
+                WARNING,
+                "timeout",
+                f"backup remote did not answer within {settings.health_timeout_seconds:g} s",
+                {"backup_remote_up": 0},
+            )
+        if done.returncode == 0:
+            return self.result(
+                OK,
+                "reachable",
+                f"backup remote answers, branch {settings.backup_branch} exists",
+                {"backup_remote_up": 1},
+            )
+        if done.returncode == 2:
+            return self.result(
+                OK,
+                "reachable",
+                f"backup remote answers; branch {settings.backup_branch} not pushed yet",
+                {"backup_remote_up": 1},
+            )
+        message = one_line(done.stderr or done.stdout or f"git exit {done.returncode}", 200)
+        lowered = message.lower()
+        if any(word in lowered for word in ("authentication", "permission denied", "could not read username", "403")):
+            reason = f"backup remote refused authentication: {message}"
+        else:
+            reason = f"backup remote unreachable: {message}"
+        return self.result(WARNING, "unreachable", reason, {"backup_remote_up": 0})
+
+
+class BackupAgeCheck(Check):
+    name = "backup"
+    label = "Backup"
+
+    def run(self, settings, context: Context) -> CheckResult:
+        last, problem = _read_json_state(context, "backup.last")
+        if problem:
+            return self.result(WARNING, "unknown", problem)
+        success_time = None
+        details = {}
+        if last:
+            details = {"time": last.get("time"), "result": last.get("result"), "commit": last.get("commit")}
+            if not _failed(last.get("result")):
+                success_time = last.get("time")
+        if success_time is None:
+            from angles.health.scheduler import read_state
+
+            state, _ = read_state(settings)
+            job = ((state or {}).get("jobs") or {}).get("backup") or {}
+            if isinstance(job, dict) and isinstance(job.get("last_success"), str):
+                success_time = job["last_success"]
+        details["last_success"] = success_time
+        age = age_hours(success_time, context.now)
+        metrics = {}
+        if age is not None:
+            metrics["backup_age_hours"] = round(age, 2)
+            stamp = iso_to_epoch(success_time)
+            if stamp is not None:
+                metrics["backup_last_success_timestamp"] = stamp
+        if age is None:
+            installed = _installed_hours(context)
+            if last and _failed(last.get("result")):
+                return self.result(
+                    WARNING, "failed", f"the only recorded backup failed at {last.get('time')}", metrics, details
+                )
+            if installed is not None and installed < settings.backup_warning_hours:
+                return self.result(
+                    OK, "none yet", f"no backup yet; the first is due at {settings.backup_time} UTC", metrics, details
+                )
+            return self.result(
+                WARNING, "none", "no backup has been recorded: run python run_backup_now.py", metrics, details
+            )
+        value = f"{age:.1f} h ago"
+        if age >= settings.backup_critical_hours:
+            return self.result(
+                CRITICAL,
+                value,
+                f"last successful backup {age:.1f} h ago (critical after {settings.backup_critical_hours:g} h)",
+                metrics,
+                details,
+            )
+        if last and _failed(last.get("result")):
+            return self.result(
+                WARNING,
+                value,
+                f"last backup failed at {last.get('time')}; last success {age:.1f} h ago",
+                metrics,
+                details,
+            )
+        if age >= settings.backup_warning_hours:
+            return self.result(
+                WARNING,
+                value,
+                f"last successful backup {age:.1f} h ago (warning after {settings.backup_warning_hours:g} h)",
+                metrics,
+                details,
+            )
+        commit = str(last.get("commit") or "")[:12] if last else ""
+        suffix = f", commit {commit}" if commit else ""
+        return self.result(OK, value, f"last backup {age:.1f} h ago succeeded{suffix}", metrics, details)
+
+
+class BackupVerificationCheck(Check):
+    name = "backup_verify"
+    label = "Backup verification"
+
+    def run(self, settings, context: Context) -> CheckResult:
+        verified, problem = _read_json_state(context, "backup.last_verified")
+        if problem:
+            return self.result(WARNING, "unknown", problem)
+        if not verified:
+            installed = _installed_hours(context)
+            if installed is not None and installed < settings.verify_warning_hours:
+                return self.result(OK, "none yet", "no backup verification yet; the weekly restore drill runs it")
+            return self.result(
+                WARNING, "never", "no backup has been verified: run python restore_from_github.py --dry-run"
+            )
+        details = {"time": verified.get("time"), "result": verified.get("result"), "level": verified.get("level")}
+        age = age_hours(verified.get("time"), context.now)
+        metrics = {}
+        if age is not None:
+            metrics["backup_verify_age_hours"] = round(age, 2)
+        value = f"{age:.1f} h ago" if age is not None else "unknown"
+        if _failed(verified.get("result")):
+            return self.result(
+                WARNING, value, f"last backup verification failed at {verified.get('time')}", metrics, details
+            )
+        if age is None:
+            return self.result(WARNING, value, "last backup verification has no readable time", metrics, details)
+        if age >= settings.verify_warning_hours:
+            return self.result(
+                WARNING,
+                value,
+                f"last backup verification {age:.1f} h ago (warning after {settings.verify_warning_hours:g} h)",
+                metrics,
+                details,
+            )
+        return self.result(OK, value, f"last backup verification {age:.1f} h ago passed", metrics, details)

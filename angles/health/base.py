@@ -1,0 +1,122 @@
+"""What every health check shares: the result shape, the check interface and the run context."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+logger = logging.getLogger(__name__)
+
+OK = "ok"
+WARNING = "warning"
+CRITICAL = "critical"
+SEVERITY = {OK: 0, WARNING: 1, CRITICAL: 2}
+
+
+@dataclass
+class CheckResult:
+    """One check's verdict: a status, a short display value, a one-line reason and numeric metrics."""
+
+    name: str
+    status: str
+    value: str
+    reason: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    details: dict = field(default_factory=dict)
+    label: str = ""
+
+
+class Check:
+    """A health check; subclasses set name and label and implement run()."""
+
+    name = ""
+    label = ""
+    # Checks that wait on the network (or sleep to sample) run in worker threads; the others run in order.
+    waits = False
+    # What a check that overruns the monitor's deadline reports.
+    timeout_status = WARNING
+
+    def run(self, settings, context: Context) -> CheckResult:
+        raise NotImplementedError
+
+    def result(self, status: str, value: str, reason: str, metrics=None, details=None) -> CheckResult:
+        return CheckResult(self.name, status, value, reason, dict(metrics or {}), dict(details or {}), self.label)
+
+
+def rising(value: float, warning: float, critical: float) -> str:
+    """Status for a value where higher is worse."""
+    if value >= critical:
+        return CRITICAL
+    if value >= warning:
+        return WARNING
+    return OK
+
+
+def worst(statuses) -> str:
+    return max(statuses, key=lambda s: SEVERITY.get(s, 2), default=OK)
+
+
+def age_hours(stamp: str | None, now: datetime) -> float | None:
+    """Hours since an ISO timestamp, None when absent or unreadable."""
+    if not stamp or not isinstance(stamp, str):
+        return None
+    from angles.decisions import parse_timestamp
+
+    try:
+        return (now - parse_timestamp(stamp)).total_seconds() / 3600
+    except (ValueError, TypeError):
+        return None
+
+
+def one_line(text, limit: int = 300) -> str:
+    """First line of a message, shortened, so reasons stay greppable and the snapshot stays small."""
+    line = str(text).strip().splitlines()[0] if str(text).strip() else ""
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+class Context:
+    """Per-run shared state: the time, and one storage connection opened on first use."""
+
+    def __init__(self, settings, now: datetime | None = None):
+        self.settings = settings
+        self.now = now or datetime.now(UTC)
+        self._lock = threading.Lock()
+        self._storage = None
+        self._storage_error: Exception | None = None
+        self._opened = False
+
+    def storage(self):
+        """The database, or raise the error met when opening it (the same one for every check)."""
+        with self._lock:
+            if not self._opened:
+                self._opened = True
+                try:
+                    from angles.storage import open_storage
+
+                    self._storage = open_storage(self.settings, create=False)
+                    self._storage.ping()
+                except Exception as exc:
+                    self._storage_error = exc
+                    if self._storage is not None:
+                        self._close_quietly()
+            if self._storage_error is not None:
+                raise self._storage_error
+            return self._storage
+
+    def database_missing(self) -> bool:
+        """True on the embedded default before run_migration.py has created the SQLite file."""
+        return self.settings.database_kind == "sqlite" and not self.settings.sqlite_path.exists()
+
+    def close(self) -> None:
+        with self._lock:
+            self._close_quietly()
+
+    def _close_quietly(self) -> None:
+        if self._storage is not None:
+            try:
+                self._storage.close()
+            except Exception:
+                logger.debug("closing the health check's storage failed", exc_info=True)
+            self._storage = None
