@@ -16,13 +16,17 @@ if str(ROOT) not in sys.path:
 
 PG_ADMIN_URL = os.environ.get("ANGLES_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
-# Every variable the configuration reads; cleared so a developer's environment never leaks into a test.
-CONFIG_VARS = (
-    "DATABASE_URL SUPABASE_URL SUPABASE_KEY SUPABASE_SERVICE_ROLE_KEY SUPABASE_SERVICE_KEY SUPABASE_ANON_KEY "
-    "NOTION_TOKEN NOTION_API_KEY NOTION_DATABASE_ID NOTION_BASE_URL NOTION_RPS OPENAI_API_KEY OPENAI_MODEL "
-    "OPENAI_BASE_URL AI_MAX_PER_RUN BACKUP_REMOTE REPO_URL GITHUB_REPO BACKUP_BRANCH GITHUB_TOKEN GIT_USERNAME "
-    "GIT_EMAIL HEALTH_HOST HEALTH_PORT LOG_LEVEL ANGLES_HOME"
-).split()
+# Every variable the configuration reads (all listed in .env.example, plus the aliases), cleared so a
+# developer's environment never leaks into a test.
+CONFIG_VARS = sorted(
+    {
+        line.split("=", 1)[0].strip()
+        for line in (ROOT / ".env.example").read_text().splitlines()
+        if "=" in line and not line.lstrip().startswith("#")
+    }
+    | {"NOTION_API_KEY", "SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_SERVICE_KEY", "SUPABASE_ANON_KEY", "REPO_URL",
+       "GITHUB_REPO", "ANGLES_HOME"}
+)
 
 
 @pytest.fixture
