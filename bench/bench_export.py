@@ -11,8 +11,19 @@ from bench.datagen import make_decisions
 from bench.harness import Row, bench_env, python, run_measured, scratch_pg_database
 
 ROWS = int(os.environ.get("BENCH_EXPORT_ROWS", "1000000"))
-COPY_COLUMNS = ("id", "decision", "date", "type", "priority", "tags", "active", "comment", "type_source",
-                "created_at", "updated_at")
+COPY_COLUMNS = (
+    "id",
+    "decision",
+    "date",
+    "type",
+    "priority",
+    "tags",
+    "active",
+    "comment",
+    "type_source",
+    "created_at",
+    "updated_at",
+)
 
 
 def fill_postgres(url: str, count: int, seed: int = 7) -> None:
@@ -52,8 +63,16 @@ def bench_export(ctx) -> list[Row]:
         subprocess.run(["rm", "-rf", str(out)], check=False)
     ratio = seconds / base_s
     return [
-        Row(f"export {ROWS:,} decisions from Postgres to JSON", round(seconds, 2), "s", "≤ 1.5× baseline",
-            ratio <= 1.5, baseline=round(base_s, 2), ratio=round(ratio, 2), note=f"{size:.0f} MiB written"),
+        Row(
+            f"export {ROWS:,} decisions from Postgres to JSON",
+            round(seconds, 2),
+            "s",
+            "≤ 1.5× baseline",
+            ratio <= 1.5,
+            baseline=round(base_s, 2),
+            ratio=round(ratio, 2),
+            note=f"{size:.0f} MiB written",
+        ),
         Row(f"export {ROWS:,} decisions: peak RSS", round(peak_mb, 1), "MB", "≤ 200 MB", peak_mb <= 200),
     ]
 

@@ -176,21 +176,12 @@ def run_fixed_rate(port: int, rate: int, seconds: int, workers: int = 16) -> dic
     }
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--rate", type=int, default=500)
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "health.json"))
-    args = parser.parse_args()
+def measure(seconds: int, connections: int, rate: int) -> dict:
+    """Run wrk and the fixed-rate generator against the dashboard and nginx serving the same snapshot."""
     for tool in ("wrk", "nginx"):
         if shutil.which(tool) is None:
-            print(
-                f"error: {tool} is not installed (apt-get install {tool if tool == 'wrk' else 'nginx-light'})",
-                file=sys.stderr,
-            )
-            return 1
-    results = {"cpus": os.cpu_count(), "seconds": args.seconds, "connections": args.connections}
+            raise RuntimeError(f"{tool} is not installed (apt-get install {tool if tool == 'wrk' else 'nginx-light'})")
+    results = {"cpus": os.cpu_count(), "seconds": seconds, "connections": connections}
     with tempfile.TemporaryDirectory(prefix="bench-health-") as tmp:
         tmp = Path(tmp)
         snapshot = make_home(tmp / "home")
@@ -202,13 +193,62 @@ def main() -> int:
             for name, port in (("dashboard", dash_port), ("nginx_static", nginx_port)):
                 url = f"http://127.0.0.1:{port}/health"
                 results[name] = {
-                    "wrk": run_wrk(url, args.seconds, args.connections),
-                    "fixed_rate": run_fixed_rate(port, args.rate, args.seconds),
+                    "wrk": run_wrk(url, seconds, connections),
+                    "fixed_rate": run_fixed_rate(port, rate, seconds),
                 }
         finally:
             for process in (dashboard, nginx):
                 process.terminate()
                 process.wait(timeout=10)
+    return results
+
+
+def bench_health(ctx) -> list:
+    from bench.harness import Row
+
+    r = measure(10, 32, 500)
+    dash, nginx = r["dashboard"], r["nginx_static"]
+    throughput = dash["wrk"]["requests_per_s"]
+    p99 = dash["fixed_rate"]["p99_ms"]
+    return [
+        Row(
+            "/health throughput under wrk, 10 s, 32 connections",
+            round(throughput),
+            "req/s",
+            "reported",
+            None,
+            baseline=round(nginx["wrk"]["requests_per_s"]),
+            ratio=round(throughput / nginx["wrk"]["requests_per_s"], 3),
+            note=f"wrk p99 {dash['wrk'].get('p99_ms', 0):.1f} ms vs nginx {nginx['wrk'].get('p99_ms', 0):.1f} ms",
+        ),
+        Row(
+            "/health p99 at a fixed 500 req/s",
+            round(p99, 2),
+            "ms",
+            "≤ 25 ms",
+            p99 <= 25,
+            baseline=round(nginx["fixed_rate"]["p99_ms"], 2),
+            ratio=round(p99 / max(nginx["fixed_rate"]["p99_ms"], 0.01), 2),
+            note=f"{dash['fixed_rate']['errors']} errors",
+        ),
+    ]
+
+
+BENCHMARKS = {"health": bench_health}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rate", type=int, default=500)
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "health.json"))
+    args = parser.parse_args()
+    try:
+        results = measure(args.seconds, args.connections, args.rate)
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")

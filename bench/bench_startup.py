@@ -45,8 +45,16 @@ def bench_help(ctx) -> list[Row]:
             continue
         over = seconds - baseline
         rows.append(
-            Row(f"{script} --help", round(seconds, 3), "s", "≤ 0.3 s above baseline", over <= 0.3,
-                baseline=round(baseline, 3), ratio=round(seconds / baseline, 2), note=f"+{over:.3f} s")
+            Row(
+                f"{script} --help",
+                round(seconds, 3),
+                "s",
+                "≤ 0.3 s above baseline",
+                over <= 0.3,
+                baseline=round(baseline, 3),
+                ratio=round(seconds / baseline, 2),
+                note=f"+{over:.3f} s",
+            )
         )
     return rows
 

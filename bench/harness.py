@@ -41,8 +41,12 @@ def run_measured(cmd: list[str], *, env: dict | None = None, cwd: Path | None = 
     full_env = {**os.environ, **(env or {})}
     start = time.perf_counter()
     proc = subprocess.Popen(
-        ["/usr/bin/time", "-f", "%M", *cmd], cwd=cwd or ROOT, env=full_env,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        ["/usr/bin/time", "-f", "%M", *cmd],
+        cwd=cwd or ROOT,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     out, err = proc.communicate(timeout=timeout)
     seconds = time.perf_counter() - start

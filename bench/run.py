@@ -11,7 +11,7 @@ import platform
 import sys
 import time
 import traceback
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,7 +52,7 @@ def render(rows: list[dict]) -> str:
         met = {True: "yes", False: "NO", None: "-"}[r["met"]]
         table.append((r["benchmark"], measured, baseline, ratio, r["target"], met, r["note"]))
     widths = [max(len(str(row[i])) for row in table) for i in range(len(head))]
-    lines = ["| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |" for row in table]
+    lines = ["| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)) + " |" for row in table]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     return "\n".join(lines)
 
@@ -74,16 +74,28 @@ def main() -> int:
             rows.extend(r.as_dict() for r in fn({}))
         except Exception as exc:
             traceback.print_exc()
-            rows.append({"benchmark": key, "measured": None, "unit": "", "baseline": None, "ratio": None,
-                         "target": "runs", "met": False, "note": f"failed: {type(exc).__name__}: {exc}"[:200]})
-    when = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            rows.append(
+                {
+                    "benchmark": key,
+                    "measured": None,
+                    "unit": "",
+                    "baseline": None,
+                    "ratio": None,
+                    "target": "runs",
+                    "met": False,
+                    "note": f"failed: {type(exc).__name__}: {exc}"[:200],
+                }
+            )
+    when = datetime.now(UTC).isoformat(timespec="seconds")
     table = render(rows)
     print(table)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     meta = {"date": when, "machine": machine(), "seconds": round(time.time() - started, 1)}
     (out / "latest.json").write_text(json.dumps({**meta, "rows": rows}, indent=2, ensure_ascii=False) + "\n")
-    (out / "latest.md").write_text(f"# Benchmark results\n\n{when} on {meta['machine']}, {meta['seconds']} s.\n\n{table}\n")
+    (out / "latest.md").write_text(
+        f"# Benchmark results\n\n{when} on {meta['machine']}, {meta['seconds']} s.\n\n{table}\n"
+    )
     return 0 if all(r["met"] is not False for r in rows) else 1
 
 
