@@ -24,7 +24,8 @@ def machine() -> str:
     import psutil
 
     mem = psutil.virtual_memory().total / 2**30
-    return f"{platform.node()} {platform.machine()} {os.cpu_count()} cores {mem:.0f} GiB, Python {platform.python_version()}"
+    cores = os.cpu_count()
+    return f"{platform.node()} {platform.machine()} {cores} cores {mem:.0f} GiB, Python {platform.python_version()}"
 
 
 def collect(only: set[str] | None) -> dict:
