@@ -90,6 +90,11 @@ class TokenBucket:
             self.updated = max(self.updated, self.clock() + seconds)
 
 
+def _backoff(attempt: int) -> float:
+    """Exponential backoff with jitter, so retries from several hosts do not arrive together."""
+    return min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
+
+
 def _body_of(exc: HTTPResponseError) -> tuple[str | None, str]:
     try:
         body = json.loads(exc.body or "{}")
@@ -187,7 +192,7 @@ class NotionClient:
             if attempt >= MAX_ATTEMPTS:
                 raise NotionError(f"{failure} (gave up after {attempt} attempts)", status=failure.status) from None
             if wait is None:
-                wait = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
+                wait = _backoff(attempt)
             self.retries += 1
             logger.warning("%s; retrying in %.1f s (attempt %d of %d)", failure, wait, attempt + 1, MAX_ATTEMPTS)
             self.bucket.pause(wait)
@@ -253,14 +258,27 @@ class NotionClient:
             "update data source", lambda: self._sdk.data_sources.update(data_source_id, properties=properties)
         )
 
-    def create_page(self, data_source_id: str, properties: dict) -> dict:
-        """Create one page; raises NotionUncertainError when it may exist anyway."""
+    def create_page(self, data_source_id: str, properties: dict, find_existing: Callable[[], dict | None]) -> dict:
+        """Create one page; when an attempt may have been applied, `find_existing` is asked before trying again."""
         parent = {"type": "data_source_id", "data_source_id": data_source_id}
-        return self._call(
-            "create page",
-            lambda: self._sdk.pages.create(parent=parent, properties=properties),
-            repeatable=False,
-        )
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                return self._call(
+                    "create page",
+                    lambda: self._sdk.pages.create(parent=parent, properties=properties),
+                    repeatable=False,
+                )
+            except NotionUncertainError as exc:
+                found = find_existing()
+                if found:
+                    return found
+                if attempt == MAX_ATTEMPTS:
+                    raise NotionError(f"{exc} (gave up after {attempt} attempts)", status=exc.status) from None
+                wait = _backoff(attempt)
+                self.retries += 1
+                logger.warning("%s; no page was made, creating again in %.1f s", exc, wait)
+                self.bucket.pause(wait)
+        raise AssertionError("unreachable")
 
     def update_page(self, page_id: str, *, properties: dict | None = None, in_trash: bool | None = None) -> dict:
         args: dict = {}

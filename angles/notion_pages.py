@@ -44,10 +44,10 @@ def sync_hash(row: dict) -> str:
     return content_hash({**row, "ai_summary": ai_summary(row)}, SYNC_FIELDS)
 
 
-def page_hash(fields: dict, row: dict) -> str:
-    """The same hash for a page's content, taking what Notion cannot hold (deletion, AI summary) from the row."""
+def page_hash(fields: dict, row: dict, *, in_trash: bool = False) -> str:
+    """The same hash for a page's content; the AI summary, which only the vault writes, comes from the row."""
     view = {f: fields.get(f) for f in PERSON_FIELDS}
-    view.update(deleted_at=row.get("deleted_at"), ai_summary=ai_summary(row))
+    view.update(deleted_at=row.get("deleted_at") if in_trash else None, ai_summary=ai_summary(row))
     return content_hash(view, SYNC_FIELDS)
 
 

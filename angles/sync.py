@@ -11,7 +11,7 @@ from datetime import timedelta
 from angles import notion_pages as pages
 from angles.decisions import parse_timestamp, to_iso, utc_now, validate
 from angles.errors import AnglesError, ValidationError
-from angles.notion import NotionClient, NotionNotFoundError, NotionRejectedError, NotionUncertainError
+from angles.notion import NotionClient, NotionNotFoundError, NotionRejectedError
 
 logger = logging.getLogger(__name__)
 
@@ -19,7 +19,6 @@ LAST_PULL_KEY = "notion_last_pull"
 DATA_SOURCE_KEY = "notion_data_source"
 # Notion rounds last_edited_time down to the minute; the extra minute absorbs clock skew.
 PULL_OVERLAP = timedelta(minutes=2)
-CREATE_ATTEMPTS = 3
 MAX_REPORTED = 20
 
 
@@ -365,14 +364,4 @@ class NotionSync:
     def _create(self, row: dict, properties: dict) -> dict:
         """Create the row's page, recording the attempt first so a crash never leads to a second page."""
         self.storage.update_decision(row["id"], {"notion_attempted_at": utc_now(), "updated_at": row["updated_at"]})
-        for attempt in range(1, CREATE_ATTEMPTS + 1):
-            try:
-                return self.client.create_page(self.data_source_id, properties)
-            except NotionUncertainError as exc:
-                found = self._find_page(row["id"])
-                if found:
-                    return found
-                if attempt == CREATE_ATTEMPTS:
-                    raise
-                logger.warning("%s; no page was made, creating again", exc)
-        raise AssertionError("unreachable")
+        return self.client.create_page(self.data_source_id, properties, lambda: self._find_page(row["id"]))

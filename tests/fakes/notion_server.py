@@ -722,6 +722,7 @@ def _dashed(raw: str) -> str:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
     state: FakeNotion
 
     def log_message(self, *args):
