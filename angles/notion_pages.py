@@ -41,7 +41,9 @@ def ai_summary(row: dict) -> str | None:
 
 def sync_hash(row: dict) -> str:
     """The hash of everything the page shows; equal hashes mean the page needs no write."""
-    return content_hash({**row, "ai_summary": ai_summary(row)}, SYNC_FIELDS)
+    view = {f: row.get(f) for f in PERSON_FIELDS}
+    view.update(deleted_at=row.get("deleted_at"), ai_summary=ai_summary(row))
+    return content_hash(view, SYNC_FIELDS)
 
 
 def page_hash(fields: dict, row: dict, *, in_trash: bool = False) -> str:

@@ -288,7 +288,7 @@ class NotionSync:
 
     def push(self) -> dict:
         """Write every row whose page content changed (all rows with push_all), one row at a time."""
-        tick = self._tick("push", self.storage.count_decisions())
+        tick = self._tick("push", self.storage.count_decisions() if self.progress else None)
         for row in self.storage.iter_decisions():
             self._push_row(row)
             tick()

@@ -104,6 +104,7 @@ class FakeNotion:
         self.pages: dict[str, dict] = {}
         self.order: list[str] = []
         self.log: list[tuple[str, str, int]] = []
+        self.stamps: list[float] = []
         self.faults: list[dict] = []
         self.retry_after = 1
         self.set_rate(rps, burst)
@@ -335,6 +336,7 @@ class FakeNotion:
         finally:
             with self.lock:
                 self.log.append((method, route or path, status))
+                self.stamps.append(time.monotonic())
 
     @staticmethod
     def _fault_status(fault: dict) -> int:
