@@ -178,6 +178,12 @@ class NotionClient:
                     raise NotionUncertainError(detail, status=status, code=code) from None
                 wait = _retry_after(exc) if status in REFUSED_STATUSES else None
                 failure = NotionError(detail, status=status, code=code)
+            except ValueError:
+                # A 2xx whose body is not JSON: a proxy or an outage page, not Notion.
+                reason = f"{what}: the answer from {self.base_url} is not Notion's JSON"
+                if not repeatable:
+                    raise NotionUncertainError(reason) from None
+                wait, failure = None, NotionError(reason)
             except RequestTimeoutError:
                 if not repeatable:
                     raise NotionUncertainError(f"{what}: Notion did not answer within {TIMEOUT_S:g} s") from None

@@ -129,7 +129,11 @@ class NotionSync:
                 continue
             seen.add(page["id"])
             self.counts["pulled"] += 1
-            self._pull_page(page)
+            try:
+                self._pull_page(page)
+            except (NotionRejectedError, NotionNotFoundError) as exc:
+                self._problem("rejected page", str(exc), page_id=page["id"])
+                self.counts["skipped"] += 1
             tick()
         if not self.dry_run:
             self.storage.set_state(LAST_PULL_KEY, started)

@@ -375,6 +375,21 @@ def test_unreachable_notion_exits_3(home, run_script, fast_retries):
     assert result["exit_code"] == 3 and "cannot reach Notion" in result["error"]
 
 
+def test_a_second_sync_on_the_same_host_is_refused_while_one_runs(notion, home):
+    import fcntl
+
+    from angles.actions.sync import run_sync
+
+    seed(2)
+    (home / "data").mkdir(exist_ok=True)
+    with open(home / "data" / "memory_sync.lock", "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        result = run_sync(settings(), export=False)
+    assert result["exit_code"] == 1 and "in progress" in result["error"]
+    assert notion["fake"].writes == 0
+    assert sync()["counts"]["created"] == 2
+
+
 # crash safety
 
 

@@ -45,6 +45,23 @@ def _progress_bar(enabled: bool):
         yield start
 
 
+@contextmanager
+def _run_lock(settings):
+    """One sync per host at a time: two would both create pages for the same new decisions."""
+    import fcntl
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    with open(settings.data_dir / "memory_sync.lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise AnglesError("another memory_sync run is in progress on this host; try again when it ends") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _ensure_schema(storage, dry_run: bool) -> None:
     if storage.kind == "supabase" or dry_run:
         return
@@ -104,6 +121,8 @@ def run_sync(
         with ExitStack() as stack:
             engine = None
             if sync and settings.notion_enabled:
+                if not dry_run:
+                    stack.enter_context(_run_lock(settings))
                 client = stack.enter_context(notion_client(settings))
                 bar = stack.enter_context(_progress_bar(progress))
                 engine = NotionSync(
