@@ -46,10 +46,10 @@ def sync_hash(row: dict) -> str:
     return content_hash(view, SYNC_FIELDS)
 
 
-def page_hash(fields: dict, row: dict, *, in_trash: bool = False) -> str:
-    """The same hash for a page's content; the AI summary, which only the vault writes, comes from the row."""
+def page_hash(fields: dict, summary: str | None) -> str:
+    """The same hash for a live page (not in the trash) holding `fields` and an AI summary."""
     view = {f: fields.get(f) for f in PERSON_FIELDS}
-    view.update(deleted_at=row.get("deleted_at") if in_trash else None, ai_summary=ai_summary(row))
+    view.update(deleted_at=None, ai_summary=summary)
     return content_hash(view, SYNC_FIELDS)
 
 
@@ -150,6 +150,7 @@ def from_page(page: dict) -> dict:
         "active": True if active is None else bool(active),
         "tags": [o.get("name") for o in (_value(props.get("Tags")) or []) if o.get("name")],
         "comment": comment or None,
+        "ai_summary": _plain(_value(props.get("AI summary"))) or None,
         "external_id": _plain(_value(props.get(EXTERNAL_ID))).strip() or None,
         "last_edited_time": page.get("last_edited_time"),
         "in_trash": bool(page.get("in_trash") or page.get("archived")),

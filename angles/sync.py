@@ -169,7 +169,7 @@ class NotionSync:
             self._problem("rejected edit", str(exc), decision_id=row["id"], page_id=page["id"])
             self.counts["skipped"] += 1
             return
-        notion_hash = pages.page_hash(incoming, row)
+        notion_hash = pages.page_hash(incoming, fields["ai_summary"])
         local_hash = pages.sync_hash(row)
         bookkeeping = {
             "notion_page_id": page["id"],
@@ -208,14 +208,13 @@ class NotionSync:
             changes["type_source"] = "person"
         if incoming.get("priority") != row.get("priority"):
             changes["priority_source"] = "person" if incoming.get("priority") else None
-        applied = {**row, **changes}
         self.storage.update_decision(
             row["id"],
             {
                 **changes,
                 **bookkeeping,
                 "updated_at": utc_now(),
-                "notion_sync_hash": pages.sync_hash(applied),
+                "notion_sync_hash": notion_hash,
                 "synced": True,
                 "synced_at": utc_now(),
             },

@@ -309,7 +309,72 @@ def test_setup_notion_adds_missing_properties_and_leaves_existing_ones(fake, hom
     assert proc.returncode == 1  # Type still has the wrong type; a person must change it
 
 
+def test_the_ai_summary_is_written_to_its_property_and_a_new_summary_updates_the_page(notion):
+    fake = notion["fake"]
+    (decision_id,) = seed(1, ai_analysis={"summary": "Queues decouple the services."})
+    sync()
+    page = fake.pages[rows()[decision_id]["notion_page_id"]]
+    assert fake.text(page, "AI summary") == "Queues decouple the services."
+    with storage() as store:
+        store.update_decision(decision_id, {"ai_analysis": {"summary": "Revised analysis."}})
+    assert sync()["counts"]["updated"] == 1
+    assert fake.text(page, "AI summary") == "Revised analysis."
+
+
 # failures
+
+
+def test_a_decision_notion_cannot_hold_is_rejected_and_the_others_still_sync(notion):
+    fake = notion["fake"]
+    ids = seed(3, text=lambda i: "short decision" if i else "x" * 200_001)
+    result = sync()
+    assert (result["counts"]["created"], result["counts"]["rejected"]) == (2, 1)
+    assert "200,000" in result["problems"][0]["message"]
+    assert len(fake.live_pages()) == 2
+    assert sum(1 for r in rows().values() if r["synced"]) == 2 and len(ids) == 3
+
+
+def test_the_fake_notion_checks_what_notion_checks(fake):
+    import httpx
+
+    database_id = fake.add_database(SCHEMA)
+    source = fake.data_source_of(database_id)
+    headers = {"Authorization": f"Bearer {fake.token}", "Notion-Version": "2025-09-03"}
+    with httpx.Client(base_url=fake.base_url) as http:
+        no_version = http.get("/v1/users/me", headers={"Authorization": headers["Authorization"]})
+        assert (no_version.status_code, no_version.json()["code"]) == (400, "missing_version")
+        bad_token = http.get("/v1/users/me", headers={**headers, "Authorization": "Bearer nope"})
+        assert bad_token.json() == {**bad_token.json(), "object": "error", "status": 401, "code": "unauthorized"}
+        too_long = http.post(
+            "/v1/pages",
+            headers=headers,
+            json={
+                "parent": {"type": "data_source_id", "data_source_id": source},
+                "properties": {"Decision": {"rich_text": [{"text": {"content": "🚀" * 1001}}]}},
+            },
+        )
+        assert too_long.status_code == 400 and "should be ≤ `2000`, instead was `2002`" in too_long.json()["message"]
+        wrong_type = http.post(
+            "/v1/pages",
+            headers=headers,
+            json={"parent": {"data_source_id": source}, "properties": {"Active": {"rich_text": []}}},
+        )
+        assert wrong_type.json()["message"] == "Active is expected to be checkbox."
+        big_page = http.post(f"/v1/data_sources/{source}/query", headers=headers, json={"page_size": 101})
+        assert big_page.status_code == 400
+        for _ in range(3):
+            fake.create_as_person(database_id, {"Name": "n"})
+        first = http.post(f"/v1/data_sources/{source}/query", headers=headers, json={"page_size": 2}).json()
+        assert first["has_more"] and len(first["results"]) == 2
+        rest = http.post(
+            f"/v1/data_sources/{source}/query", headers=headers, json={"start_cursor": first["next_cursor"]}
+        ).json()
+        assert not rest["has_more"] and len(rest["results"]) == 1
+        assert rest["results"][0]["last_edited_time"].endswith(":00.000Z")
+        fake.set_rate(1, burst=1)
+        answers = [http.get("/v1/users/me", headers=headers) for _ in range(3)]
+        limited = [a for a in answers if a.status_code == 429]
+        assert limited and limited[0].json()["code"] == "rate_limited" and int(limited[0].headers["Retry-After"]) >= 1
 
 
 def test_invalid_token_exits_3_and_marks_nothing_synced(notion, run_script):
