@@ -209,6 +209,30 @@ def test_a_conflict_resolves_to_the_newer_edit_and_is_recorded(notion, newer):
     assert details["notion"]["decision"] == "Notion version"
 
 
+def test_all_pushes_every_decision_again_without_making_a_second_page(notion):
+    fake = notion["fake"]
+    seed(6)
+    sync()
+    result = sync(push_all=True)
+    assert (result["counts"]["updated"], result["counts"]["created"]) == (6, 0)
+    assert_one_page_each_with_equal_content(fake)
+
+
+def test_a_page_deleted_for_good_in_notion_is_made_again_when_its_decision_changes(notion):
+    fake = notion["fake"]
+    ids = seed(2)
+    sync()
+    gone = rows()[ids[0]]["notion_page_id"]
+    with fake.lock:
+        del fake.pages[gone]
+        fake.order.remove(gone)
+    with storage() as store:
+        store.update_decision(ids[0], {"comment": "still here"})
+    assert sync()["counts"]["created"] == 1
+    assert rows()[ids[0]]["notion_page_id"] != gone
+    assert_one_page_each_with_equal_content(fake)
+
+
 def test_a_page_created_in_notion_becomes_a_decision_and_gets_its_external_id(notion):
     fake = notion["fake"]
     seed(2)
