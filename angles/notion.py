@@ -239,13 +239,15 @@ class NotionClient:
             )
         return sources[0]["id"]
 
-    def query(self, data_source_id: str, filter: dict | None = None) -> Iterator[dict]:
+    def query(self, data_source_id: str, filter: dict | None = None, sorts: list | None = None) -> Iterator[dict]:
         """Every page of the data source matching the filter, one request per 100 pages."""
         cursor = None
         while True:
-            args = {"page_size": PAGE_SIZE}
+            args: dict = {"page_size": PAGE_SIZE}
             if filter:
                 args["filter"] = filter
+            if sorts:
+                args["sorts"] = sorts
             if cursor:
                 args["start_cursor"] = cursor
             answer = self._call("query data source", lambda a=args: self._sdk.data_sources.query(data_source_id, **a))

@@ -124,7 +124,9 @@ class NotionSync:
             }
         tick = self._tick("pull", None)
         seen: set[str] = set()
-        for page in self.client.query(self.data_source_id, query_filter):
+        # Creation order does not move when pages are edited during the pull, so paging never skips one.
+        oldest_first = [{"timestamp": "created_time", "direction": "ascending"}]
+        for page in self.client.query(self.data_source_id, query_filter, sorts=oldest_first):
             if page["id"] in seen:
                 continue
             seen.add(page["id"])
@@ -328,7 +330,7 @@ class NotionSync:
                 if not page_id:
                     self.counts["unchanged"] += 1
                     return
-                page = self.client.update_page(page_id, in_trash=True)
+                page = self._archive(row, page_id)
             elif page_id:
                 page = self._update(row, page_id, properties)
                 if page is None:
@@ -359,6 +361,13 @@ class NotionSync:
         except NotionNotFoundError:
             logger.warning("page %s of decision %s is gone from Notion; creating a new one", page_id, row["id"])
             return None
+
+    def _archive(self, row: dict, page_id: str) -> dict:
+        try:
+            return self.client.update_page(page_id, in_trash=True)
+        except NotionNotFoundError:
+            logger.info("page %s of deleted decision %s is already gone from Notion", page_id, row["id"])
+            return {"id": page_id}
 
     def _find_page(self, decision_id: str) -> dict | None:
         query = {"property": pages.EXTERNAL_ID, "rich_text": {"equals": decision_id}}

@@ -430,6 +430,12 @@ class FakeNotion:
             and self.pages[i]["in_trash"] == want_trash
             and matcher(self.pages[i])
         ]
+        for sort in reversed(body.get("sorts") or []):
+            key = sort.get("timestamp") if isinstance(sort, dict) else None
+            if key not in ("created_time", "last_edited_time"):
+                raise ApiError(400, "body failed validation: body.sorts should be timestamp sorts in this fake.")
+            # A stable sort keeps creation order among equal (minute-rounded) times.
+            found.sort(key=lambda p, k=key: p[k], reverse=sort.get("direction") == "descending")
         start = 0
         cursor = body.get("start_cursor")
         if cursor:
