@@ -72,6 +72,8 @@ class NotionSync:
         self.problems: list[dict] = []
         self.data_source_id: str | None = None
         self.title_property = "Name"
+        # In a dry run, decisions the pull would have settled, so the plan does not also push them.
+        self._settled: set[str] = set()
 
     # set-up
 
@@ -102,7 +104,7 @@ class NotionSync:
         return self.data_source_id
 
     def _problem(self, kind: str, message: str, **ids) -> None:
-        logger.warning("%s: %s", kind, message)
+        logger.warning("%s: %s%s", kind, message, " (dry run)" if self.dry_run else "")
         if len(self.problems) < MAX_REPORTED:
             self.problems.append({"kind": kind, "message": message, **ids})
 
@@ -204,6 +206,7 @@ class NotionSync:
                 return
         self.counts["applied"] += 1
         if self.dry_run:
+            self._settled.add(row["id"])
             return
         changes = {f: incoming[f] for f in pages.PERSON_FIELDS}
         if incoming["type"] != row["type"]:
@@ -317,7 +320,7 @@ class NotionSync:
             return
         action = "archived" if row.get("deleted_at") else ("updated" if page_id else "created")
         if self.dry_run:
-            self.counts[action] += 1
+            self.counts["unchanged" if row["id"] in self._settled else action] += 1
             return
         try:
             if not page_id and row.get("notion_attempted_at"):

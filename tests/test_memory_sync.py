@@ -233,6 +233,18 @@ def test_a_page_deleted_for_good_in_notion_is_made_again_when_its_decision_chang
     assert_one_page_each_with_equal_content(fake)
 
 
+def test_dry_run_plans_a_notion_edit_as_a_pull_not_as_a_push(notion):
+    fake = notion["fake"]
+    ids = seed(3)
+    sync()
+    fake.edit_as_person(rows()[ids[1]]["notion_page_id"], {"Comment": "from Notion"})
+    with storage() as store:
+        store.update_decision(ids[2], {"comment": "from the vault"})
+    plan = sync(dry_run=True)["counts"]
+    assert (plan["applied"], plan["updated"], plan["created"], plan["unchanged"]) == (1, 1, 0, 2)
+    assert rows()[ids[1]]["comment"] is None
+
+
 def test_a_page_created_in_notion_becomes_a_decision_and_gets_its_external_id(notion):
     fake = notion["fake"]
     seed(2)
