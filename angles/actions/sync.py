@@ -217,7 +217,8 @@ def _database_check(settings) -> dict:
     return check
 
 
-def _notion_check(settings) -> dict:
+def check_notion(settings) -> dict:
+    """Token, database access and properties; status ok, warn, off or fail (for --test, monitors, verification)."""
     if not settings.notion_enabled:
         return {"status": "off", "message": NOTION_OFF}
     try:
@@ -243,7 +244,7 @@ def _notion_check(settings) -> dict:
 
 def run_test(settings) -> dict:
     """Read-only check of the database, Notion and AI settings, and of the data's integrity."""
-    checks = {"database": _database_check(settings), "notion": _notion_check(settings)}
+    checks = {"database": _database_check(settings), "notion": check_notion(settings)}
     checks["ai"] = (
         {"status": "ok", "message": f"OpenAI configured, model {settings.openai_model}"}
         if settings.ai_enabled
