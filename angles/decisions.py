@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
 from datetime import UTC, date, datetime
 
@@ -68,11 +69,17 @@ def utc_now() -> str:
     return to_iso(datetime.now(UTC))
 
 
+CANONICAL_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
+
+
 def to_iso(value) -> str | None:
     """Normalise a timestamp to one UTC text form, whatever backend it came from."""
     if value is None or value == "":
         return None
     if isinstance(value, str):
+        if CANONICAL_TIMESTAMP.fullmatch(value):
+            # Already in the form this function writes (SQLite stores it so): skip parsing, it adds up per row.
+            return value
         value = parse_timestamp(value)
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)

@@ -1,0 +1,84 @@
+"""The JSON export of every decision: export/decisions_<UTC timestamp>.json, written atomically."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+from angles.decisions import COLUMNS, utc_now
+from angles.errors import AnglesError
+from angles.logs import REDACTED, redactor
+
+logger = logging.getLogger(__name__)
+
+ATTEMPTS = 3
+
+
+def export_path(settings, now: datetime | None = None) -> Path:
+    """The next free export file name; a second export within the same second gets a suffix."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    path = settings.export_dir / f"decisions_{stamp}.json"
+    n = 2
+    while path.exists():
+        path = settings.export_dir / f"decisions_{stamp}_{n}.json"
+        n += 1
+    return path
+
+
+def _write(storage, handle, expected: int) -> tuple[int, int]:
+    """Stream the header and the rows; returns (rows written, rows with redactions)."""
+    scrub = redactor()
+    header = {"exported_at": utc_now(), "count": expected, "schema_version": storage.schema_version()}
+    handle.write("{\n")
+    for key, value in header.items():
+        handle.write(f"  {json.dumps(key)}: {json.dumps(value)},\n")
+    handle.write('  "decisions": [')
+    written = redacted = 0
+    for row in storage.iter_decisions():
+        line = json.dumps({c: row.get(c) for c in COLUMNS}, ensure_ascii=False, default=str)
+        clean = scrub(line)
+        if clean != line:
+            # A secret pasted into a decision must not reach an export (and so a backup).
+            redacted += 1
+            logger.warning("decision %s holds a secret-shaped text; written as %s in the export", row["id"], REDACTED)
+        handle.write(("\n    " if written == 0 else ",\n    ") + clean)
+        written += 1
+    handle.write("\n  ]\n}\n" if written else "]\n}\n")
+    return written, redacted
+
+
+def write_export(storage, settings) -> Path:
+    """Write all decisions sorted by id, with a header (time, count, schema version); returns the file's path."""
+    settings.export_dir.mkdir(parents=True, exist_ok=True)
+    for _ in range(ATTEMPTS):
+        expected = storage.count_decisions()
+        fd, tmp = tempfile.mkstemp(prefix=".decisions_", suffix=".json.tmp", dir=settings.export_dir)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                written, redacted = _write(storage, handle, expected)
+                handle.flush()
+                os.fsync(handle.fileno())
+            if written != expected:
+                # Rows were added or removed while streaming; the header count must match the body.
+                logger.info("decision count moved from %d to %d during the export; writing it again", expected, written)
+                os.unlink(tmp)
+                continue
+            path = export_path(settings)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        dir_fd = os.open(settings.export_dir, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        logger.info("exported %d decisions to %s%s", written, path, f" ({redacted} redacted)" if redacted else "")
+        return path
+    raise AnglesError("decisions kept changing during the export; try again")

@@ -1,0 +1,297 @@
+"""The one door to the Notion API: rate limit, retries, timeouts and error mapping over notion-client."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import httpx
+from notion_client import Client
+from notion_client.errors import HTTPResponseError, RequestTimeoutError
+
+from angles.errors import ExternalServiceError
+
+logger = logging.getLogger(__name__)
+
+# Statuses Notion documents as transient; 529 is "service_overload".
+RETRY_STATUSES = (409, 429, 500, 502, 503, 504, 529)
+# Refusals that mean the request was not applied, so even a create may be sent again.
+REFUSED_STATUSES = (429, 529)
+MAX_ATTEMPTS = 7
+BACKOFF_BASE = 0.5
+BACKOFF_CAP = 30.0
+RETRY_AFTER_CAP = 120.0
+TIMEOUT_S = 30.0
+PAGE_SIZE = 100
+
+
+class NotionError(ExternalServiceError):
+    """Notion refused or failed a request; carries Notion's status and error code."""
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class NotionAuthError(NotionError):
+    """The token was rejected (401) or lacks access (403)."""
+
+
+class NotionNotFoundError(NotionError):
+    """The object does not exist or is not shared with the integration (404)."""
+
+
+class NotionRejectedError(NotionError):
+    """Notion refused this one request's content (400); other requests may still succeed."""
+
+
+class NotionUncertainError(NotionError):
+    """A write may or may not have been applied (timeout, dropped connection, 5xx): look before repeating it."""
+
+
+class TokenBucket:
+    """Spaces requests to an average rate with a burst of at most one second's worth."""
+
+    def __init__(self, rate: float, *, clock: Callable[[], float] = time.monotonic, sleep=time.sleep):
+        self.rate = float(rate)
+        self.capacity = max(1.0, self.rate)
+        # Start with one token, not a full bucket: a previous run may just have spent the server's burst.
+        self.tokens = 1.0
+        self.clock = clock
+        self.sleep = sleep
+        self.updated = clock()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> float:
+        """Take one token, sleeping until it is due; returns the time slept."""
+        with self._lock:
+            now = self.clock()
+            if now > self.updated:
+                self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+                self.updated = now
+            # `updated` lies in the future after a pause; a negative balance is a debt the next caller waits out.
+            wait = max(0.0, self.updated - now)
+            if self.tokens < 1.0:
+                wait += (1.0 - self.tokens) / self.rate
+            self.tokens -= 1.0
+        if wait:
+            self.sleep(wait)
+        return wait
+
+    def pause(self, seconds: float) -> None:
+        """Hold every request for `seconds` (Notion's Retry-After), then resume at the average rate."""
+        with self._lock:
+            self.tokens = 1.0
+            self.updated = max(self.updated, self.clock() + seconds)
+
+
+def _backoff(attempt: int) -> float:
+    """Exponential backoff with jitter, so retries from several hosts do not arrive together."""
+    return min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
+
+
+def _body_of(exc: HTTPResponseError) -> tuple[str | None, str]:
+    try:
+        body = json.loads(exc.body or "{}")
+    except (TypeError, ValueError):
+        return None, (exc.body or "")[:200]
+    if not isinstance(body, dict):
+        return None, str(body)[:200]
+    return body.get("code"), str(body.get("message") or "")
+
+
+def _retry_after(exc: HTTPResponseError) -> float | None:
+    raw = exc.headers.get("retry-after") if exc.headers is not None else None
+    if raw is None:
+        return None
+    try:
+        return min(RETRY_AFTER_CAP, max(0.0, float(raw)))
+    except ValueError:
+        return None
+
+
+class NotionClient:
+    """Notion requests at a steady rate, retried when that is safe, failing as domain errors."""
+
+    def __init__(self, token: str, *, base_url: str = "https://api.notion.com", rps: float = 3.0):
+        self.base_url = base_url.rstrip("/")
+        self.bucket = TokenBucket(rps)
+        self.requests = 0
+        self.retries = 0
+        self.rate_limited = 0
+        self._sdk = Client(
+            auth=token,
+            base_url=self.base_url,
+            timeout_ms=int(TIMEOUT_S * 1000),
+            logger=logging.getLogger("notion_client"),
+            client=httpx.Client(transport=httpx.HTTPTransport(retries=0)),
+        )
+
+    def close(self) -> None:
+        self._sdk.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _call(self, what: str, fn: Callable, *, repeatable: bool = True):
+        """Send one request through the rate limiter; retry what is safe to retry; map failures."""
+        attempt = 0
+        while True:
+            attempt += 1
+            self.bucket.acquire()
+            self.requests += 1
+            try:
+                return fn()
+            except HTTPResponseError as exc:
+                code, message = _body_of(exc)
+                status = exc.status
+                detail = (
+                    f"{what}: Notion answered {status}"
+                    + (f" {code}" if code else "")
+                    + (f": {message}" if message else "")
+                )
+                if status == 401:
+                    raise NotionAuthError(
+                        f"Notion rejected the token (401 unauthorized) on {what}; check NOTION_TOKEN",
+                        status=status,
+                        code=code,
+                    ) from None
+                if status == 403:
+                    raise NotionAuthError(
+                        f"{detail} (share the database with the integration)", status=status, code=code
+                    ) from None
+                if status == 404:
+                    raise NotionNotFoundError(detail, status=status, code=code) from None
+                if status not in RETRY_STATUSES:
+                    raise NotionRejectedError(detail, status=status, code=code) from None
+                if status == 429:
+                    self.rate_limited += 1
+                if not repeatable and status not in REFUSED_STATUSES:
+                    raise NotionUncertainError(detail, status=status, code=code) from None
+                wait = _retry_after(exc) if status in REFUSED_STATUSES else None
+                failure = NotionError(detail, status=status, code=code)
+            except ValueError:
+                # A 2xx whose body is not JSON: a proxy or an outage page, not Notion.
+                reason = f"{what}: the answer from {self.base_url} is not Notion's JSON"
+                if not repeatable:
+                    raise NotionUncertainError(reason) from None
+                wait, failure = None, NotionError(reason)
+            except RequestTimeoutError:
+                if not repeatable:
+                    raise NotionUncertainError(f"{what}: Notion did not answer within {TIMEOUT_S:g} s") from None
+                wait, failure = None, NotionError(f"{what}: Notion did not answer within {TIMEOUT_S:g} s")
+            except httpx.TransportError as exc:
+                # A refused connection never reached Notion; anything later may have been applied.
+                sent = not isinstance(exc, httpx.ConnectError)
+                reason = f"{what}: cannot reach Notion at {self.base_url}: {type(exc).__name__}"
+                if sent and not repeatable:
+                    raise NotionUncertainError(reason) from None
+                wait, failure = None, NotionError(reason)
+            if attempt >= MAX_ATTEMPTS:
+                raise NotionError(f"{failure} (gave up after {attempt} attempts)", status=failure.status) from None
+            if wait is None:
+                wait = _backoff(attempt)
+            self.retries += 1
+            logger.warning("%s; retrying in %.1f s (attempt %d of %d)", failure, wait, attempt + 1, MAX_ATTEMPTS)
+            self.bucket.pause(wait)
+
+    # reads
+
+    def me(self) -> dict:
+        return self._call("users/me", lambda: self._sdk.users.me())
+
+    def retrieve_database(self, database_id: str) -> dict:
+        return self._call("retrieve database", lambda: self._sdk.databases.retrieve(database_id))
+
+    def retrieve_data_source(self, data_source_id: str) -> dict:
+        return self._call("retrieve data source", lambda: self._sdk.data_sources.retrieve(data_source_id))
+
+    def resolve_data_source(self, database_id: str) -> str:
+        """The data source that holds the database's pages (API 2025-09-03 splits the two)."""
+        try:
+            database = self.retrieve_database(database_id)
+        except NotionNotFoundError:
+            # NOTION_DATABASE_ID may already name a data source.
+            try:
+                return self.retrieve_data_source(database_id)["id"]
+            except NotionNotFoundError:
+                raise NotionNotFoundError(
+                    f"Notion database {database_id} was not found or is not shared with the integration",
+                    status=404,
+                ) from None
+        sources = database.get("data_sources") or []
+        if not sources:
+            raise NotionError(f"Notion database {database_id} has no data source")
+        if len(sources) > 1:
+            logger.warning(
+                "Notion database %s has %d data sources; syncing with the first, %s",
+                database_id,
+                len(sources),
+                sources[0].get("name") or sources[0]["id"],
+            )
+        return sources[0]["id"]
+
+    def query(self, data_source_id: str, filter: dict | None = None, sorts: list | None = None) -> Iterator[dict]:
+        """Every page of the data source matching the filter, one request per 100 pages."""
+        cursor = None
+        while True:
+            args: dict = {"page_size": PAGE_SIZE}
+            if filter:
+                args["filter"] = filter
+            if sorts:
+                args["sorts"] = sorts
+            if cursor:
+                args["start_cursor"] = cursor
+            answer = self._call("query data source", lambda a=args: self._sdk.data_sources.query(data_source_id, **a))
+            yield from (r for r in answer.get("results", []) if r.get("object") == "page")
+            cursor = answer.get("next_cursor")
+            if not answer.get("has_more") or not cursor:
+                return
+
+    def retrieve_page(self, page_id: str) -> dict:
+        return self._call("retrieve page", lambda: self._sdk.pages.retrieve(page_id))
+
+    # writes
+
+    def update_data_source(self, data_source_id: str, properties: dict) -> dict:
+        return self._call(
+            "update data source", lambda: self._sdk.data_sources.update(data_source_id, properties=properties)
+        )
+
+    def create_page(self, data_source_id: str, properties: dict, find_existing: Callable[[], dict | None]) -> dict:
+        """Create one page; when an attempt may have been applied, `find_existing` is asked before trying again."""
+        parent = {"type": "data_source_id", "data_source_id": data_source_id}
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                return self._call(
+                    "create page",
+                    lambda: self._sdk.pages.create(parent=parent, properties=properties),
+                    repeatable=False,
+                )
+            except NotionUncertainError as exc:
+                found = find_existing()
+                if found:
+                    return found
+                if attempt == MAX_ATTEMPTS:
+                    raise NotionError(f"{exc} (gave up after {attempt} attempts)", status=exc.status) from None
+                wait = _backoff(attempt)
+                self.retries += 1
+                logger.warning("%s; no page was made, creating again in %.1f s", exc, wait)
+                self.bucket.pause(wait)
+        raise AssertionError("unreachable")
+
+    def update_page(self, page_id: str, *, properties: dict | None = None, in_trash: bool | None = None) -> dict:
+        args: dict = {}
+        if properties is not None:
+            args["properties"] = properties
+        if in_trash is not None:
+            args["in_trash"] = in_trash
+        return self._call("update page", lambda: self._sdk.pages.update(page_id, **args))

@@ -1,0 +1,382 @@
+"""Two-way Notion sync of decisions: pull edits made in Notion, then push the vault's changes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+
+from angles import notion_pages as pages
+from angles.decisions import parse_timestamp, to_iso, utc_now, validate
+from angles.errors import AnglesError, ValidationError
+from angles.notion import NotionClient, NotionNotFoundError, NotionRejectedError
+
+logger = logging.getLogger(__name__)
+
+LAST_PULL_KEY = "notion_last_pull"
+DATA_SOURCE_KEY = "notion_data_source"
+# Notion rounds last_edited_time down to the minute; the extra minute absorbs clock skew.
+PULL_OVERLAP = timedelta(minutes=2)
+MAX_REPORTED = 20
+
+
+def _is_uuid(text: str | None) -> bool:
+    try:
+        uuid.UUID(text or "")
+    except ValueError:
+        return False
+    return True
+
+
+class SchemaError(AnglesError):
+    """The Notion data source lacks properties the sync writes, or holds them with another type."""
+
+
+def new_counts() -> dict:
+    return {
+        "pulled": 0,
+        "applied": 0,
+        "imported": 0,
+        "conflicts": 0,
+        "skipped": 0,
+        "created": 0,
+        "updated": 0,
+        "archived": 0,
+        "unchanged": 0,
+        "rejected": 0,
+    }
+
+
+class NotionSync:
+    """One sync run against one data source; every row's bookkeeping commits on its own."""
+
+    def __init__(
+        self,
+        storage,
+        client: NotionClient,
+        database_id: str,
+        *,
+        dry_run: bool = False,
+        push_all: bool = False,
+        progress: Callable[[str, int | None], Callable[[], None]] | None = None,
+    ):
+        self.storage = storage
+        self.client = client
+        self.database_id = database_id
+        self.dry_run = dry_run
+        self.push_all = push_all
+        self.progress = progress
+        self.counts = new_counts()
+        self.problems: list[dict] = []
+        self.data_source_id: str | None = None
+        self.title_property = "Name"
+        # In a dry run, decisions the pull would have settled, so the plan does not also push them.
+        self._settled: set[str] = set()
+
+    # set-up
+
+    def connect(self) -> str:
+        """Find the data source (cached in sync state) and check its properties."""
+        key = f"{DATA_SOURCE_KEY}:{self.database_id}"
+        cached = self.storage.get_state(key)
+        source = None
+        if cached:
+            try:
+                source = self.client.retrieve_data_source(cached)
+            except NotionNotFoundError:
+                source = None
+        if source is None:
+            source = self.client.retrieve_data_source(self.client.resolve_data_source(self.database_id))
+            if not self.dry_run:
+                self.storage.set_state(key, source["id"])
+        schema = pages.check_schema(source)
+        if schema["missing"] or schema["mistyped"]:
+            wrong = [f"{m['property']} is {m['actual']}, not {m['expected']}" for m in schema["mistyped"]]
+            parts = ([f"missing {', '.join(schema['missing'])}"] if schema["missing"] else []) + wrong
+            raise SchemaError(
+                f"the Notion database does not have the properties the sync needs ({'; '.join(parts)}); "
+                "run: python memory_sync.py --setup-notion"
+            )
+        self.data_source_id = source["id"]
+        self.title_property = schema["title_property"] or "Name"
+        return self.data_source_id
+
+    def _problem(self, kind: str, message: str, **ids) -> None:
+        logger.warning("%s: %s%s", kind, message, " (dry run)" if self.dry_run else "")
+        if len(self.problems) < MAX_REPORTED:
+            self.problems.append({"kind": kind, "message": message, **ids})
+
+    def _tick(self, phase: str, total: int | None):
+        return self.progress(phase, total) if self.progress else (lambda: None)
+
+    # pull
+
+    def pull(self) -> dict:
+        """Apply edits made in Notion since the last pull; import pages people created there."""
+        started = utc_now()
+        since = self.storage.get_state(LAST_PULL_KEY)
+        query_filter = None
+        if since:
+            after = parse_timestamp(since) - PULL_OVERLAP
+            query_filter = {
+                "timestamp": "last_edited_time",
+                "last_edited_time": {"on_or_after": to_iso(after)},
+            }
+        tick = self._tick("pull", None)
+        seen: set[str] = set()
+        # Creation order does not move when pages are edited during the pull, so paging never skips one.
+        oldest_first = [{"timestamp": "created_time", "direction": "ascending"}]
+        for page in self.client.query(self.data_source_id, query_filter, sorts=oldest_first):
+            if page["id"] in seen:
+                continue
+            seen.add(page["id"])
+            self.counts["pulled"] += 1
+            try:
+                self._pull_page(page)
+            except (NotionRejectedError, NotionNotFoundError) as exc:
+                self._problem("rejected page", str(exc), page_id=page["id"])
+                self.counts["skipped"] += 1
+            tick()
+        if not self.dry_run:
+            self.storage.set_state(LAST_PULL_KEY, started)
+        return self.counts
+
+    def _find_row(self, page: dict, fields: dict) -> dict | None:
+        row = None
+        if _is_uuid(fields["external_id"]):
+            row = self.storage.get_decision(str(uuid.UUID(fields["external_id"])))
+        return row or self.storage.find_decision_by_page(page["id"])
+
+    def _pull_page(self, page: dict) -> None:
+        fields = pages.from_page(page)
+        if fields["in_trash"]:
+            return
+        row = self._find_row(page, fields)
+        if row is None:
+            self._import(page, fields)
+            return
+        if row.get("notion_page_id") and row["notion_page_id"] != page["id"]:
+            self._problem(
+                "duplicate page",
+                f"page {page['id']} carries the External ID of decision {row['id']}, whose page is "
+                f"{row['notion_page_id']}; left alone",
+                decision_id=row["id"],
+                page_id=page["id"],
+            )
+            self.counts["skipped"] += 1
+            return
+        try:
+            incoming = validate({**row, **{f: fields[f] for f in pages.PERSON_FIELDS}}, f"Notion page {page['id']}")
+        except ValidationError as exc:
+            self._problem("rejected edit", str(exc), decision_id=row["id"], page_id=page["id"])
+            self.counts["skipped"] += 1
+            return
+        notion_hash = pages.page_hash(incoming, fields["ai_summary"])
+        local_hash = pages.sync_hash(row)
+        bookkeeping = {
+            "notion_page_id": page["id"],
+            "notion_last_edited": to_iso(page.get("last_edited_time")),
+            "updated_at": row["updated_at"],
+        }
+        if notion_hash == local_hash:
+            # Both sides agree: our own write coming back, or a page found again after a crash.
+            stale = row.get("notion_sync_hash") != local_hash or row.get("notion_page_id") != page["id"]
+            if stale and not self.dry_run:
+                self.storage.update_decision(
+                    row["id"],
+                    {**bookkeeping, "notion_sync_hash": local_hash, "synced": True, "synced_at": utc_now()},
+                )
+            return
+        if notion_hash == row.get("notion_sync_hash"):
+            # Unchanged in Notion; the vault's own change goes out in the push.
+            return
+        if row.get("notion_sync_hash") is None:
+            # Never synced from this row, so the page holds what an interrupted run wrote: the vault wins.
+            if not self.dry_run and row.get("notion_page_id") != page["id"]:
+                self.storage.update_decision(row["id"], bookkeeping)
+            return
+        if local_hash != row["notion_sync_hash"]:
+            winner = self._newer(row, page)
+            self._record_conflict(row, incoming, page, winner)
+            self.counts["conflicts"] += 1
+            if winner == "database":
+                # The push below overwrites the page with the vault's version.
+                return
+        self.counts["applied"] += 1
+        if self.dry_run:
+            self._settled.add(row["id"])
+            return
+        changes = {f: incoming[f] for f in pages.PERSON_FIELDS}
+        if incoming["type"] != row["type"]:
+            changes["type_source"] = "person"
+        if incoming.get("priority") != row.get("priority"):
+            changes["priority_source"] = "person" if incoming.get("priority") else None
+        self.storage.update_decision(
+            row["id"],
+            {
+                **changes,
+                **bookkeeping,
+                "updated_at": utc_now(),
+                "notion_sync_hash": notion_hash,
+                "synced": True,
+                "synced_at": utc_now(),
+            },
+        )
+
+    @staticmethod
+    def _newer(row: dict, page: dict) -> str:
+        """Which side's edit is newer; Notion's minute-rounded time wins a tie within the same minute."""
+        local = parse_timestamp(row["updated_at"]).replace(second=0, microsecond=0)
+        remote = parse_timestamp(page["last_edited_time"]).replace(second=0, microsecond=0)
+        return "database" if local > remote else "notion"
+
+    def _record_conflict(self, row: dict, incoming: dict, page: dict, winner: str) -> None:
+        database = {f: row.get(f) for f in pages.PERSON_FIELDS}
+        database["updated_at"] = row["updated_at"]
+        notion = {f: incoming.get(f) for f in pages.PERSON_FIELDS}
+        notion["last_edited_time"] = page.get("last_edited_time")
+        details = {
+            "decision_id": row["id"],
+            "page_id": page["id"],
+            "winner": winner,
+            "database": database,
+            "notion": notion,
+        }
+        logger.warning(
+            "conflict on decision %s: changed in the database and in Notion; the %s edit is newer and wins%s",
+            row["id"],
+            winner,
+            " (dry run)" if self.dry_run else "",
+        )
+        if not self.dry_run:
+            self.storage.record_activity(
+                "memory_sync", "conflict", "resolved", json.dumps(details, ensure_ascii=False, default=str)
+            )
+
+    def _import(self, page: dict, fields: dict) -> None:
+        """A page a person created in Notion becomes a decision, and its External ID is written back."""
+        record = {f: fields[f] for f in pages.PERSON_FIELDS}
+        if fields["external_id"]:
+            record["id"] = fields["external_id"]
+        try:
+            row = validate(record, f"Notion page {page['id']}")
+        except ValidationError as exc:
+            self._problem("rejected page", str(exc), page_id=page["id"])
+            self.counts["skipped"] += 1
+            return
+        self.counts["imported"] += 1
+        if self.dry_run:
+            return
+        now = utc_now()
+        row.update(
+            {
+                "notion_page_id": page["id"],
+                "notion_last_edited": to_iso(page.get("last_edited_time")),
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+        self.storage.upsert_decisions([row])
+        row = self.storage.get_decision(row["id"])
+        written = self.client.update_page(page["id"], properties=pages.to_properties(row, self.title_property))
+        self.storage.update_decision(
+            row["id"],
+            {
+                "notion_sync_hash": pages.sync_hash(row),
+                "notion_last_edited": to_iso(written.get("last_edited_time")),
+                "synced": True,
+                "synced_at": utc_now(),
+                "updated_at": row["updated_at"],
+            },
+        )
+
+    # push
+
+    def push(self) -> dict:
+        """Write every row whose page content changed (all rows with push_all), one row at a time."""
+        tick = self._tick("push", self.storage.count_decisions() if self.progress else None)
+        for row in self.storage.iter_decisions():
+            self._push_row(row)
+            tick()
+        return self.counts
+
+    def _push_row(self, row: dict) -> None:
+        wanted = pages.sync_hash(row)
+        page_id = row.get("notion_page_id")
+        if page_id and row.get("notion_sync_hash") == wanted and not self.push_all:
+            self.counts["unchanged"] += 1
+            return
+        if row.get("deleted_at") and not page_id and not row.get("notion_attempted_at"):
+            # Never reached Notion: nothing to archive.
+            self.counts["unchanged"] += 1
+            return
+        try:
+            properties = None if row.get("deleted_at") else pages.to_properties(row, self.title_property)
+        except ValidationError as exc:
+            self._problem("rejected decision", str(exc), decision_id=row["id"])
+            self.counts["rejected"] += 1
+            return
+        action = "archived" if row.get("deleted_at") else ("updated" if page_id else "created")
+        if self.dry_run:
+            self.counts["unchanged" if row["id"] in self._settled else action] += 1
+            return
+        try:
+            if not page_id and row.get("notion_attempted_at"):
+                # An earlier run may have created the page and died before recording it.
+                found = self._find_page(row["id"])
+                if found:
+                    page_id = found["id"]
+                    action = "archived" if row.get("deleted_at") else "updated"
+            if row.get("deleted_at"):
+                if not page_id:
+                    self.counts["unchanged"] += 1
+                    return
+                page = self._archive(row, page_id)
+            elif page_id:
+                page = self._update(row, page_id, properties)
+                if page is None:
+                    page, action = self._create(row, properties), "created"
+            else:
+                page = self._create(row, properties)
+        except NotionRejectedError as exc:
+            self._problem("rejected decision", str(exc), decision_id=row["id"])
+            self.counts["rejected"] += 1
+            return
+        self.counts[action] += 1
+        self.storage.update_decision(
+            row["id"],
+            {
+                "notion_page_id": page["id"],
+                "notion_sync_hash": wanted,
+                "notion_last_edited": to_iso(page.get("last_edited_time")),
+                "synced": True,
+                "synced_at": utc_now(),
+                "updated_at": row["updated_at"],
+            },
+        )
+
+    def _update(self, row: dict, page_id: str, properties: dict) -> dict | None:
+        """Update the row's page; None when the page no longer exists in Notion."""
+        try:
+            return self.client.update_page(page_id, properties=properties, in_trash=False)
+        except NotionNotFoundError:
+            logger.warning("page %s of decision %s is gone from Notion; creating a new one", page_id, row["id"])
+            return None
+
+    def _archive(self, row: dict, page_id: str) -> dict:
+        try:
+            return self.client.update_page(page_id, in_trash=True)
+        except NotionNotFoundError:
+            logger.info("page %s of deleted decision %s is already gone from Notion", page_id, row["id"])
+            return {"id": page_id}
+
+    def _find_page(self, decision_id: str) -> dict | None:
+        query = {"property": pages.EXTERNAL_ID, "rich_text": {"equals": decision_id}}
+        return next(iter(self.client.query(self.data_source_id, query)), None)
+
+    def _create(self, row: dict, properties: dict) -> dict:
+        """Create the row's page, recording the attempt first so a crash never leads to a second page."""
+        self.storage.update_decision(row["id"], {"notion_attempted_at": utc_now(), "updated_at": row["updated_at"]})
+        return self.client.create_page(self.data_source_id, properties, lambda: self._find_page(row["id"]))

@@ -1,0 +1,115 @@
+"""Notion sync against the local Notion API: 300 changes among 10,000 at 3 req/s; 100,000 unchanged decisions."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+from bench.datagen import make_decisions
+from bench.harness import Row, bench_env, python, run_measured
+
+ROWS = int(os.environ.get("BENCH_SYNC_ROWS", "10000"))
+CHANGED = int(os.environ.get("BENCH_SYNC_CHANGED", "300"))
+UNCHANGED_ROWS = int(os.environ.get("BENCH_SYNC_UNCHANGED_ROWS", "100000"))
+RPS = 3.0
+
+
+def _workspace(rows: int, seed: int):
+    """A fake Notion with a ready database, and an ANGLES_HOME whose SQLite database holds `rows` decisions."""
+    from angles import notion_pages
+    from angles.config import load_settings
+    from angles.decisions import validate
+    from angles.storage import migrations, open_storage
+    from tests.fakes.notion_server import FakeNotion
+
+    fake = FakeNotion(rps=5000, burst=5000)
+    fake.start()
+    schema = {n: k for n, k in notion_pages.PROPERTIES.items() if k != "title"}
+    database_id = fake.add_database(schema)
+    home = Path(tempfile.mkdtemp(prefix="bench-sync-"))
+    settings = load_settings({"ANGLES_HOME": str(home)}, dotenv=False)
+    storage = open_storage(settings)
+    migrations.migrate(storage)
+    storage.upsert_decisions(validate(d) for d in make_decisions(rows, seed))
+    env = bench_env(
+        home, NOTION_TOKEN=fake.token, NOTION_DATABASE_ID=database_id, NOTION_BASE_URL=fake.base_url, NOTION_RPS=2000
+    )
+    return fake, database_id, home, storage, env
+
+
+def _sync(env: dict):
+    seconds, _, result = run_measured([python(), "memory_sync.py", "--sync-decisions"], env=env, timeout=3600)
+    if result.returncode != 0:
+        raise RuntimeError(f"memory_sync.py --sync-decisions exited {result.returncode}: {result.stderr[:200]}")
+    return seconds
+
+
+def bench_changed(ctx) -> list[Row]:
+    fake, _, home, storage, env = _workspace(ROWS, seed=11)
+    try:
+        _sync(env)  # first run: one page per decision
+        _sync(env)  # second run: reads those pages back once, leaving the steady state
+        for row in list(storage.iter_decisions())[:: max(1, ROWS // CHANGED)][:CHANGED]:
+            storage.update_decision(row["id"], {"comment": "changed for the benchmark"})
+        fake.set_rate(RPS, burst=RPS)
+        first, writes, limited = len(fake.stamps), fake.writes, fake.count(status=429)
+        seconds = _sync({**env, "NOTION_RPS": str(RPS)})
+        stamps = fake.stamps[first:]
+        rate = (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 else 0.0
+        writes, limited = fake.writes - writes, fake.count(status=429) - limited
+    finally:
+        storage.close()
+        fake.stop()
+        subprocess.run(["rm", "-rf", str(home)], check=False)
+    label = f"sync {ROWS:,} decisions, {CHANGED} changed, at {RPS:g} req/s"
+    return [
+        Row(f"{label}: write requests", writes, "requests", f"= {CHANGED}", writes == CHANGED),
+        Row(
+            f"{label}: sustained rate",
+            round(rate, 2),
+            "req/s",
+            f"≥ 95% of {RPS:g}",
+            rate >= 0.95 * RPS,
+            note=f"{len(stamps)} requests in {seconds:.0f} s",
+        ),
+        Row(f"{label}: 429 answers", limited, "responses", "0", limited == 0),
+    ]
+
+
+def bench_unchanged(ctx) -> list[Row]:
+    from angles import notion_pages
+    from angles.decisions import utc_now
+
+    fake, database_id, home, storage, env = _workspace(UNCHANGED_ROWS, seed=12)
+    try:
+        # The state a previous sync leaves behind: every row synced, its hash stored, the pull time recorded.
+        source_id = fake.data_source_of(database_id)
+        for row in list(storage.iter_decisions()):
+            storage.update_decision(
+                row["id"],
+                {
+                    "notion_page_id": row["id"],
+                    "notion_sync_hash": notion_pages.sync_hash(row),
+                    "synced": True,
+                    "updated_at": row["updated_at"],
+                },
+            )
+        storage.set_state("notion_last_pull", utc_now())
+        storage.set_state(f"notion_data_source:{database_id}", source_id)
+        before = fake.count()
+        seconds = _sync(env)
+        requests = fake.count() - before
+    finally:
+        storage.close()
+        fake.stop()
+        subprocess.run(["rm", "-rf", str(home)], check=False)
+    label = f"sync {UNCHANGED_ROWS:,} unchanged decisions"
+    return [
+        Row(f"{label}: whole run", round(seconds, 2), "s", "< 3 s", seconds < 3),
+        Row(f"{label}: Notion requests", requests, "requests", "≤ 2", requests <= 2),
+    ]
+
+
+BENCHMARKS = {"sync_changed": bench_changed, "sync_unchanged": bench_unchanged}
