@@ -45,6 +45,8 @@ def main(args, settings) -> int:
 
 
 def _sync_text(result) -> str:
+    from angles.actions import sync
+
     c = result["counts"]
     lines = []
     if result.get("message"):
@@ -65,6 +67,8 @@ def _sync_text(result) -> str:
             )
     for problem in result["problems"]:
         lines.append(f"warning: {problem['kind']}: {problem['message']}")
+    if result.get("ai"):
+        lines.append(sync.ai_summary(result["ai"]))
     if result["export"]:
         verb = "would export" if result["dry_run"] else "exported"
         lines.append(f"{verb} {result['export']['count']} decisions to {result['export']['path']}")

@@ -14,8 +14,9 @@ import logging
 import re
 import time
 from collections import Counter
+from datetime import timedelta
 
-from angles.decisions import PRIORITIES, TYPES, text_hash, utc_now
+from angles.decisions import PRIORITIES, TYPES, parse_timestamp, text_hash, to_iso, utc_now
 from angles.errors import ExternalServiceError
 
 logger = logging.getLogger(__name__)
@@ -404,6 +405,27 @@ def analysis_fields(row: dict, analysis: dict) -> dict:
     return fields
 
 
+SCAN_STATE_KEY = "ai.scan"
+# Rows edited this long before a run started are rescanned too, for clocks that disagree a little.
+SCAN_OVERLAP = timedelta(minutes=5)
+
+
+def _scan_from(storage, model: str) -> str | None:
+    """Where the scan may start: after the last run that left nothing pending with the same analyser, else None."""
+    raw = storage.get_state(SCAN_STATE_KEY)
+    try:
+        state = json.loads(raw) if raw else {}
+    except ValueError:
+        return None
+    if state.get("model") != model or not state.get("settled_at"):
+        return None
+    return to_iso(parse_timestamp(state["settled_at"]) - SCAN_OVERLAP)
+
+
+def _remember_scan(storage, model: str, settled_at: str | None) -> None:
+    storage.set_state(SCAN_STATE_KEY, json.dumps({"model": model, "settled_at": settled_at}))
+
+
 def enrich_decisions(storage, settings, *, dry_run: bool = False) -> dict:
     """Analyse decisions that are new, changed, or only offline-analysed; at most AI_MAX_PER_RUN with a key."""
     online = settings.ai_enabled
@@ -456,7 +478,9 @@ def enrich_decisions(storage, settings, *, dry_run: bool = False) -> dict:
         storage.update_decision(row["id"], analysis_fields(row, analysis))
 
     upgrades: list[str] = []
-    for row in storage.iter_decisions(batch=settings.batch_size):
+    scan_started = utc_now()
+    since = _scan_from(storage, counts["model"])
+    for row in storage.iter_decisions(since=since, batch=settings.batch_size):
         reason = needs_analysis(row, online)
         if reason is None:
             if not row.get("deleted_at"):
@@ -483,6 +507,10 @@ def enrich_decisions(storage, settings, *, dry_run: bool = False) -> dict:
         if row is not None and needs_analysis(row, online):
             analyse(row)
 
+    counts["incremental"] = since is not None
+    if not dry_run:
+        settled = not counts["deferred"] and not (online and counts["offline"])
+        _remember_scan(storage, counts["model"], scan_started if settled else None)
     if state["analyser"] is not None:
         counts["tokens"] = state["analyser"].tokens
         counts["requests"] = state["analyser"].requests

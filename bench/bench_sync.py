@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import tempfile
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench.datagen import make_decisions
@@ -80,24 +82,32 @@ def bench_changed(ctx) -> list[Row]:
 
 def bench_unchanged(ctx) -> list[Row]:
     from angles import notion_pages
-    from angles.decisions import utc_now
+    from angles.decisions import text_hash, to_iso, utc_now
 
     fake, database_id, home, storage, env = _workspace(UNCHANGED_ROWS, seed=12)
     try:
-        # The state a previous sync leaves behind: every row synced, its hash stored, the pull time recorded.
+        # The state a previous sync leaves behind, hours ago: every row analysed and synced, its hash stored,
+        # the pull time and the AI scan recorded.
         source_id = fake.data_source_of(database_id)
+        edited = to_iso(datetime.now(UTC) - timedelta(hours=7))
+        earlier = to_iso(datetime.now(UTC) - timedelta(hours=6))
         for row in list(storage.iter_decisions()):
+            row["ai_analysis"] = {"model": "offline", "summary": row["decision"][:120]}
+            row["ai_hash"] = text_hash(row["decision"])
             storage.update_decision(
                 row["id"],
                 {
+                    "ai_analysis": row["ai_analysis"],
+                    "ai_hash": row["ai_hash"],
                     "notion_page_id": row["id"],
                     "notion_sync_hash": notion_pages.sync_hash(row),
                     "synced": True,
-                    "updated_at": row["updated_at"],
+                    "updated_at": edited,
                 },
             )
         storage.set_state("notion_last_pull", utc_now())
         storage.set_state(f"notion_data_source:{database_id}", source_id)
+        storage.set_state("ai.scan", json.dumps({"model": "offline", "settled_at": earlier}))
         before = fake.count()
         seconds = _sync(env)
         requests = fake.count() - before

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from angles import notion_pages
-from angles.decisions import COLUMNS, to_iso, validate
+from angles.decisions import COLUMNS, text_hash, to_iso, validate
 from tests.conftest import CONFIG_VARS, ROOT
 from tests.fakes.notion_server import FakeNotion
 
@@ -151,7 +151,10 @@ def test_a_database_edit_updates_exactly_that_page(notion):
     sync()
     before = {p["id"]: json.dumps(p["properties"], sort_keys=True) for p in fake.live_pages()}
     with storage() as store:
-        store.update_decision(ids[7], {"decision": "Revised: adopt the queue after the audit", "priority": "P0"})
+        store.update_decision(
+            ids[7],
+            {"decision": "Revised: adopt the queue after the audit", "priority": "P0", "priority_source": "person"},
+        )
     writes = fake.writes
     result = sync()
     assert result["counts"]["updated"] == 1 and result["counts"]["created"] == 0
@@ -178,7 +181,10 @@ def test_an_edit_made_in_notion_flows_back_to_the_database(notion):
         ["people"],
         "person",
     )
-    assert fake.writes == writes  # the page already shows it: nothing to push back
+    # The edited text is analysed again and only its new AI summary goes back to the page.
+    assert fake.writes == writes + 1
+    assert fake.text(fake.pages[page_id], "AI summary") == row["ai_analysis"]["summary"]
+    assert "Edited in Notion" in row["ai_analysis"]["summary"]
     assert sync()["counts"]["applied"] == 0
 
 
@@ -347,7 +353,8 @@ def test_setup_notion_adds_missing_properties_and_leaves_existing_ones(fake, hom
 
 def test_the_ai_summary_is_written_to_its_property_and_a_new_summary_updates_the_page(notion):
     fake = notion["fake"]
-    (decision_id,) = seed(1, ai_analysis={"summary": "Queues decouple the services."})
+    text = "Decision number 0: adopt the queue"
+    (decision_id,) = seed(1, ai_analysis={"summary": "Queues decouple the services."}, ai_hash=text_hash(text))
     sync()
     page = fake.pages[rows()[decision_id]["notion_page_id"]]
     assert fake.text(page, "AI summary") == "Queues decouple the services."

@@ -10,7 +10,7 @@ from contextlib import ExitStack, contextmanager
 
 from angles import notion_pages as pages
 from angles.decisions import utc_now
-from angles.errors import AnglesError, DatabaseError
+from angles.errors import AnglesError, DatabaseError, ExternalServiceError
 from angles.export import export_path, write_export
 from angles.logs import redactor
 from angles.notion import NotionAuthError, NotionClient, NotionError
@@ -69,6 +69,20 @@ def _ensure_schema(storage, dry_run: bool) -> None:
         migrations.migrate(storage)
 
 
+def ai_summary(ai: dict) -> str:
+    """One line saying how many decisions were analysed, and by which analyser."""
+    verb = "would analyse" if ai["dry_run"] else "analysed"
+    count = ai["would_analyse"] if ai["dry_run"] else ai["analysed"]
+    if ai["model"] == "offline":
+        return f"AI {verb} {count} decisions with the offline analyser (OPENAI_API_KEY unset)"
+    line = f"AI {verb} {count} decisions: {ai['online']} by {ai['model']}, {ai['offline']} offline"
+    if ai["deferred"]:
+        line += f", {ai['deferred']} deferred to the next run"
+    if ai["fallback_reason"]:
+        line += f" (fallback: {ai['fallback_reason']})"
+    return line
+
+
 def _summary(result: dict) -> str:
     c = result["counts"]
     parts = []
@@ -80,6 +94,8 @@ def _summary(result: dict) -> str:
         )
     elif result["sync"]:
         parts.append("Notion off")
+    if result.get("ai"):
+        parts.append(ai_summary(result["ai"]))
     if result["export"]:
         verb = "would export" if result["dry_run"] else "exported"
         parts.append(f"{verb} {result['export']['count']} decisions to {result['export']['path']}")
@@ -135,12 +151,16 @@ def run_sync(
                 )
                 result["counts"] = engine.counts
                 result["problems"] = engine.problems
-                try:
-                    engine.connect()
-                    engine.pull()
-                    engine.push()
-                finally:
-                    result["notion_requests"] = client.requests
+                stack.callback(lambda: result.update(notion_requests=client.requests))
+                engine.connect()
+                engine.pull()
+            if sync:
+                # Analyse after the pull (Notion edits count) and before the push (the summary reaches Notion).
+                from angles.ai import enrich_decisions
+
+                result["ai"] = enrich_decisions(storage, settings, dry_run=dry_run)
+            if engine is not None:
+                engine.push()
         if export:
             if dry_run:
                 result["export"] = {"path": str(export_path(settings)), "count": storage.count_decisions()}
@@ -161,7 +181,9 @@ def run_sync(
     if storage is not None:
         try:
             if not dry_run:
-                details = {k: result[k] for k in ("notion", "counts", "notion_requests", "export", "error")}
+                details = {k: result.get(k) for k in ("notion", "counts", "notion_requests", "export", "error")}
+                if result.get("ai"):
+                    details["ai"] = {k: result["ai"][k] for k in ("analysed", "online", "offline", "deferred", "model")}
                 details["problems"] = result["problems"][:5]
                 storage.record_activity(
                     "memory_sync",
@@ -242,16 +264,27 @@ def check_notion(settings) -> dict:
     return check
 
 
+def _ai_check(settings) -> dict:
+    from angles.ai import check_ai
+
+    try:
+        ai = check_ai(settings)
+    except ExternalServiceError as exc:
+        return {"status": "fail", "message": redactor()(str(exc))}
+    if not ai["configured"]:
+        return {"status": "off", "message": ai["detail"]}
+    return {
+        "status": "ok",
+        "message": f"model {ai['model']} answered with a valid analysis in {ai['latency_s']} s ({ai['tokens']} tokens)",
+    }
+
+
 def run_test(settings) -> dict:
     """Read-only check of the database, Notion and AI settings, and of the data's integrity."""
     checks = {"database": _database_check(settings), "notion": check_notion(settings)}
-    checks["ai"] = (
-        {"status": "ok", "message": f"OpenAI configured, model {settings.openai_model}"}
-        if settings.ai_enabled
-        else {"status": "off", "message": "OPENAI_API_KEY not set: offline analysis"}
-    )
+    checks["ai"] = _ai_check(settings)
     exit_code = 0
-    if checks["notion"]["status"] == "fail":
+    if "fail" in (checks["notion"]["status"], checks["ai"]["status"]):
         exit_code = 3
     if checks["database"]["status"] == "fail":
         exit_code = 2
