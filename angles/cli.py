@@ -15,7 +15,11 @@ logger = logging.getLogger(__name__)
 
 def run(component: str, parser: argparse.ArgumentParser, main: Callable, argv: list[str] | None = None) -> int:
     """Parse arguments, load settings, set up logging, run main(args, settings), map the outcome to an exit code."""
-    args = parser.parse_args(argv)
+    _one_line_errors(parser)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 1
     from angles.config import load_settings
     from angles.logs import redactor, setup_logging
 
@@ -44,6 +48,20 @@ def run(component: str, parser: argparse.ArgumentParser, main: Callable, argv: l
             file=sys.stderr,
         )
         return 1
+
+
+def _one_line_errors(parser: argparse.ArgumentParser) -> None:
+    """Bad arguments are one line and exit 1 (SPEC section 5), not argparse's usage block and exit 2."""
+
+    def error(message: str):
+        print(f"error: {message} (see {parser.prog} --help)", file=sys.stderr)
+        raise SystemExit(1)
+
+    parser.error = error
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _one_line_errors(sub)
 
 
 def emit(result, as_json: bool, text: Callable[[object], str] | None = None) -> None:

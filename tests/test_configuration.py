@@ -68,3 +68,18 @@ def test_malformed_value_is_one_clear_line_and_exit_1(run_script, name, value, f
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and fragment in lines[0]
+
+
+@pytest.mark.parametrize(
+    "script,args",
+    [
+        ("run_migration.py", ["--bogus"]),
+        ("memory_sync.py", ["--no-such-flag"]),
+        ("tools/decisions.py", ["add"]),
+    ],
+)
+def test_bad_arguments_are_one_line_and_exit_1(run_script, script, args):
+    result = run_script(script, *args)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:")
