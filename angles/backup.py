@@ -239,7 +239,7 @@ class BackupClone:
     def push(self) -> None:
         """Push the branch, never forced; RemoteMovedError when another host pushed first."""
         branch = self.remote.branch
-        self.git("push", "--porcelain", "origin", f"refs/heads/{branch}:refs/heads/{branch}", network=True)
+        self.git("push", "origin", f"refs/heads/{branch}:refs/heads/{branch}", network=True)
 
     def move_onto_remote(self) -> None:
         """Put HEAD on the remote tip, keeping our files, so the next commit lands on top of theirs."""
@@ -313,11 +313,14 @@ def _call(remote: BackupRemote, runner: git.Git, command: str, *args, network: b
 
 
 def _stderr(exc: git.GitCommandError) -> str:
-    text = exc.stderr if isinstance(exc.stderr, str) else str(exc.stderr or "")
-    text = text.strip()
-    if text.startswith("stderr:"):
-        text = text[len("stderr:") :].strip()
-    return text.strip("'").strip()
+    parts = []
+    for raw, label in ((exc.stderr, "stderr:"), (exc.stdout, "stdout:")):
+        text = raw if isinstance(raw, str) else str(raw or "")
+        text = text.strip()
+        if text.startswith(label):
+            text = text[len(label) :].strip()
+        parts.append(text.strip("'").strip())
+    return "\n".join(p for p in parts if p)
 
 
 def _first_lines(stderr: str, count: int = 2) -> str:
