@@ -192,19 +192,22 @@ class BackupClone:
         tip = self.rev(self.tracking)
         branch = self.remote.branch
         if tip:
-            self.git("checkout", "-q", "--force", "-B", branch, tip)
+            if self._current_branch() != f"refs/heads/{branch}":
+                self.git("checkout", "-q", "--force", "-B", branch, tip)
             self.git("reset", "-q", "--hard", tip)
         else:
-            try:
-                current = self.repo.git.symbolic_ref("-q", "HEAD").strip()
-            except git.GitCommandError:
-                current = None
-            if current != f"refs/heads/{branch}":
+            if self._current_branch() != f"refs/heads/{branch}":
                 self.git("checkout", "-q", "--orphan", branch)
             if self.head():
                 self.git("reset", "-q", "--hard", "HEAD")
         self.git("clean", "-q", "-fdx")
         return tip
+
+    def _current_branch(self) -> str | None:
+        try:
+            return self.repo.git.symbolic_ref("-q", "HEAD").strip()
+        except git.GitCommandError:
+            return None
 
     def head(self) -> str | None:
         return self.rev("HEAD")

@@ -64,15 +64,26 @@ def _sorted_keys(value):
     return value
 
 
+def _needs_sorting(value) -> bool:
+    if type(value) is dict:
+        return True
+    return type(value) is list and any(isinstance(v, (dict, list)) for v in value)
+
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def encode_text(record: dict, columns: tuple[str, ...]) -> str:
+    """One record as one canonical line: the table's column order, nested keys sorted, no newline inside."""
+    ordered = {c: record.get(c) for c in columns}
+    for column, value in ordered.items():
+        if _needs_sorting(value):
+            ordered[column] = _sorted_keys(value)
+    return _dumps(ordered) + "\n"
+
+
 def encode(record: dict, columns: tuple[str, ...]) -> bytes:
-    """One record as one canonical line: the table's column order, nested keys sorted, UTF-8, no newline inside."""
-    ordered = {}
-    for column in columns:
-        value = record.get(column)
-        if isinstance(value, (dict, list)):
-            value = _sorted_keys(value)
-        ordered[column] = value
-    return json.dumps(ordered, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+    return encode_text(record, columns).encode("utf-8")
 
 
 def line_key(line: bytes):
@@ -81,6 +92,10 @@ def line_key(line: bytes):
     if line.startswith(b'{"id":') and end > 0:
         return json.loads(line[6:end])
     return json.loads(line)["id"]
+
+
+# Every well-known token shape starts with one of these; most lines contain none, so the regex rarely runs.
+TOKEN_PREFIXES = ("sk-", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "secret_", "ntn_", "sb_", "eyJ", "://")
 
 
 class SecretScanner:
@@ -93,7 +108,9 @@ class SecretScanner:
         self._line_secrets = sorted({*redactor.secrets, *escaped}, key=len, reverse=True)
 
     def line_has_secret(self, line: str) -> bool:
-        return any(s in line for s in self._line_secrets) or self.redactor.contains_secret(line)
+        if any(s in line for s in self._line_secrets):
+            return True
+        return any(p in line for p in TOKEN_PREFIXES) and self.redactor.contains_secret(line)
 
     def redact(self, record: dict) -> tuple[dict, list[str]]:
         fields = []
@@ -116,9 +133,17 @@ class SecretScanner:
 
 
 def write_table(
-    directory: Path, table: Table, records: Iterable[dict], scanner: SecretScanner, redactions: list[dict]
+    directory: Path,
+    table: Table,
+    records: Iterable[dict],
+    scanner: SecretScanner,
+    redactions: list[dict],
+    previous_sha256: str | None = None,
 ) -> dict:
-    """Stream records into <file>.tmp, then rename over the file; returns its sha256, row count and size."""
+    """Stream records into <file>.tmp, then rename over the file; returns its sha256, row count and size.
+
+    When the result equals `previous_sha256` the existing file is kept untouched (git need not re-read it).
+    """
     target = directory / table.file
     tmp = target.with_name(target.name + ".tmp")
     digest = hashlib.sha256()
@@ -128,12 +153,13 @@ def write_table(
     in_order = True
     with open(tmp, "wb") as out:
         for record in records:
-            line = encode(record, table.columns)
-            if scanner.line_has_secret(line.decode("utf-8")):
+            text = encode_text(record, table.columns)
+            if scanner.line_has_secret(text):
                 record, fields = scanner.redact(record)
                 if fields:
                     redactions.append({"table": table.name, "id": record.get("id"), "fields": fields})
-                    line = encode(record, table.columns)
+                    text = encode_text(record, table.columns)
+            line = text.encode("utf-8")
             key = record.get("id")
             if last is not None and key <= last:
                 in_order = False
@@ -142,13 +168,19 @@ def write_table(
             digest.update(line)
             rows += 1
             size += len(line)
-        out.flush()
-        os.fsync(out.fileno())
-    if not in_order:
-        _sort_file(tmp)
-        digest = hashlib.sha256(tmp.read_bytes())
+        if not in_order:
+            out.close()
+            _sort_file(tmp)
+            digest = hashlib.sha256(tmp.read_bytes())
+        result = {"table": table.name, "sha256": digest.hexdigest(), "rows": rows, "bytes": size}
+        if result["sha256"] == previous_sha256 and target.is_file():
+            tmp.unlink()
+            return result
+        if not out.closed:
+            out.flush()
+            os.fsync(out.fileno())
     os.replace(tmp, target)
-    return {"table": table.name, "sha256": digest.hexdigest(), "rows": rows, "bytes": size}
+    return result
 
 
 def _sort_file(path: Path) -> None:

@@ -582,3 +582,26 @@ def test_an_out_of_order_backend_still_writes_an_id_sorted_file(tmp_path):
     lines = (tmp_path / "agent_activity.jsonl").read_bytes().splitlines()
     assert [json.loads(line)["id"] for line in lines] == [1, 2, 3]
     assert result["sha256"] == hashlib.sha256((tmp_path / "agent_activity.jsonl").read_bytes()).hexdigest()
+
+
+def test_every_token_shape_the_log_filter_knows_is_caught_in_backup_records():
+    from angles.logs import Redactor
+
+    shapes = [
+        _fake_token("sk-proj-"),
+        _fake_token("ghp_"),
+        _fake_token("gho_"),
+        _fake_token("github_pat_"),
+        _fake_token("secret_"),
+        _fake_token("ntn_"),
+        _fake_token("sb_secret_"),
+        "eyJ" + _fake_token("h")[:20] + ".eyJ" + _fake_token("p")[:30] + "." + _fake_token("s")[:30],
+        "postgresql://vault:hunter2hunter2@db.internal:5432/x",
+    ]
+    scanner = snapshot.SecretScanner(Redactor(('configured "quoted\\ value',)))
+    for shape in [*shapes, 'configured "quoted\\ value']:
+        line = snapshot.encode_text({"id": "1", "comment": f"see {shape} here"}, ("id", "comment"))
+        assert scanner.line_has_secret(line), shape
+        cleaned, fields = scanner.redact({"id": "1", "comment": f"see {shape} here"})
+        assert fields == ["comment"] and shape not in cleaned["comment"]
+    assert not scanner.line_has_secret(snapshot.encode_text({"id": "1", "comment": "though high"}, ("id", "comment")))

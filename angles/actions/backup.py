@@ -88,15 +88,20 @@ def secret_scanner(settings) -> snapshot.SecretScanner:
     return snapshot.SecretScanner(Redactor((*settings.secrets, *redactor().secrets)))
 
 
-def export(storage, directory: Path, scanner: snapshot.SecretScanner) -> snapshot.Snapshot:
+def export(
+    storage, directory: Path, scanner: snapshot.SecretScanner, previous: dict | None = None
+) -> snapshot.Snapshot:
     """Stream every table into its file in `directory` (atomic renames); the manifest is written by the caller."""
     snap = snapshot.Snapshot(schema_version=storage.schema_version())
+    known = (previous or {}).get("files", {})
     sources = (
         (snapshot.DECISIONS, storage.iter_decisions(batch=2000)),
         (snapshot.ACTIVITY, storage.iter_activity()),
     )
     for table, records in sources:
-        snap.files[table.file] = snapshot.write_table(directory, table, records, scanner, snap.redactions)
+        snap.files[table.file] = snapshot.write_table(
+            directory, table, records, scanner, snap.redactions, known.get(table.file, {}).get("sha256")
+        )
     return snap
 
 
@@ -107,12 +112,12 @@ def _backup(settings, storage) -> dict:
         clone = remote.open_clone(settings.data_dir / CLONE_DIR)
         clone.fetch()
         clone.reset_to_remote()
-        snap = export(storage, clone.path, secret_scanner(settings))
+        raw = clone.head_file(snapshot.MANIFEST)
+        snap = export(storage, clone.path, secret_scanner(settings), json.loads(raw) if raw else None)
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         for attempt in range(1, PUSH_ATTEMPTS + 1):
             outcome = _commit_if_changed(clone, snap, now, storage.kind)
             if outcome["result"] == "unchanged":
-                clone.git("reset", "-q", "--hard", "HEAD")
                 break
             try:
                 clone.push()
