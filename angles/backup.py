@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 NETWORK_TIMEOUT_S = 600
 PUSH_ATTEMPTS = 5
+CLONE_REPACK_LOOSE = 40
 TRANSIENT_RETRIES = (1.0, 3.0)
 
 ASKPASS_SCRIPT = """#!/bin/sh
@@ -83,6 +84,15 @@ class BackupRemote:
 
     def describe(self) -> str:
         return redactor()(self.url)
+
+    @property
+    def local_path(self) -> Path | None:
+        """The bare repository's folder when the remote is on this machine (the default, or a path/file:// URL)."""
+        if self.url.startswith("file://"):
+            return Path(urlsplit(self.url).path)
+        if "://" in self.url or re.match(r"^[\w.-]+@[\w.-]+:", self.url):
+            return None
+        return Path(self.url)
 
     @property
     def exists_locally(self) -> bool:
@@ -243,6 +253,34 @@ class BackupClone:
         """Push the branch, never forced; RemoteMovedError when another host pushed first."""
         branch = self.remote.branch
         self.git("push", "origin", f"refs/heads/{branch}:refs/heads/{branch}", network=True)
+
+    def maintain(self) -> None:
+        """Repack with deltas so each backup costs about its changed rows on disk (git stores new blobs whole).
+
+        Hosted remotes (GitHub) repack on their side; a remote on this machine is repacked after every push.
+        Our own clone only once enough loose objects piled up, since nothing reads its history size.
+        """
+        places = []
+        local = self.remote.local_path
+        if local is not None and local.is_dir():
+            places.append(git.Git(local))
+        if self._loose_objects() >= CLONE_REPACK_LOOSE:
+            places.append(self.repo.git)
+        for runner in places:
+            try:
+                runner.repack("-a", "-d", "-q")
+            except git.GitCommandError as exc:
+                logger.warning("git repack failed (the backup itself is fine): %s", _first_lines(_stderr(exc)))
+
+    def _loose_objects(self) -> int:
+        try:
+            stats = self.repo.git.count_objects("-v")
+        except git.GitCommandError:
+            return 0
+        for line in stats.splitlines():
+            if line.startswith("count:"):
+                return int(line.split(":")[1])
+        return 0
 
     def move_onto_remote(self) -> None:
         """Put HEAD on the remote tip, keeping our files, so the next commit lands on top of theirs."""

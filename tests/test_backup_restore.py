@@ -272,12 +272,13 @@ def test_a_corrupt_object_in_the_remote_is_refused_and_the_database_left_alone(h
     before = dump(settings)
     remote = home / "data" / "backup-remote.git"
     blob = git("rev-parse", "main:decision_vault.jsonl", cwd=remote).strip()
-    loose = remote / "objects" / blob[:2] / blob[2:]
-    assert loose.is_file()
-    loose.chmod(0o644)
-    data = bytearray(loose.read_bytes())
-    data[len(data) // 2] ^= 0x01
-    loose.write_bytes(bytes(data))
+    (pack,) = (remote / "objects" / "pack").glob("*.pack")
+    listing = git("verify-pack", "-v", str(pack.with_suffix(".idx")), cwd=remote)
+    _, _, _, stored, offset = next(line.split()[:5] for line in listing.splitlines() if line.startswith(blob))
+    pack.chmod(0o644)
+    data = bytearray(pack.read_bytes())
+    data[int(offset) + int(stored) // 2] ^= 0x01
+    pack.write_bytes(bytes(data))
 
     done = run_script("restore_from_github.py", "--restore-decisions")
 

@@ -121,6 +121,7 @@ def _backup(settings, storage) -> dict:
                 break
             try:
                 clone.push()
+                clone.maintain()
                 break
             except RemoteMovedError:
                 logger.warning(
