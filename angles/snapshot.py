@@ -64,20 +64,15 @@ def _sorted_keys(value):
     return value
 
 
-def _needs_sorting(value) -> bool:
-    if type(value) is dict:
-        return True
-    return type(value) is list and any(isinstance(v, (dict, list)) for v in value)
-
-
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def encode_text(record: dict, columns: tuple[str, ...]) -> str:
     """One record as one canonical line: the table's column order, nested keys sorted, no newline inside."""
     ordered = {c: record.get(c) for c in columns}
-    for column, value in ordered.items():
-        if _needs_sorting(value):
+    for column in [c for c, v in ordered.items() if type(v) is dict or type(v) is list]:
+        value = ordered[column]
+        if type(value) is dict or any(isinstance(v, (dict, list)) for v in value):
             ordered[column] = _sorted_keys(value)
     return _dumps(ordered) + "\n"
 
@@ -108,9 +103,9 @@ class SecretScanner:
         self._line_secrets = sorted({*redactor.secrets, *escaped}, key=len, reverse=True)
 
     def line_has_secret(self, line: str) -> bool:
-        if any(s in line for s in self._line_secrets):
+        if any(map(line.__contains__, self._line_secrets)):
             return True
-        return any(p in line for p in TOKEN_PREFIXES) and self.redactor.contains_secret(line)
+        return any(map(line.__contains__, TOKEN_PREFIXES)) and self.redactor.contains_secret(line)
 
     def redact(self, record: dict) -> tuple[dict, list[str]]:
         fields = []
