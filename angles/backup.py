@@ -29,13 +29,8 @@ PUSH_ATTEMPTS = 5
 CLONE_REPACK_LOOSE = 40
 TRANSIENT_RETRIES = (1.0, 3.0)
 
-ASKPASS_SCRIPT = """#!/bin/sh
-# Answers git's credential prompts from the environment of the git process; holds no secret itself.
-case "$1" in
-  Username*|username*) printf '%s\\n' "$ANGLES_GIT_USERNAME" ;;
-  *) printf '%s\\n' "$ANGLES_GIT_TOKEN" ;;
-esac
-"""
+# Prints $ANGLES_GIT_USERNAME or $ANGLES_GIT_TOKEN for git's prompts; it holds no secret itself.
+ASKPASS = Path(__file__).resolve().with_name("git_askpass.sh")
 
 AUTH_FAILURE = re.compile(
     r"authentication failed|could not read (username|password)|terminal prompts disabled|access denied"
@@ -126,14 +121,17 @@ class BackupRemote:
         return env
 
     def _askpass(self) -> Path:
-        path = self.settings.data_dir / "git-askpass.sh"
-        if not path.is_file() or path.read_text() != ASKPASS_SCRIPT:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text(ASKPASS_SCRIPT)
+        if os.access(ASKPASS, os.X_OK):
+            return ASKPASS
+        # A checkout that lost the executable bit: keep a private executable copy under data/.
+        copy = self.settings.data_dir / "git-askpass.sh"
+        if not copy.is_file() or copy.read_bytes() != ASKPASS.read_bytes():
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            tmp = copy.with_name(copy.name + ".tmp")
+            tmp.write_bytes(ASKPASS.read_bytes())
             tmp.chmod(0o700)
-            os.replace(tmp, path)
-        return path
+            os.replace(tmp, copy)
+        return copy
 
     def check(self) -> str | None:
         """Ask the remote for the backup branch without cloning (auth and reachability); its tip or None."""

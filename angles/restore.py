@@ -130,14 +130,19 @@ def restore_rows(checkout: Checkout, storage, ids: set[str]) -> Iterator[dict]:
     A row pointing at another (superseded_by) is written first without the link and again with it,
     inside the same transaction, so the order of ids never trips the foreign key.
     """
-    redacted = checkout.redacted_fields()
-    linked = []
+    redacted = {key: fields for key, fields in checkout.redacted_fields().items() if key in ids}
+    # Read before the write transaction starts, so no backend has to read inside its own upsert.
+    live_rows = {key: storage.get_decision(key) for key in redacted}
+    return links_last(_ordered_rows(checkout, ids, redacted, live_rows))
+
+
+def _ordered_rows(checkout: Checkout, ids: set[str], redacted: dict, live_rows: dict) -> Iterator[dict]:
     for record in snapshot.iter_records(checkout.path(snapshot.DECISIONS)):
         key = str(record["id"])
         if key not in ids:
             continue
         if key in redacted:
-            live = storage.get_decision(key)
+            live = live_rows.get(key)
             if live is not None:
                 for name in redacted[key]:
                     record[name] = live.get(name)
@@ -147,11 +152,7 @@ def restore_rows(checkout: Checkout, storage, ids: set[str]) -> Iterator[dict]:
                     key,
                     ", ".join(redacted[key]),
                 )
-        if record.get("superseded_by"):
-            linked.append(record)
-            record = {**record, "superseded_by": None}
         yield record
-    yield from linked
 
 
 def restore_decisions(checkout: Checkout, storage, found: Drift, *, prune: bool = False) -> dict:
@@ -171,7 +172,7 @@ def scratch_restore(checkout: Checkout) -> dict:
     with tempfile.TemporaryDirectory(prefix="angles-drill-") as tmp, SQLiteStorage(Path(tmp) / "drill.db") as db:
         migrations.migrate(db)
         records = snapshot.iter_records(checkout.path(snapshot.DECISIONS))
-        db.upsert_decisions(_links_last(records), atomic=True)
+        db.upsert_decisions(links_last(records), atomic=True)
         count = db.count_decisions()
         digest = hashlib.sha256()
         for row in db.iter_decisions(batch=2000):
@@ -184,7 +185,8 @@ def scratch_restore(checkout: Checkout) -> dict:
     }
 
 
-def _links_last(records) -> Iterator[dict]:
+def links_last(records) -> Iterator[dict]:
+    """Rows with a superseded_by link first go in without it, then again with it, after every other row."""
     linked = []
     for record in records:
         if record.get("superseded_by"):
