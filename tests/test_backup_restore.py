@@ -606,3 +606,24 @@ def test_every_token_shape_the_log_filter_knows_is_caught_in_backup_records():
         cleaned, fields = scanner.redact({"id": "1", "comment": f"see {shape} here"})
         assert fields == ["comment"] and shape not in cleaned["comment"]
     assert not scanner.line_has_secret(snapshot.encode_text({"id": "1", "comment": "though high"}, ("id", "comment")))
+
+
+def test_an_unreachable_remote_is_retried_then_fails_with_one_line_not_exit_4(home, monkeypatch):
+    import socket
+
+    import angles.backup as backup_module
+    from angles.errors import AnglesError, BackupAuthError
+
+    monkeypatch.setattr(backup_module, "TRANSIENT_RETRIES", (0.0,))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = make_settings(home, BACKUP_REMOTE=f"http://127.0.0.1:{port}/backup.git")
+    seed(settings, varied_decisions(3))
+    with pytest.raises(AnglesError) as failure:
+        run_backup(settings)
+    assert not isinstance(failure.value, BackupAuthError)
+    assert failure.value.exit_code == 1
+    assert f"127.0.0.1:{port}" in str(failure.value) and "\n" not in str(failure.value)
+    with open_storage(settings) as storage:
+        assert json.loads(storage.get_state("backup.last"))["result"] == "failed"

@@ -10,7 +10,7 @@ from angles.actions.backup import append_history, component_log, record_run, sec
 from angles.decisions import utc_now
 from angles.errors import AnglesError
 from angles.logs import redactor
-from angles.storage import open_storage
+from angles.storage import migrations, open_storage
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +41,8 @@ def run_restore(
         try:
             with restore.verified_checkout(settings, at) as checkout:
                 restore.check_schema(checkout, storage)
+                if writes:
+                    migrations.migrate(storage)
                 result = _describe(checkout)
                 result["verification"] = _levels(checkout, storage, scanner, level)
                 found = restore.drift(checkout, storage, scanner)
