@@ -105,9 +105,9 @@ def drift(checkout: Checkout, storage, scanner: snapshot.SecretScanner) -> Drift
     """Compare the backup with live decisions, both as canonical lines (live ones redacted the same way)."""
     live: dict[str, bytes] = {}
     for row in storage.iter_decisions(batch=2000):
-        line = snapshot.encode(row, snapshot.DECISIONS.columns)
+        line = snapshot.encode_row(snapshot.DECISIONS, row)
         if scanner.line_has_secret(line.decode("utf-8")):
-            line = snapshot.encode(scanner.redact(row)[0], snapshot.DECISIONS.columns)
+            line = snapshot.encode_row(snapshot.DECISIONS, scanner.redact(row)[0])
         live[str(row["id"])] = _digest(line)
     result = Drift()
     with open(checkout.path(snapshot.DECISIONS), "rb") as handle:
@@ -176,7 +176,7 @@ def scratch_restore(checkout: Checkout) -> dict:
         count = db.count_decisions()
         digest = hashlib.sha256()
         for row in db.iter_decisions(batch=2000):
-            digest.update(snapshot.encode(row, snapshot.DECISIONS.columns))
+            digest.update(snapshot.encode_row(snapshot.DECISIONS, row))
     return {
         "rows_expected": expected["rows"],
         "rows_restored": count,
@@ -213,7 +213,7 @@ def spot_check(checkout: Checkout, storage, scanner: snapshot.SecretScanner, sam
                 missing += 1
                 differing.append(key)
                 continue
-            ours = snapshot.encode(scanner.redact(live)[0], snapshot.DECISIONS.columns)
+            ours = snapshot.encode_row(snapshot.DECISIONS, scanner.redact(live)[0])
             if ours != line:
                 different += 1
                 differing.append(key)

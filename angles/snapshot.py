@@ -7,13 +7,15 @@ import json
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import repeat
 from pathlib import Path
 
-from angles.decisions import ACTIVITY_COLUMNS, COLUMNS
+from angles.decisions import ACTIVITY_COLUMNS, COLUMNS, JSON_COLUMNS
 from angles.errors import AnglesError
 
 FORMAT = "angles-backup/1"
 MANIFEST = "manifest.json"
+CHUNK_ROWS = 500
 
 
 class CorruptBackupError(AnglesError):
@@ -25,9 +27,10 @@ class Table:
     name: str
     file: str
     columns: tuple[str, ...]
+    nested: tuple[str, ...] = ()  # columns that may hold lists or objects
 
 
-DECISIONS = Table("decision_vault", "decision_vault.jsonl", COLUMNS)
+DECISIONS = Table("decision_vault", "decision_vault.jsonl", COLUMNS, JSON_COLUMNS)
 ACTIVITY = Table("agent_activity", "agent_activity.jsonl", ACTIVITY_COLUMNS)
 TABLES = (DECISIONS, ACTIVITY)
 
@@ -67,18 +70,30 @@ def _sorted_keys(value):
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
-def encode_text(record: dict, columns: tuple[str, ...]) -> str:
-    """One record as one canonical line: the table's column order, nested keys sorted, no newline inside."""
+_CONTAINERS = repeat((dict, list))
+
+
+def encode_text(record: dict, columns: tuple[str, ...], nested: tuple[str, ...] | None = None) -> str:
+    """One record as one canonical line: the table's column order, nested keys sorted, no newline inside.
+
+    `nested` names the columns that may hold lists or objects (all columns are checked when it is None).
+    """
     ordered = {c: record.get(c) for c in columns}
-    for column in [c for c, v in ordered.items() if type(v) is dict or type(v) is list]:
+    for column in columns if nested is None else nested:
         value = ordered[column]
-        if type(value) is dict or any(isinstance(v, (dict, list)) for v in value):
+        kind = type(value)
+        if kind is dict or (kind is list and any(map(isinstance, value, _CONTAINERS))):
             ordered[column] = _sorted_keys(value)
     return _dumps(ordered) + "\n"
 
 
-def encode(record: dict, columns: tuple[str, ...]) -> bytes:
-    return encode_text(record, columns).encode("utf-8")
+def encode(record: dict, columns: tuple[str, ...], nested: tuple[str, ...] | None = None) -> bytes:
+    return encode_text(record, columns, nested).encode("utf-8")
+
+
+def encode_row(table: Table, record: dict) -> bytes:
+    """A record of `table` exactly as its backup file holds it."""
+    return encode_text(record, table.columns, table.nested).encode("utf-8")
 
 
 def line_key(line: bytes):
@@ -101,6 +116,11 @@ class SecretScanner:
         # A secret with quotes or backslashes looks different once JSON-escaped inside a line.
         escaped = [json.dumps(s, ensure_ascii=False)[1:-1] for s in redactor.secrets]
         self._line_secrets = sorted({*redactor.secrets, *escaped}, key=len, reverse=True)
+        self._needles = tuple(n.encode("utf-8") for n in (*self._line_secrets, *TOKEN_PREFIXES))
+
+    def may_have_secret(self, data: bytes) -> bool:
+        """A cheap byte-level test on a whole chunk: False means no line in it holds a secret."""
+        return any(map(data.__contains__, self._needles))
 
     def line_has_secret(self, line: str) -> bool:
         if any(map(line.__contains__, self._line_secrets)):
@@ -146,23 +166,31 @@ def write_table(
     size = 0
     last = None
     in_order = True
+    pending: list[tuple[dict, str]] = []
+
+    def flush() -> None:
+        nonlocal size
+        data = "".join(text for _, text in pending).encode("utf-8")
+        # Secrets never span a newline, so a clean chunk means clean lines; only a hit is checked line by line.
+        if scanner.may_have_secret(data):
+            chunk = "".join(_clean_line(table, record, text, scanner, redactions) for record, text in pending)
+            data = chunk.encode("utf-8")
+        out.write(data)
+        digest.update(data)
+        size += len(data)
+        pending.clear()
+
     with open(tmp, "wb") as out:
         for record in records:
-            text = encode_text(record, table.columns)
-            if scanner.line_has_secret(text):
-                record, fields = scanner.redact(record)
-                if fields:
-                    redactions.append({"table": table.name, "id": record.get("id"), "fields": fields})
-                    text = encode_text(record, table.columns)
-            line = text.encode("utf-8")
             key = record.get("id")
             if last is not None and key <= last:
                 in_order = False
             last = key
-            out.write(line)
-            digest.update(line)
+            pending.append((record, encode_text(record, table.columns, table.nested)))
             rows += 1
-            size += len(line)
+            if len(pending) >= CHUNK_ROWS:
+                flush()
+        flush()
         if not in_order:
             out.close()
             _sort_file(tmp)
@@ -176,6 +204,16 @@ def write_table(
             os.fsync(out.fileno())
     os.replace(tmp, target)
     return result
+
+
+def _clean_line(table: Table, record: dict, text: str, scanner: SecretScanner, redactions: list[dict]) -> str:
+    if not scanner.line_has_secret(text):
+        return text
+    cleaned, fields = scanner.redact(record)
+    if not fields:
+        return text
+    redactions.append({"table": table.name, "id": record.get("id"), "fields": fields})
+    return encode_text(cleaned, table.columns, table.nested)
 
 
 def _sort_file(path: Path) -> None:

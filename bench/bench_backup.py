@@ -68,7 +68,7 @@ def bench_backup(ctx) -> list[Row]:
             changed = [dict(r, decision=r["decision"] + " (revised)", priority="P1") for r in rows[::100]]
             storage.upsert_decisions(changed)
             changed = [storage.get_decision(r["id"]) for r in changed]
-        changed_gzip = len(gzip.compress(b"".join(snapshot.encode(r, snapshot.DECISIONS.columns) for r in changed)))
+        changed_gzip = len(gzip.compress(b"".join(snapshot.encode_row(snapshot.DECISIONS, r) for r in changed)))
         one_percent = _backup(home)
         growth = _size(remote) - before
 
