@@ -602,7 +602,7 @@ def test_every_token_shape_the_log_filter_knows_is_caught_in_backup_records():
     scanner = snapshot.SecretScanner(Redactor(('configured "quoted\\ value',)))
     for shape in [*shapes, 'configured "quoted\\ value']:
         line = snapshot.encode_text({"id": "1", "comment": f"see {shape} here"}, ("id", "comment"))
-        assert scanner.line_has_secret(line), shape
+        assert scanner.may_have_secret(line.encode()) and scanner.line_has_secret(line), shape
         cleaned, fields = scanner.redact({"id": "1", "comment": f"see {shape} here"})
         assert fields == ["comment"] and shape not in cleaned["comment"]
     assert not scanner.line_has_secret(snapshot.encode_text({"id": "1", "comment": "though high"}, ("id", "comment")))
