@@ -115,9 +115,9 @@ class BackupRemote:
             "GIT_SSH_COMMAND": os.environ.get("GIT_SSH_COMMAND", "ssh -o BatchMode=yes -o ConnectTimeout=30"),
             "ANGLES_GIT_USERNAME": self.username,
             "ANGLES_GIT_TOKEN": self.token or "",
+            # Always ours, even without a token, so a desktop askpass inherited from the shell never pops up.
+            "GIT_ASKPASS": str(self._askpass()),
         }
-        if self.token:
-            env["GIT_ASKPASS"] = str(self._askpass())
         return env
 
     def _askpass(self) -> Path:
@@ -228,6 +228,10 @@ class BackupClone:
             return self.repo.head.commit.tree[name].data_stream.read()
         except KeyError:
             return None
+
+    def modified(self, name: str) -> bool:
+        """Whether a tracked file in the working tree differs from HEAD."""
+        return bool(self.git("status", "--porcelain", "--", name).strip())
 
     def head_lines(self, name: str) -> Iterator[bytes]:
         from angles.snapshot import iter_lines

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import filecmp
 import hashlib
 import json
 import os
@@ -157,7 +158,8 @@ def write_table(
 ) -> dict:
     """Stream records into <file>.tmp, then rename over the file; returns its sha256, row count and size.
 
-    When the result equals `previous_sha256` the existing file is kept untouched (git need not re-read it).
+    When the result equals `previous_sha256` and the existing file holds exactly these bytes, that file is
+    kept untouched (git need not re-read it); a file that differs from its manifest is replaced.
     """
     target = directory / table.file
     tmp = target.with_name(target.name + ".tmp")
@@ -196,11 +198,12 @@ def write_table(
             _sort_file(tmp)
             digest = hashlib.sha256(tmp.read_bytes())
         result = {"table": table.name, "sha256": digest.hexdigest(), "rows": rows, "bytes": size}
-        if result["sha256"] == previous_sha256 and target.is_file():
+        if not out.closed:
+            out.flush()
+        if result["sha256"] == previous_sha256 and target.is_file() and filecmp.cmp(tmp, target, shallow=False):
             tmp.unlink()
             return result
         if not out.closed:
-            out.flush()
             os.fsync(out.fileno())
     os.replace(tmp, target)
     return result

@@ -627,3 +627,20 @@ def test_an_unreachable_remote_is_retried_then_fails_with_one_line_not_exit_4(ho
     assert f"127.0.0.1:{port}" in str(failure.value) and "\n" not in str(failure.value)
     with open_storage(settings) as storage:
         assert json.loads(storage.get_state("backup.last"))["result"] == "failed"
+
+
+def test_the_next_backup_repairs_a_remote_file_that_no_longer_matches_its_manifest(home, tmp_path_factory):
+    settings = make_settings(home)
+    seed(settings, varied_decisions(30))
+    run_backup(settings)
+    work = tmp_path_factory.mktemp("repair") / "w"
+    git("clone", "-q", str(home / "data" / "backup-remote.git"), str(work), cwd=work.parent)
+    lines = (work / "decision_vault.jsonl").read_bytes().splitlines(keepends=True)
+    (work / "decision_vault.jsonl").write_bytes(b"".join(lines[:-1]))
+    git("commit", "-qam", "lose the last line", cwd=work)
+    git("push", "-q", "origin", "main", cwd=work)
+
+    repaired = run_backup(settings)
+
+    assert repaired["result"] == "committed" and "30 decisions (+1 ~0 -0)" in repaired["message"]
+    assert run_verify(settings)["result"] == "ok"

@@ -143,7 +143,9 @@ def _commit_if_changed(clone: BackupClone, snap: snapshot.Snapshot, now: str, da
     previous = json.loads(raw) if raw else None
     outcome = _outcome(snap, previous)
     outcome["commit"] = clone.head()
-    if _unchanged(snap, previous):
+    # A decisions file that differs from HEAD although the manifests agree means the remote's copy
+    # does not match its own manifest (damaged or edited by hand): commit the repair.
+    if _unchanged(snap, previous) and not clone.modified(snapshot.DECISIONS.file):
         outcome["result"] = "unchanged"
         return outcome
     new_path = clone.path / snapshot.DECISIONS.file
