@@ -142,6 +142,12 @@ class BackupRemote:
         out = _call(self, runner, "ls_remote", "--heads", self.url, f"refs/heads/{self.branch}", network=True)
         return out.split()[0] if out.strip() else None
 
+    def existing_clone(self, path: Path) -> BackupClone | None:
+        """The persistent clone at `path` as it is (no fetch, nothing created), or None."""
+        if not (path / ".git").is_dir():
+            return None
+        return BackupClone(self, git.Repo(path))
+
     def open_clone(self, path: Path) -> BackupClone:
         """The persistent clone at `path`, created when missing, its origin pointing at the bare URL."""
         if (path / ".git").is_dir():
@@ -162,6 +168,16 @@ class BackupClone:
         self.repo = repo
         self.repo.git.update_environment(**remote.env())
         self.path = Path(repo.working_tree_dir)
+
+    def close(self) -> None:
+        """Stop GitPython's persistent cat-file processes (the scheduler runs for months)."""
+        self.repo.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
     def git(self, command: str, *args, network: bool = False, **kwargs) -> str:
         return _call(self.remote, self.repo.git, command, *args, network=network, **kwargs)

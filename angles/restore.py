@@ -53,8 +53,7 @@ def verified_checkout(settings, at: str | None = None) -> Iterator[Checkout]:
         raise AnglesError(
             f"no backup yet: the local backup remote {remote.describe()} does not exist (run run_backup_now.py first)"
         )
-    with tempfile.TemporaryDirectory(prefix="angles-restore-") as tmp:
-        clone = remote.open_clone(Path(tmp) / "backup")
+    with tempfile.TemporaryDirectory(prefix="angles-restore-") as tmp, remote.open_clone(Path(tmp) / "backup") as clone:
         tip = clone.fetch(depth=None if at else 1)
         if tip is None:
             raise AnglesError(f"the backup remote {remote.describe()} holds no backup on branch {remote.branch}")

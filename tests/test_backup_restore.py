@@ -644,3 +644,22 @@ def test_the_next_backup_repairs_a_remote_file_that_no_longer_matches_its_manife
 
     assert repaired["result"] == "committed" and "30 decisions (+1 ~0 -0)" in repaired["message"]
     assert run_verify(settings)["result"] == "ok"
+
+
+def test_a_backup_run_by_the_scheduler_still_writes_backup_log(home):
+    import logging
+
+    from angles.logs import setup_logging
+
+    settings = make_settings(home)
+    seed(settings, varied_decisions(3))
+    setup_logging("scheduler", settings, console=False)
+    root = logging.getLogger()
+    try:
+        run_backup(settings)
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+            handler.close()
+    assert "backup completed" in (home / "logs" / "active" / "backup.log").read_text()
+    assert "backup completed" in (home / "logs" / "active" / "scheduler.log").read_text()

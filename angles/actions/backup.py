@@ -7,6 +7,7 @@ import logging
 import os
 import socket
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -109,32 +110,33 @@ def _backup(settings, storage) -> dict:
     remote = BackupRemote(settings)
     with backup_lock(settings):
         remote.create_default()
-        clone = remote.open_clone(settings.data_dir / CLONE_DIR)
-        clone.fetch()
-        clone.reset_to_remote()
-        raw = clone.head_file(snapshot.MANIFEST)
-        snap = export(storage, clone.path, secret_scanner(settings), json.loads(raw) if raw else None)
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        for attempt in range(1, PUSH_ATTEMPTS + 1):
-            outcome = _commit_if_changed(clone, snap, now, storage.kind)
-            if outcome["result"] == "unchanged":
-                break
-            try:
-                clone.push()
-                clone.maintain()
-                break
-            except RemoteMovedError:
-                logger.warning(
-                    "backup remote moved on (another host pushed); committing on top of it (attempt %d)", attempt
-                )
-                time.sleep(0.2 * attempt)
-                clone.fetch()
-                clone.move_onto_remote()
-        else:
-            raise AnglesError(f"could not push the backup: the remote kept moving for {PUSH_ATTEMPTS} attempts")
-    outcome["attempts"] = attempt
-    outcome["remote"] = remote.describe()
-    outcome["branch"] = remote.branch
+        with remote.open_clone(settings.data_dir / CLONE_DIR) as clone:
+            return _backup_in(clone, remote, storage, settings)
+
+
+def _backup_in(clone: BackupClone, remote: BackupRemote, storage, settings) -> dict:
+    """Reset to the remote tip, export, commit if changed, push; on a moved remote commit on top and retry."""
+    clone.fetch()
+    clone.reset_to_remote()
+    raw = clone.head_file(snapshot.MANIFEST)
+    snap = export(storage, clone.path, secret_scanner(settings), json.loads(raw) if raw else None)
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    for attempt in range(1, PUSH_ATTEMPTS + 1):
+        outcome = _commit_if_changed(clone, snap, now, storage.kind)
+        if outcome["result"] == "unchanged":
+            break
+        try:
+            clone.push()
+            clone.maintain()
+            break
+        except RemoteMovedError:
+            logger.warning("backup remote moved on (another host pushed); committing on top (attempt %d)", attempt)
+            time.sleep(0.2 * attempt)
+            clone.fetch()
+            clone.move_onto_remote()
+    else:
+        raise AnglesError(f"could not push the backup: the remote kept moving for {PUSH_ATTEMPTS} attempts")
+    outcome.update(attempts=attempt, remote=remote.describe(), branch=remote.branch)
     return outcome
 
 
@@ -191,35 +193,35 @@ def _unchanged(snap: snapshot.Snapshot, previous: dict | None) -> bool:
 
 
 def _dry_run(settings, storage) -> dict:
+    """Export into a temporary folder and compare with the last backup this host knows; write nothing."""
     remote = BackupRemote(settings)
     tip = remote.check()
-    clone_path = settings.data_dir / CLONE_DIR
-    clone = None
-    if (clone_path / ".git").is_dir():
-        import git
-
-        clone = BackupClone(remote, git.Repo(clone_path))
-    with tempfile.TemporaryDirectory(prefix="angles-backup-dry-run-") as tmp:
-        directory = Path(tmp)
-        snap = export(storage, directory, secret_scanner(settings))
-        raw = clone.head_file(snapshot.MANIFEST) if clone else None
-        previous = json.loads(raw) if raw else None
-        outcome = _outcome(snap, previous)
-        outcome["commit"] = clone.head() if clone else None
-        if _unchanged(snap, previous):
-            outcome["result"] = "would be unchanged"
-        else:
-            old = clone.head_lines(snapshot.DECISIONS.file) if clone else iter(())
-            with open(directory / snapshot.DECISIONS.file, "rb") as handle:
-                added, changed, removed = snapshot.diff_counts(old, snapshot.iter_lines(snapshot.read_chunks(handle)))
-            outcome.update(added=added, changed=changed, removed=removed, result="would commit")
+    clone = remote.existing_clone(settings.data_dir / CLONE_DIR)
+    try:
+        with tempfile.TemporaryDirectory(prefix="angles-backup-dry-run-") as tmp:
+            outcome = _compare(clone, Path(tmp), storage, settings)
+    finally:
+        if clone is not None:
+            clone.close()
     outcome.update(
-        remote=remote.describe(),
-        branch=remote.branch,
-        remote_tip=tip,
-        remote_exists=remote.exists_locally,
-        attempts=0,
+        remote=remote.describe(), branch=remote.branch, remote_tip=tip, remote_exists=remote.exists_locally, attempts=0
     )
+    return outcome
+
+
+def _compare(clone: BackupClone | None, directory: Path, storage, settings) -> dict:
+    snap = export(storage, directory, secret_scanner(settings))
+    raw = clone.head_file(snapshot.MANIFEST) if clone else None
+    previous = json.loads(raw) if raw else None
+    outcome = _outcome(snap, previous)
+    outcome["commit"] = clone.head() if clone else None
+    if _unchanged(snap, previous):
+        outcome["result"] = "would be unchanged"
+        return outcome
+    old = clone.head_lines(snapshot.DECISIONS.file) if clone else iter(())
+    with open(directory / snapshot.DECISIONS.file, "rb") as handle:
+        added, changed, removed = snapshot.diff_counts(old, snapshot.iter_lines(snapshot.read_chunks(handle)))
+    outcome.update(added=added, changed=changed, removed=removed, result="would commit")
     return outcome
 
 
@@ -279,6 +281,9 @@ def component_log(settings, component: str):
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = ReopeningFileHandler(path, encoding="utf-8", delay=True)
     handler.setFormatter(UTCFormatter(LOG_FORMAT))
+    # The scheduler runs other jobs in other threads meanwhile; their lines belong in their own logs.
+    thread = threading.get_ident()
+    handler.addFilter(lambda record: record.thread == thread)
     handler.addFilter(RedactingFilter(redactor()))
     package = logging.getLogger("angles")
     package.addHandler(handler)
