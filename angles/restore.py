@@ -87,6 +87,7 @@ class Drift:
     changed: list[str] = field(default_factory=list)
     only_live: list[str] = field(default_factory=list)
     unchanged: int = 0
+    live_ids: set[str] = field(default_factory=set)
 
     def report(self) -> dict:
         def part(ids):
@@ -108,7 +109,7 @@ def drift(checkout: Checkout, storage, scanner: snapshot.SecretScanner) -> Drift
         if scanner.line_has_secret(line.decode("utf-8")):
             line = snapshot.encode_row(snapshot.DECISIONS, scanner.redact(row)[0])
         live[str(row["id"])] = _digest(line)
-    result = Drift()
+    result = Drift(live_ids=set(live))
     with open(checkout.path(snapshot.DECISIONS), "rb") as handle:
         for line in snapshot.iter_lines(snapshot.read_chunks(handle)):
             key = str(snapshot.line_key(line))
@@ -123,16 +124,12 @@ def drift(checkout: Checkout, storage, scanner: snapshot.SecretScanner) -> Drift
     return result
 
 
-def restore_rows(checkout: Checkout, storage, ids: set[str]) -> Iterator[dict]:
-    """The backup's rows for `ids`, redacted fields replaced by live values, ordered so links resolve.
-
-    A row pointing at another (superseded_by) is written first without the link and again with it,
-    inside the same transaction, so the order of ids never trips the foreign key.
-    """
+def restore_rows(checkout: Checkout, storage, ids: set[str], live_ids: set[str]) -> Iterator[dict]:
+    """The backup's rows for `ids`, redacted fields replaced by live values, ordered so links resolve."""
     redacted = {key: fields for key, fields in checkout.redacted_fields().items() if key in ids}
     # Read before the write transaction starts, so no backend has to read inside its own upsert.
     live_rows = {key: storage.get_decision(key) for key in redacted}
-    return links_last(_ordered_rows(checkout, ids, redacted, live_rows))
+    return in_link_order(_ordered_rows(checkout, ids, redacted, live_rows), set(live_ids))
 
 
 def _ordered_rows(checkout: Checkout, ids: set[str], redacted: dict, live_rows: dict) -> Iterator[dict]:
@@ -158,7 +155,8 @@ def restore_decisions(checkout: Checkout, storage, found: Drift, *, prune: bool 
     """Upsert the missing and changed rows by id in one transaction; delete rows only live only with prune."""
     migrations.migrate(storage)
     ids = set(found.only_backup) | set(found.changed)
-    written = storage.upsert_decisions(restore_rows(checkout, storage, ids), atomic=True) if ids else 0
+    rows = restore_rows(checkout, storage, ids, found.live_ids)
+    written = storage.upsert_decisions(rows, atomic=True) if ids else 0
     pruned = storage.delete_decisions(found.only_live) if prune and found.only_live else 0
     return {"upserted": len(ids), "written": written, "pruned": pruned}
 
@@ -171,7 +169,7 @@ def scratch_restore(checkout: Checkout) -> dict:
     with tempfile.TemporaryDirectory(prefix="angles-drill-") as tmp, SQLiteStorage(Path(tmp) / "drill.db") as db:
         migrations.migrate(db)
         records = snapshot.iter_records(checkout.path(snapshot.DECISIONS))
-        db.upsert_decisions(links_last(records), atomic=True)
+        db.upsert_decisions(in_link_order(records), atomic=True)
         count = db.count_decisions()
         digest = hashlib.sha256()
         for row in db.iter_decisions(batch=2000):
@@ -184,15 +182,35 @@ def scratch_restore(checkout: Checkout) -> dict:
     }
 
 
-def links_last(records) -> Iterator[dict]:
-    """Rows with a superseded_by link first go in without it, then again with it, after every other row."""
-    linked = []
+def in_link_order(records: Iterator[dict], present: set[str] | None = None) -> Iterator[dict]:
+    """Rows ordered so a superseded_by target is written before the row pointing at it.
+
+    Each row is written once (a second write would fire Postgres's updated_at trigger); only rows whose
+    target never arrives (a cycle, or a dangling link the database will refuse) go in first without the
+    link and get it in a second write at the end.
+    """
+    present = set() if present is None else present
+    waiting: dict[str, list[dict]] = {}
+
+    def admit(record: dict) -> Iterator[dict]:
+        ready = [record]
+        while ready:
+            row = ready.pop()
+            yield row
+            key = str(row["id"])
+            present.add(key)
+            ready.extend(waiting.pop(key, ()))
+
     for record in records:
-        if record.get("superseded_by"):
-            linked.append(record)
-            record = {**record, "superseded_by": None}
-        yield record
-    yield from linked
+        target = record.get("superseded_by")
+        if target and str(target) not in present:
+            waiting.setdefault(str(target), []).append(record)
+            continue
+        yield from admit(record)
+    leftovers = [row for group in waiting.values() for row in group]
+    for row in leftovers:
+        yield {**row, "superseded_by": None}
+    yield from leftovers
 
 
 def spot_check(checkout: Checkout, storage, scanner: snapshot.SecretScanner, sample: int = SPOT_SAMPLE) -> dict:
