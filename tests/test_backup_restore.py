@@ -701,3 +701,16 @@ def test_restore_writes_each_linked_row_once_with_its_target_first():
     # Only a cycle needs the two-step write.
     assert ids[5:] == ["e", "f", "e", "f"]
     assert [r["superseded_by"] for r in out[5:]] == [None, None, "f", "e"]
+
+
+def test_an_empty_database_never_overwrites_a_backup_that_holds_decisions(home, run_script):
+    settings = make_settings(home)
+    seed(settings, varied_decisions(8))
+    run_backup(settings)
+    commits = remote_commits(home / "data" / "backup-remote.git")
+
+    done = run_script("run_backup_now.py", env={"DATABASE_URL": f"sqlite:///{home}/data/typo.db"})
+
+    assert done.returncode == 1
+    assert "refusing to back up 0 decisions over a backup that holds 8" in done.stderr
+    assert remote_commits(home / "data" / "backup-remote.git") == commits

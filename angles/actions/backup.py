@@ -143,6 +143,7 @@ def _backup_in(clone: BackupClone, remote: BackupRemote, storage, settings) -> d
 def _commit_if_changed(clone: BackupClone, snap: snapshot.Snapshot, now: str, database: str) -> dict:
     raw = clone.head_file(snapshot.MANIFEST)
     previous = json.loads(raw) if raw else None
+    _refuse_empty(snap, previous)
     outcome = _outcome(snap, previous)
     outcome["commit"] = clone.head()
     # A decisions file that differs from HEAD although the manifests agree means the remote's copy
@@ -162,6 +163,16 @@ def _commit_if_changed(clone: BackupClone, snap: snapshot.Snapshot, now: str, da
     outcome.update(added=added, changed=changed, removed=removed, message=message, result="committed")
     outcome["commit"] = clone.commit(message)
     return outcome
+
+
+def _refuse_empty(snap: snapshot.Snapshot, previous: dict | None) -> None:
+    """An empty export over a backup that holds decisions is almost always a wrong DATABASE_URL."""
+    held = ((previous or {}).get("files", {}).get(snapshot.DECISIONS.file) or {}).get("rows") or 0
+    if held and not snap.rows(snapshot.DECISIONS):
+        raise AnglesError(
+            f"refusing to back up 0 decisions over a backup that holds {held}: the database looks empty "
+            "or missing (check DATABASE_URL); the last backup is kept as it is"
+        )
 
 
 def _outcome(snap: snapshot.Snapshot, previous: dict | None) -> dict:
