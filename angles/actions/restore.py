@@ -1,0 +1,163 @@
+"""The restore and verify actions behind restore_from_github.py and the scheduler's weekly restore drill."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from angles import restore
+from angles.actions.backup import append_history, component_log, record_run, secret_scanner, store_state
+from angles.decisions import utc_now
+from angles.errors import AnglesError
+from angles.logs import redactor
+from angles.storage import migrations, open_storage
+
+logger = logging.getLogger(__name__)
+
+LEVELS = ("checksums", "restore", "live")
+
+
+def run_restore(
+    settings,
+    *,
+    dry_run: bool = False,
+    restore_decisions: bool = False,
+    at: str | None = None,
+    prune: bool = False,
+    level: str = "checksums",
+) -> dict:
+    """Verify a backup, report drift against the live database and, when asked, upsert its decisions."""
+    if prune and not restore_decisions:
+        raise AnglesError("--prune only applies together with --restore-decisions")
+    if level not in LEVELS:
+        raise AnglesError(f"verification level {level!r} is unknown (one of {', '.join(LEVELS)})")
+    started = utc_now()
+    clock = time.monotonic()
+    writes = restore_decisions and not dry_run
+    suffix = " (dry run)" if dry_run else ""
+    scanner = secret_scanner(settings)
+    with component_log(settings, "restore"), open_storage(settings, create=writes) as storage:
+        storage.ping()
+        try:
+            with restore.verified_checkout(settings, at) as checkout:
+                restore.check_schema(checkout, storage)
+                if writes:
+                    migrations.migrate(storage)
+                result = _describe(checkout)
+                result["verification"] = _levels(checkout, storage, scanner, level)
+                found = restore.drift(checkout, storage, scanner)
+                result["drift"] = found.report()
+                if writes:
+                    result["restored"] = restore.restore_decisions(checkout, storage, found, prune=prune)
+                elif restore_decisions:
+                    result["would_restore"] = {
+                        "upsert": len(found.only_backup) + len(found.changed),
+                        "prune": len(found.only_live) if prune else 0,
+                    }
+        except AnglesError as exc:
+            if writes:
+                message = redactor()(str(exc))
+                record_run(settings, storage, "restore", "failed", f"failed: {message}", started, clock)
+                append_history(settings, f"restore failed (exit {exc.exit_code}): {message}")
+            raise
+        result.update(dry_run=dry_run, restore_decisions=restore_decisions, prune=prune, exit_code=0)
+        result["duration_s"] = round(time.monotonic() - clock, 3)
+        logger.info("restore completed%s: %s", suffix, restore_summary(result))
+        if writes:
+            record_run(settings, storage, "restore", "completed", restore_summary(result), started, clock)
+            append_history(settings, f"restore completed: {restore_summary(result)}")
+    return result
+
+
+def run_verify(settings, *, level: str = "restore", at: str | None = None) -> dict:
+    """The restore drill: verify the latest backup from a fresh clone, restore it into scratch SQLite; no live writes.
+
+    The outcome is stored as backup.last_verified, apart from backup.last, for the health check.
+    """
+    if level not in LEVELS:
+        raise AnglesError(f"verification level {level!r} is unknown (one of {', '.join(LEVELS)})")
+    started = utc_now()
+    clock = time.monotonic()
+    with component_log(settings, "restore"), open_storage(settings, create=False) as storage:
+        try:
+            with restore.verified_checkout(settings, at) as checkout:
+                restore.check_schema(checkout, storage)
+                result = _describe(checkout)
+                result["verification"] = _levels(checkout, storage, secret_scanner(settings), level)
+        except AnglesError as exc:
+            message = redactor()(str(exc))
+            record_run(settings, storage, "verify", "failed", f"failed: {message}", started, clock)
+            store_state(
+                storage, "backup.last_verified", {"time": started, "result": "failed", "level": level, "error": message}
+            )
+            append_history(settings, f"verify failed (exit {exc.exit_code}): {message}")
+            raise
+        scratch = result["verification"].get("scratch_restore")
+        ok = scratch is None or scratch["counts_match"]
+        result.update(level=level, result="ok" if ok else "failed", exit_code=0 if ok else 1)
+        result["duration_s"] = round(time.monotonic() - clock, 3)
+        line = verify_summary(result)
+        if ok:
+            logger.info("verify completed: %s", line)
+        else:
+            logger.error("verify failed: %s", line)
+        record_run(settings, storage, "verify", "completed" if ok else "failed", line, started, clock)
+        store_state(
+            storage,
+            "backup.last_verified",
+            {"time": started, "result": result["result"], "level": level, "commit": result["commit"]},
+        )
+        append_history(settings, f"verify {'completed' if ok else 'failed'}: {line}")
+    return result
+
+
+def _describe(checkout: restore.Checkout) -> dict:
+    manifest = checkout.manifest
+    return {
+        "remote": checkout.clone.remote.describe(),
+        "branch": checkout.clone.remote.branch,
+        "commit": checkout.commit,
+        "committed_at": checkout.committed_at,
+        "backup_created_at": manifest.get("created_at"),
+        "schema_version": manifest.get("schema_version"),
+        "tool_version": manifest.get("tool_version"),
+        "files": {name: {"rows": m.get("rows"), "sha256": m.get("sha256")} for name, m in manifest["files"].items()},
+        "redactions": len(manifest.get("redactions") or []),
+    }
+
+
+def _levels(checkout, storage, scanner, level: str) -> dict:
+    out: dict = {"checksums": "ok"}
+    if level in ("restore", "live"):
+        out["scratch_restore"] = restore.scratch_restore(checkout)
+        if not out["scratch_restore"]["identical"]:
+            logger.warning("restore drill: decisions restored into scratch SQLite do not re-export byte-identically")
+    if level == "live":
+        out["spot_check"] = restore.spot_check(checkout, storage, scanner)
+    return out
+
+
+def restore_summary(result: dict) -> str:
+    drift = result["drift"]
+    text = (
+        f"backup {result['commit'][:12]} ({result['backup_created_at']}): "
+        f"{drift['only_backup']['count']} only in backup, {drift['changed']['count']} changed, "
+        f"{drift['only_live']['count']} only live, {drift['unchanged']} unchanged"
+    )
+    if "restored" in result:
+        text += f"; restored {result['restored']['upserted']}, pruned {result['restored']['pruned']}"
+    return text
+
+
+def verify_summary(result: dict) -> str:
+    text = f"backup {result['commit'][:12]} ({result['backup_created_at']}) checksums ok"
+    scratch = result["verification"].get("scratch_restore")
+    if scratch:
+        text += (
+            f", scratch restore {scratch['rows_restored']}/{scratch['rows_expected']} decisions"
+            f"{', identical' if scratch['identical'] else ', NOT identical'}"
+        )
+    spot = result["verification"].get("spot_check")
+    if spot:
+        text += f", spot check {spot['sampled']} rows: {spot['different']} differ, {spot['missing_live']} missing live"
+    return f"{text}, level {result['level']}"

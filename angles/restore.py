@@ -1,0 +1,237 @@
+"""Reading backups back: a verified checkout, drift against the live database, upserts, scratch restores."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from angles import snapshot
+from angles.backup import BackupClone, BackupRemote
+from angles.errors import AnglesError
+from angles.storage import migrations
+
+logger = logging.getLogger(__name__)
+
+FIRST_IDS = 5
+SPOT_SAMPLE = 100
+
+
+@dataclass
+class Checkout:
+    """One backup commit checked out in a throwaway clone, verified against its manifest."""
+
+    clone: BackupClone
+    commit: str
+    committed_at: str
+    manifest: dict
+
+    @property
+    def directory(self) -> Path:
+        return self.clone.path
+
+    def path(self, table: snapshot.Table) -> Path:
+        return self.directory / table.file
+
+    def redacted_fields(self, table: snapshot.Table = snapshot.DECISIONS) -> dict[str, list[str]]:
+        return {
+            str(r.get("id")): list(r.get("fields") or [])
+            for r in self.manifest.get("redactions") or []
+            if r.get("table") == table.name
+        }
+
+
+@contextmanager
+def verified_checkout(settings, at: str | None = None) -> Iterator[Checkout]:
+    """Fetch the remote into a fresh temporary clone, check out the chosen backup, verify every file first."""
+    remote = BackupRemote(settings)
+    if not remote.exists_locally:
+        raise AnglesError(
+            f"no backup yet: the local backup remote {remote.describe()} does not exist (run run_backup_now.py first)"
+        )
+    with tempfile.TemporaryDirectory(prefix="angles-restore-") as tmp, remote.open_clone(Path(tmp) / "backup") as clone:
+        tip = clone.fetch(depth=None if at else 1)
+        if tip is None:
+            raise AnglesError(f"the backup remote {remote.describe()} holds no backup on branch {remote.branch}")
+        commit = clone.resolve(at)
+        clone.checkout(commit)
+        manifest = snapshot.verify(clone.path)
+        logger.info("backup %s verified: %d files match manifest.json", commit[:12], len(manifest["files"]))
+        yield Checkout(clone, commit, clone.commit_time(commit), manifest)
+
+
+def check_schema(checkout: Checkout, storage) -> None:
+    """Refuse a backup written by a newer schema than this installation knows."""
+    theirs = checkout.manifest.get("schema_version")
+    ours = migrations.latest_version(storage.dialect)
+    if isinstance(theirs, int) and theirs > ours:
+        raise AnglesError(
+            f"backup {checkout.commit[:12]} was written by schema version {theirs}, this installation knows "
+            f"{ours}; upgrade the code first"
+        )
+
+
+def _digest(line: bytes) -> bytes:
+    return hashlib.blake2b(line, digest_size=16).digest()
+
+
+@dataclass
+class Drift:
+    """Rows only in the backup, rows that differ, rows only in the live database."""
+
+    only_backup: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    only_live: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    live_ids: set[str] = field(default_factory=set)
+
+    def report(self) -> dict:
+        def part(ids):
+            return {"count": len(ids), "first_ids": sorted(ids)[:FIRST_IDS]}
+
+        return {
+            "only_backup": part(self.only_backup),
+            "changed": part(self.changed),
+            "only_live": part(self.only_live),
+            "unchanged": self.unchanged,
+        }
+
+
+def drift(checkout: Checkout, storage, scanner: snapshot.SecretScanner) -> Drift:
+    """Compare the backup with live decisions, both as canonical lines (live ones redacted the same way)."""
+    live: dict[str, bytes] = {}
+    for row in storage.iter_decisions(batch=2000):
+        line = snapshot.encode_row(snapshot.DECISIONS, row)
+        if scanner.line_has_secret(line.decode("utf-8")):
+            line = snapshot.encode_row(snapshot.DECISIONS, scanner.redact(row)[0])
+        live[str(row["id"])] = _digest(line)
+    result = Drift(live_ids=set(live))
+    with open(checkout.path(snapshot.DECISIONS), "rb") as handle:
+        for line in snapshot.iter_lines(snapshot.read_chunks(handle)):
+            key = str(snapshot.line_key(line))
+            theirs = live.pop(key, None)
+            if theirs is None:
+                result.only_backup.append(key)
+            elif theirs != _digest(line):
+                result.changed.append(key)
+            else:
+                result.unchanged += 1
+    result.only_live = list(live)
+    return result
+
+
+def restore_rows(checkout: Checkout, storage, ids: set[str], live_ids: set[str]) -> Iterator[dict]:
+    """The backup's rows for `ids`, redacted fields replaced by live values, ordered so links resolve."""
+    redacted = {key: fields for key, fields in checkout.redacted_fields().items() if key in ids}
+    # Read before the write transaction starts, so no backend has to read inside its own upsert.
+    live_rows = {key: storage.get_decision(key) for key in redacted}
+    return in_link_order(_ordered_rows(checkout, ids, redacted, live_rows), set(live_ids))
+
+
+def _ordered_rows(checkout: Checkout, ids: set[str], redacted: dict, live_rows: dict) -> Iterator[dict]:
+    for record in snapshot.iter_records(checkout.path(snapshot.DECISIONS)):
+        key = str(record["id"])
+        if key not in ids:
+            continue
+        if key in redacted:
+            live = live_rows.get(key)
+            if live is not None:
+                for name in redacted[key]:
+                    record[name] = live.get(name)
+            else:
+                logger.warning(
+                    "decision %s is restored with redacted fields (%s): it is not in the live database",
+                    key,
+                    ", ".join(redacted[key]),
+                )
+        yield record
+
+
+def restore_decisions(checkout: Checkout, storage, found: Drift, *, prune: bool = False) -> dict:
+    """Upsert the missing and changed rows by id in one transaction; delete rows only live only with prune."""
+    migrations.migrate(storage)
+    ids = set(found.only_backup) | set(found.changed)
+    rows = restore_rows(checkout, storage, ids, found.live_ids)
+    written = storage.upsert_decisions(rows, atomic=True) if ids else 0
+    pruned = storage.delete_decisions(found.only_live) if prune and found.only_live else 0
+    return {"upserted": len(ids), "written": written, "pruned": pruned}
+
+
+def scratch_restore(checkout: Checkout) -> dict:
+    """Restore every decision into a new SQLite database and compare counts and the re-exported file."""
+    from angles.storage.sqlite import SQLiteStorage
+
+    expected = checkout.manifest["files"][snapshot.DECISIONS.file]
+    with tempfile.TemporaryDirectory(prefix="angles-drill-") as tmp, SQLiteStorage(Path(tmp) / "drill.db") as db:
+        migrations.migrate(db)
+        records = snapshot.iter_records(checkout.path(snapshot.DECISIONS))
+        db.upsert_decisions(in_link_order(records), atomic=True)
+        count = db.count_decisions()
+        digest = hashlib.sha256()
+        for row in db.iter_decisions(batch=2000):
+            digest.update(snapshot.encode_row(snapshot.DECISIONS, row))
+    return {
+        "rows_expected": expected["rows"],
+        "rows_restored": count,
+        "counts_match": count == expected["rows"],
+        "identical": digest.hexdigest() == expected["sha256"],
+    }
+
+
+def in_link_order(records: Iterator[dict], present: set[str] | None = None) -> Iterator[dict]:
+    """Rows ordered so a superseded_by target is written before the row pointing at it.
+
+    Each row is written once (a second write would fire Postgres's updated_at trigger); only rows whose
+    target never arrives (a cycle, or a dangling link the database will refuse) go in first without the
+    link and get it in a second write at the end.
+    """
+    present = set() if present is None else present
+    waiting: dict[str, list[dict]] = {}
+
+    def admit(record: dict) -> Iterator[dict]:
+        ready = [record]
+        while ready:
+            row = ready.pop()
+            yield row
+            key = str(row["id"])
+            present.add(key)
+            ready.extend(waiting.pop(key, ()))
+
+    for record in records:
+        target = record.get("superseded_by")
+        if target and str(target) not in present:
+            waiting.setdefault(str(target), []).append(record)
+            continue
+        yield from admit(record)
+    leftovers = [row for group in waiting.values() for row in group]
+    for row in leftovers:
+        yield {**row, "superseded_by": None}
+    yield from leftovers
+
+
+def spot_check(checkout: Checkout, storage, scanner: snapshot.SecretScanner, sample: int = SPOT_SAMPLE) -> dict:
+    """Compare an even sample of backup rows with the live rows of the same ids."""
+    total = checkout.manifest["files"][snapshot.DECISIONS.file]["rows"]
+    step = max(1, total // sample) if total else 1
+    checked = missing = different = 0
+    differing: list[str] = []
+    with open(checkout.path(snapshot.DECISIONS), "rb") as handle:
+        for number, line in enumerate(snapshot.iter_lines(snapshot.read_chunks(handle))):
+            if number % step:
+                continue
+            key = str(snapshot.line_key(line))
+            live = storage.get_decision(key)
+            checked += 1
+            if live is None:
+                missing += 1
+                differing.append(key)
+                continue
+            ours = snapshot.encode_row(snapshot.DECISIONS, scanner.redact(live)[0])
+            if ours != line:
+                different += 1
+                differing.append(key)
+    return {"sampled": checked, "missing_live": missing, "different": different, "first_ids": differing[:FIRST_IDS]}

@@ -1,0 +1,356 @@
+"""The backup snapshot format: one JSON Lines file per table, sorted by id, and a checksummed manifest."""
+
+from __future__ import annotations
+
+import filecmp
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import repeat
+from pathlib import Path
+
+from angles.decisions import ACTIVITY_COLUMNS, COLUMNS, JSON_COLUMNS
+from angles.errors import AnglesError
+
+FORMAT = "angles-backup/1"
+MANIFEST = "manifest.json"
+CHUNK_ROWS = 500
+
+
+class CorruptBackupError(AnglesError):
+    """A backup file is missing, altered or unreadable; nothing was written."""
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    file: str
+    columns: tuple[str, ...]
+    nested: tuple[str, ...] = ()  # columns that may hold lists or objects
+
+
+DECISIONS = Table("decision_vault", "decision_vault.jsonl", COLUMNS, JSON_COLUMNS)
+ACTIVITY = Table("agent_activity", "agent_activity.jsonl", ACTIVITY_COLUMNS)
+TABLES = (DECISIONS, ACTIVITY)
+
+
+@dataclass
+class Snapshot:
+    """What one export wrote: per-file checksums and counts, and the records redacted on the way."""
+
+    files: dict[str, dict] = field(default_factory=dict)
+    redactions: list[dict] = field(default_factory=list)
+    schema_version: int | None = None
+
+    def rows(self, table: Table) -> int:
+        return self.files.get(table.file, {}).get("rows", 0)
+
+    def manifest(self, created_at: str, tool_version: str, database: str) -> dict:
+        return {
+            "format": FORMAT,
+            "created_at": created_at,
+            "tool": "angles",
+            "tool_version": tool_version,
+            "database": database,
+            "schema_version": self.schema_version,
+            "files": self.files,
+            "redactions": self.redactions,
+        }
+
+
+def _sorted_keys(value):
+    if isinstance(value, dict):
+        return {k: _sorted_keys(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted_keys(v) for v in value]
+    return value
+
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+_CONTAINERS = repeat((dict, list))
+
+
+def encode_text(record: dict, columns: tuple[str, ...], nested: tuple[str, ...] | None = None) -> str:
+    """One record as one canonical line: the table's column order, nested keys sorted, no newline inside.
+
+    `nested` names the columns that may hold lists or objects (all columns are checked when it is None).
+    """
+    ordered = {c: record.get(c) for c in columns}
+    for column in columns if nested is None else nested:
+        value = ordered[column]
+        kind = type(value)
+        if kind is dict or (kind is list and any(map(isinstance, value, _CONTAINERS))):
+            ordered[column] = _sorted_keys(value)
+    return _dumps(ordered) + "\n"
+
+
+def encode(record: dict, columns: tuple[str, ...], nested: tuple[str, ...] | None = None) -> bytes:
+    return encode_text(record, columns, nested).encode("utf-8")
+
+
+def encode_row(table: Table, record: dict) -> bytes:
+    """A record of `table` exactly as its backup file holds it."""
+    return encode_text(record, table.columns, table.nested).encode("utf-8")
+
+
+def line_key(line: bytes):
+    """The id of an encoded line, read from its first field without parsing the rest."""
+    end = line.find(b",", 6)
+    if line.startswith(b'{"id":') and end > 0:
+        return json.loads(line[6:end])
+    return json.loads(line)["id"]
+
+
+# Every well-known token shape starts with one of these; most lines contain none, so the regex rarely runs.
+TOKEN_PREFIXES = ("sk-", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "secret_", "ntn_", "sb_", "eyJ", "://")
+
+
+class SecretScanner:
+    """Finds configured secrets and token shapes in records and redacts them field by field."""
+
+    def __init__(self, redactor):
+        self.redactor = redactor
+        # A secret with quotes or backslashes looks different once JSON-escaped inside a line.
+        escaped = [json.dumps(s, ensure_ascii=False)[1:-1] for s in redactor.secrets]
+        self._line_secrets = sorted({*redactor.secrets, *escaped}, key=len, reverse=True)
+        self._needles = tuple(n.encode("utf-8") for n in (*self._line_secrets, *TOKEN_PREFIXES))
+
+    def may_have_secret(self, data: bytes) -> bool:
+        """A cheap byte-level test on a whole chunk: False means no line in it holds a secret."""
+        return any(map(data.__contains__, self._needles))
+
+    def line_has_secret(self, line: str) -> bool:
+        if any(map(line.__contains__, self._line_secrets)):
+            return True
+        return any(map(line.__contains__, TOKEN_PREFIXES)) and self.redactor.contains_secret(line)
+
+    def redact(self, record: dict) -> tuple[dict, list[str]]:
+        fields = []
+        out = dict(record)
+        for key, value in record.items():
+            cleaned = self._clean(value)
+            if cleaned != value:
+                out[key] = cleaned
+                fields.append(key)
+        return out, fields
+
+    def _clean(self, value):
+        if isinstance(value, str):
+            return self.redactor(value)
+        if isinstance(value, dict):
+            return {k: self._clean(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._clean(v) for v in value]
+        return value
+
+
+def write_table(
+    directory: Path,
+    table: Table,
+    records: Iterable[dict],
+    scanner: SecretScanner,
+    redactions: list[dict],
+    previous_sha256: str | None = None,
+) -> dict:
+    """Stream records into <file>.tmp, then rename over the file; returns its sha256, row count and size.
+
+    When the result equals `previous_sha256` and the existing file holds exactly these bytes, that file is
+    kept untouched (git need not re-read it); a file that differs from its manifest is replaced.
+    """
+    target = directory / table.file
+    tmp = target.with_name(target.name + ".tmp")
+    digest = hashlib.sha256()
+    rows = 0
+    size = 0
+    last = None
+    in_order = True
+    pending: list[tuple[dict, str]] = []
+
+    def flush() -> None:
+        nonlocal size
+        data = "".join(text for _, text in pending).encode("utf-8")
+        # Secrets never span a newline, so a clean chunk means clean lines; only a hit is checked line by line.
+        if scanner.may_have_secret(data):
+            chunk = "".join(_clean_line(table, record, text, scanner, redactions) for record, text in pending)
+            data = chunk.encode("utf-8")
+        out.write(data)
+        digest.update(data)
+        size += len(data)
+        pending.clear()
+
+    with open(tmp, "wb") as out:
+        for record in records:
+            key = record.get("id")
+            if last is not None and key <= last:
+                in_order = False
+            last = key
+            pending.append((record, encode_text(record, table.columns, table.nested)))
+            rows += 1
+            if len(pending) >= CHUNK_ROWS:
+                flush()
+        flush()
+        if not in_order:
+            out.close()
+            _sort_file(tmp)
+            digest = hashlib.sha256(tmp.read_bytes())
+        result = {"table": table.name, "sha256": digest.hexdigest(), "rows": rows, "bytes": size}
+        if not out.closed:
+            out.flush()
+        if result["sha256"] == previous_sha256 and target.is_file() and filecmp.cmp(tmp, target, shallow=False):
+            tmp.unlink()
+            return result
+        if not out.closed:
+            os.fsync(out.fileno())
+    os.replace(tmp, target)
+    return result
+
+
+def _clean_line(table: Table, record: dict, text: str, scanner: SecretScanner, redactions: list[dict]) -> str:
+    if not scanner.line_has_secret(text):
+        return text
+    cleaned, fields = scanner.redact(record)
+    if not fields:
+        return text
+    redactions.append({"table": table.name, "id": record.get("id"), "fields": fields})
+    return encode_text(cleaned, table.columns, table.nested)
+
+
+def _sort_file(path: Path) -> None:
+    # Only reached when a backend streams out of id order; the layout must not depend on it.
+    lines = path.read_bytes().splitlines(keepends=True)
+    lines.sort(key=line_key)
+    path.write_bytes(b"".join(lines))
+
+
+def write_manifest(directory: Path, manifest: dict) -> None:
+    text = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    atomic_write(directory / MANIFEST, text.encode("utf-8"))
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
+
+
+def same_data(snapshot: Snapshot, manifest: dict | None, tables: tuple[Table, ...] = TABLES) -> bool:
+    """Whether the given tables' files are byte-identical to what a manifest records."""
+    if not manifest:
+        return False
+    old = manifest.get("files", {})
+    return all(snapshot.files.get(t.file, {}).get("sha256") == old.get(t.file, {}).get("sha256") for t in tables)
+
+
+def iter_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Split a byte stream on newlines only (JSON text may hold U+2028, which str.splitlines would split on)."""
+    rest = b""
+    for chunk in chunks:
+        rest += chunk
+        *lines, rest = rest.split(b"\n")
+        for line in lines:
+            yield line + b"\n"
+    if rest:
+        yield rest
+
+
+def read_chunks(stream, size: int = 1 << 20) -> Iterator[bytes]:
+    while chunk := stream.read(size):
+        yield chunk
+
+
+def diff_counts(old: Iterable[bytes], new: Iterable[bytes]) -> tuple[int, int, int]:
+    """Added, changed and removed records between two id-sorted files, by a merge join."""
+    added = changed = removed = 0
+    old_it, new_it = iter(old), iter(new)
+    a, b = next(old_it, None), next(new_it, None)
+    while a is not None or b is not None:
+        if b is None:
+            removed += 1
+            a = next(old_it, None)
+        elif a is None:
+            added += 1
+            b = next(new_it, None)
+        else:
+            ka, kb = line_key(a), line_key(b)
+            if ka == kb:
+                changed += a != b
+                a, b = next(old_it, None), next(new_it, None)
+            elif ka < kb:
+                removed += 1
+                a = next(old_it, None)
+            else:
+                added += 1
+                b = next(new_it, None)
+    return added, changed, removed
+
+
+def read_manifest(directory: Path) -> dict:
+    path = directory / MANIFEST
+    if not path.is_file():
+        raise CorruptBackupError(f"backup is incomplete: {MANIFEST} is missing")
+    try:
+        manifest = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CorruptBackupError(f"backup is corrupt: {MANIFEST} is not valid JSON ({exc})") from None
+    if (
+        not isinstance(manifest, dict)
+        or manifest.get("format") != FORMAT
+        or not isinstance(manifest.get("files"), dict)
+    ):
+        raise CorruptBackupError(f"backup is corrupt: {MANIFEST} is not an {FORMAT} manifest")
+    return manifest
+
+
+def verify(directory: Path, *, on_record: Callable[[Table, dict], None] | None = None) -> dict:
+    """Check every file against the manifest (presence, SHA-256, row count, JSON per line); return the manifest."""
+    manifest = read_manifest(directory)
+    known = {t.file: t for t in TABLES}
+    for name, meta in sorted(manifest["files"].items()):
+        path = directory / name
+        if "/" in name or name.startswith(".") or not path.is_file():
+            raise CorruptBackupError(f"backup is incomplete: {name} listed in {MANIFEST} is missing")
+        digest = hashlib.sha256()
+        rows = 0
+        bad_line = None
+        with open(path, "rb") as handle:
+            for number, line in enumerate(iter_lines(read_chunks(handle)), 1):
+                digest.update(line)
+                rows += 1
+                if bad_line is not None:
+                    continue
+                try:
+                    record = json.loads(line)
+                except (UnicodeDecodeError, json.JSONDecodeError):
+                    bad_line = number
+                    continue
+                if not isinstance(record, dict) or "id" not in record:
+                    bad_line = number
+                elif on_record and name in known:
+                    on_record(known[name], record)
+        # A checksum mismatch is the more useful message when both are true (a flipped byte).
+        if digest.hexdigest() != meta.get("sha256"):
+            raise CorruptBackupError(
+                f"backup is corrupt: {name} does not match its SHA-256 in {MANIFEST} "
+                f"(expected {str(meta.get('sha256'))[:12]}, found {digest.hexdigest()[:12]})"
+            )
+        if rows != meta.get("rows"):
+            raise CorruptBackupError(f"backup is corrupt: {name} has {rows} rows, {MANIFEST} says {meta.get('rows')}")
+        if bad_line is not None:
+            raise CorruptBackupError(f"backup is corrupt: {name} line {bad_line} is not a JSON record with an id")
+    if DECISIONS.file not in manifest["files"]:
+        raise CorruptBackupError(f"backup is incomplete: {MANIFEST} lists no {DECISIONS.file}")
+    return manifest
+
+
+def iter_records(path: Path) -> Iterator[dict]:
+    """The records of a verified file, in file order."""
+    with open(path, "rb") as handle:
+        for line in iter_lines(read_chunks(handle)):
+            yield json.loads(line)

@@ -1,0 +1,156 @@
+"""Backups of 100,000 decisions: nothing changed, 1% changed (remote growth vs gzip), restore into Postgres vs psql."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from bench.datagen import make_decisions
+from bench.harness import Row, bench_env, python, run_measured, scratch_pg_database
+
+ROWS = int(os.environ.get("BENCH_BACKUP_ROWS", "100000"))
+COPY_COLUMNS = (
+    "id",
+    "decision",
+    "date",
+    "type",
+    "priority",
+    "tags",
+    "active",
+    "comment",
+    "type_source",
+    "created_at",
+    "updated_at",
+)
+
+
+def _settings(home: Path, **env):
+    from angles.config import load_settings
+
+    return load_settings({"ANGLES_HOME": str(home), **env}, dotenv=False)
+
+
+def _size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _backup(home: Path, **env) -> subprocess.CompletedProcess:
+    seconds, _, done = run_measured([python(), "run_backup_now.py"], env=bench_env(home, **env))
+    if done.returncode != 0:
+        raise RuntimeError(f"run_backup_now.py exited {done.returncode}: {done.stderr[:300]}")
+    done.seconds = seconds
+    return done
+
+
+def bench_backup(ctx) -> list[Row]:
+    from angles import snapshot
+    from angles.storage import migrations, open_storage
+
+    home = Path(tempfile.mkdtemp(prefix="bench-backup-"))
+    try:
+        settings = _settings(home)
+        with open_storage(settings) as storage:
+            migrations.migrate(storage)
+            storage.upsert_decisions(make_decisions(ROWS), atomic=True)
+        _backup(home)
+        unchanged = _backup(home)
+        if "nothing changed" not in unchanged.stdout:
+            raise RuntimeError(f"second backup was not a no-op: {unchanged.stdout[:200]}")
+
+        remote = home / "data" / "backup-remote.git"
+        before = _size(remote)
+        with open_storage(settings) as storage:
+            rows = list(storage.iter_decisions(batch=2000))
+            changed = [dict(r, decision=r["decision"] + " (revised)", priority="P1") for r in rows[::100]]
+            storage.upsert_decisions(changed)
+            changed = [storage.get_decision(r["id"]) for r in changed]
+        changed_gzip = len(gzip.compress(b"".join(snapshot.encode_row(snapshot.DECISIONS, r) for r in changed)))
+        one_percent = _backup(home)
+        growth = _size(remote) - before
+
+        restore_rows = _restore_into_postgres(home)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    growth_ratio = growth / changed_gzip
+    return [
+        Row(
+            f"backup {ROWS:,} decisions, nothing changed",
+            round(unchanged.seconds, 2),
+            "s",
+            "< 3 s",
+            unchanged.seconds < 3,
+            note="run_backup_now.py end to end, no commit",
+        ),
+        Row(
+            f"backup after 1% of {ROWS:,} changed: remote growth",
+            round(growth / 1024, 1),
+            "KiB",
+            "≤ 3× gzip of changed rows",
+            growth_ratio <= 3,
+            baseline=round(changed_gzip / 1024, 1),
+            ratio=round(growth_ratio, 2),
+            note=f"backup took {one_percent.seconds:.1f} s incl. repack",
+        ),
+        *restore_rows,
+    ]
+
+
+def _restore_into_postgres(home: Path) -> list[Row]:
+    """Restore the backup into an empty Postgres database, against `psql \\copy` of the same rows."""
+    from angles.storage import migrations, open_storage
+
+    with scratch_pg_database() as baseline_url, scratch_pg_database() as url:
+        with open_storage(_settings(home, DATABASE_URL=baseline_url)) as storage:
+            migrations.migrate(storage)
+        tsv = home / "rows.tsv"
+        _write_copy_file(home / "data" / "backup-repo" / "decision_vault.jsonl", tsv)
+        copy = f"\\copy decision_vault ({', '.join(COPY_COLUMNS)}) from '{tsv}'"
+        base_s, _, base = run_measured(["psql", baseline_url, "-q", "-c", copy])
+        if base.returncode != 0:
+            raise RuntimeError(f"psql baseline failed: {base.stderr.strip()[:200]}")
+        with open_storage(_settings(home, DATABASE_URL=url)) as storage:
+            migrations.migrate(storage)
+        seconds, peak_mb, done = run_measured(
+            [python(), "restore_from_github.py", "--restore-decisions"], env=bench_env(home, DATABASE_URL=url)
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"restore_from_github.py exited {done.returncode}: {done.stderr[:300]}")
+        with open_storage(_settings(home, DATABASE_URL=url)) as storage:
+            restored = storage.count_decisions()
+    ratio = seconds / base_s
+    return [
+        Row(
+            f"restore {ROWS:,} decisions into Postgres",
+            round(seconds, 2),
+            "s",
+            "≤ 2× psql \\copy",
+            ratio <= 2,
+            baseline=round(base_s, 2),
+            ratio=round(ratio, 2),
+            note=f"{restored:,} rows; fresh clone, checksums, drift, one transaction; peak {peak_mb:.0f} MB",
+        ),
+    ]
+
+
+def _write_copy_file(jsonl: Path, out: Path) -> None:
+    import json
+
+    def cell(value) -> str:
+        if value is None:
+            return "\\N"
+        if isinstance(value, (list, dict)):
+            value = json.dumps(value, ensure_ascii=False)
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+    with open(jsonl, encoding="utf-8", newline="\n") as src, open(out, "w", encoding="utf-8") as dst:
+        for line in src:
+            record = json.loads(line)
+            dst.write("\t".join(cell(record.get(c)) for c in COPY_COLUMNS) + "\n")
+
+
+BENCHMARKS = {"backup": bench_backup}

@@ -1,0 +1,716 @@
+"""Backups to a real git remote and restores from it: round trip, corruption, two hosts, secrets, auth, dry runs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from angles import snapshot
+from angles.actions.backup import run_backup
+from angles.actions.restore import run_restore, run_verify
+from angles.config import load_settings
+from angles.decisions import COLUMNS, TYPES, validate
+from angles.storage import migrations, open_storage
+
+ROOT = Path(__file__).resolve().parent.parent
+
+WORDS = (
+    "adopt migrate postgres überprüfung décision 決定 решение تصميم 🚀 naïve façade "
+    'quote" back\\slash tab\there line\nbreak para\u2028sep zero\u200bwidth'
+).split(" ")
+
+
+def make_settings(home: Path, **env):
+    return load_settings({"ANGLES_HOME": str(home), **{k: str(v) for k, v in env.items()}}, dotenv=False)
+
+
+def open_migrated(settings):
+    storage = open_storage(settings)
+    migrations.migrate(storage)
+    return storage
+
+
+def git(*args, cwd: Path, check: bool = True, env: dict | None = None) -> str:
+    full = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+        **(env or {}),
+    }
+    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, env=full)
+    if check and done.returncode != 0:
+        raise AssertionError(f"git {' '.join(args)} failed: {done.stderr}")
+    return done.stdout
+
+
+def stamp(rng: random.Random) -> str:
+    day = f"2025-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
+    clock = f"{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d}"
+    return f"{day}T{clock}.{rng.randint(0, 999999):06d}Z"
+
+
+def varied_decisions(count: int, seed: int = 5) -> list[dict]:
+    """Non-ASCII, 20,000-character texts, nulls, nested analyses, supersession links: what real vaults hold."""
+    rng = random.Random(seed)
+    rows = []
+    for n in range(count):
+        length = 20_000 if n % 250 == 0 else rng.randint(3, 40)
+        text = " ".join(rng.choice(WORDS) for _ in range(length))[: 20_000 if n % 250 == 0 else None]
+        record = {
+            "id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            "decision": text.strip() or "empty?",
+            "date": f"20{rng.randint(20, 26)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
+            "type": rng.choice(TYPES),
+            "priority": rng.choice(("P0", "P1", "P2", None)),
+            "tags": rng.sample(["infra", "ai", "Kosten", "リスク", "legal"], rng.randint(0, 3)),
+            "active": rng.random() > 0.2,
+            "comment": None if rng.random() < 0.5 else " ".join(rng.choice(WORDS) for _ in range(8)),
+            "created_at": stamp(rng),
+            "updated_at": stamp(rng),
+            "synced": rng.random() > 0.5,
+        }
+        row = validate(record, f"row {n}")
+        if rng.random() < 0.3:
+            row["ai_analysis"] = {
+                "summary": rng.choice(WORDS),
+                "impact": {"score": rng.randint(1, 5), "areas": rng.sample(["cost", "risk", "people"], 2)},
+                "recommendations": [rng.choice(WORDS), None],
+                "confidence": rng.random(),
+            }
+            row["ai_hash"] = hashlib.sha256(str(n).encode()).hexdigest()
+            row["priority_source"] = "ai"
+        if rng.random() < 0.1:
+            row["notion_page_id"] = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+            row["notion_last_edited"] = stamp(rng)
+            row["synced_at"] = stamp(rng)
+        if rng.random() < 0.05:
+            row["deleted_at"] = stamp(rng)
+        if rows and rng.random() < 0.05:
+            # Only earlier rows, so the seed insert satisfies the foreign key in list order.
+            row["superseded_by"] = rng.choice(rows)["id"]
+        # Every column present: the SQLite backend batches rows by their column set, keeping list order.
+        rows.append({column: row.get(column) for column in COLUMNS})
+    return rows
+
+
+def seed(settings, rows) -> None:
+    with open_migrated(settings) as storage:
+        storage.upsert_decisions(rows, atomic=True)
+
+
+def dump(settings) -> list[dict]:
+    with open_storage(settings, create=False) as storage:
+        return list(storage.iter_decisions())
+
+
+def wipe_database(settings) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(settings.sqlite_path) + suffix).unlink(missing_ok=True)
+
+
+def guarded_remote(path: Path) -> Path:
+    """A bare remote that refuses any non-fast-forward update (a force push) and logs every push."""
+    git("init", "-q", "--bare", "-b", "main", str(path), cwd=path.parent)
+    git("config", "receive.denyNonFastForwards", "true", cwd=path)
+    git("config", "core.logAllRefUpdates", "always", cwd=path)
+    hook = path / "hooks" / "update"
+    hook.write_text(
+        "#!/bin/sh\n"
+        "zero=0000000000000000000000000000000000000000\n"
+        'if [ "$2" != "$zero" ] && ! git merge-base --is-ancestor "$2" "$3"; then\n'
+        '  echo "REJECTED $1 $2 $3" >> "$GIT_DIR/pushes.log"; echo "non-fast-forward refused" >&2; exit 1\n'
+        "fi\n"
+        'echo "ACCEPTED $1 $2 $3" >> "$GIT_DIR/pushes.log"\n'
+    )
+    hook.chmod(0o755)
+    return path
+
+
+def remote_commits(remote: Path, branch: str = "main") -> list[str]:
+    return git("rev-list", branch, cwd=remote).split()
+
+
+def file_hashes(root: Path, skip=("-wal", "-shm")) -> dict[str, str]:
+    out = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and not path.name.endswith(skip):
+            out[str(path.relative_to(root))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+def test_ten_thousand_varied_decisions_survive_backup_wipe_restore(home):
+    settings = make_settings(home)
+    rows = varied_decisions(10_000)
+    seed(settings, rows)
+    before = dump(settings)
+    assert len(before) == 10_000
+    first = run_backup(settings)
+    assert first["result"] == "committed" and first["decisions"] == 10_000
+    assert first["message"].startswith("backup ") and "10000 decisions (+10000 ~0 -0)" in first["message"]
+    backed_up = (home / "data" / "backup-repo" / "decision_vault.jsonl").read_bytes()
+
+    wipe_database(settings)
+    result = run_restore(settings, restore_decisions=True)
+
+    assert result["drift"]["only_backup"]["count"] == 10_000
+    assert result["restored"]["upserted"] == 10_000
+    assert dump(settings) == before
+    again = run_backup(settings)
+    assert again["result"] == "unchanged"
+    assert (home / "data" / "backup-repo" / "decision_vault.jsonl").read_bytes() == backed_up
+    long_rows = [r for r in dump(settings) if len(r["decision"]) == 20_000]
+    assert long_rows and any("\u2028" in r["decision"] for r in long_rows)
+
+
+def test_unchanged_data_makes_no_commit_and_says_so(home, run_script):
+    seed(make_settings(home), varied_decisions(20))
+    first = run_script("run_backup_now.py")
+    assert first.returncode == 0, first.stderr
+    assert "20 decisions (+20 ~0 -0)" in first.stdout
+    second = run_script("run_backup_now.py")
+    assert second.returncode == 0, second.stderr
+    assert "nothing changed since the last backup: no commit" in second.stdout
+    assert len(remote_commits(home / "data" / "backup-remote.git")) == 1
+    history = (home / "logs" / "backup.log").read_text().splitlines()
+    assert len(history) == 2 and "backup completed" in history[0] and "unchanged" in history[1]
+    assert "backup completed" in (home / "logs" / "active" / "backup.log").read_text()
+
+
+def test_commit_message_counts_added_changed_and_removed_decisions(home):
+    settings = make_settings(home)
+    rows = varied_decisions(30)
+    seed(settings, [r for r in rows if not r.get("superseded_by")])
+    run_backup(settings)
+    with open_storage(settings) as storage:
+        survivors = list(storage.iter_decisions())
+        storage.update_decision(survivors[0]["id"], {"comment": "changed after the backup"})
+        storage.delete_decisions([survivors[1]["id"]])
+        storage.upsert_decisions(varied_decisions(3, seed=99))
+    result = run_backup(settings)
+    assert result["result"] == "committed"
+    assert f"{len(survivors) + 2} decisions (+3 ~1 -1)" in result["message"]
+    log = git("log", "--format=%s", "main", cwd=home / "data" / "backup-remote.git").splitlines()
+    assert log[0] == result["message"] and len(log) == 2
+
+
+def test_manifest_records_checksums_counts_schema_time_and_version(home):
+    settings = make_settings(home)
+    seed(settings, varied_decisions(12))
+    run_backup(settings)
+    clone = home / "data" / "backup-repo"
+    manifest = json.loads((clone / "manifest.json").read_text())
+    data = (clone / "decision_vault.jsonl").read_bytes()
+    assert manifest["files"]["decision_vault.jsonl"]["sha256"] == hashlib.sha256(data).hexdigest()
+    assert manifest["files"]["decision_vault.jsonl"]["rows"] == 12 == data.count(b"\n")
+    assert manifest["schema_version"] == migrations.latest_version("sqlite")
+    assert manifest["tool_version"] and manifest["created_at"].endswith("Z")
+    ids = [json.loads(line)["id"] for line in data.splitlines()]
+    assert ids == sorted(ids)
+    assert all(line.startswith(b'{"id":') for line in data.splitlines())
+
+
+def test_activity_alone_is_committed_once_the_last_backup_is_a_day_old(home, monkeypatch):
+    from datetime import timedelta
+
+    import angles.actions.backup as action
+
+    settings = make_settings(home)
+    seed(settings, varied_decisions(5))
+    run_backup(settings)
+    with open_storage(settings) as storage:
+        storage.record_activity("memory_sync", "sync", "completed", "3 pages")
+    assert run_backup(settings)["result"] == "unchanged"
+    monkeypatch.setattr(action, "ACTIVITY_ONLY_EVERY", timedelta(0))
+    result = run_backup(settings)
+    assert result["result"] == "committed" and "(+0 ~0 -0)" in result["message"]
+    activity = (home / "data" / "backup-repo" / "agent_activity.jsonl").read_text()
+    assert "memory_sync" in activity
+
+
+def test_a_tampered_backup_file_is_refused_and_the_database_left_alone(home, run_script, tmp_path_factory):
+    settings = make_settings(home)
+    seed(settings, varied_decisions(40))
+    run_backup(settings)
+    with open_storage(settings) as storage:
+        victim = next(storage.iter_decisions())["id"]
+        storage.delete_decisions([victim])
+    before = dump(settings)
+    work = tmp_path_factory.mktemp("tamper") / "w"
+    git("clone", "-q", str(home / "data" / "backup-remote.git"), str(work), cwd=work.parent)
+    data = bytearray((work / "decision_vault.jsonl").read_bytes())
+    middle = len(data) // 2
+    data[middle] = ord("x") if data[middle] != ord("x") else ord("y")
+    (work / "decision_vault.jsonl").write_bytes(bytes(data))
+    git("commit", "-qam", "flip one byte", cwd=work)
+    git("push", "-q", "origin", "main", cwd=work)
+
+    done = run_script("restore_from_github.py", "--restore-decisions")
+
+    assert done.returncode == 1
+    assert "decision_vault.jsonl" in done.stderr and "SHA-256" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert dump(settings) == before
+
+
+def test_a_corrupt_object_in_the_remote_is_refused_and_the_database_left_alone(home, run_script):
+    settings = make_settings(home)
+    seed(settings, varied_decisions(40))
+    run_backup(settings)
+    with open_storage(settings) as storage:
+        storage.delete_decisions([next(storage.iter_decisions())["id"]])
+    before = dump(settings)
+    remote = home / "data" / "backup-remote.git"
+    blob = git("rev-parse", "main:decision_vault.jsonl", cwd=remote).strip()
+    (pack,) = (remote / "objects" / "pack").glob("*.pack")
+    listing = git("verify-pack", "-v", str(pack.with_suffix(".idx")), cwd=remote)
+    _, _, _, stored, offset = next(line.split()[:5] for line in listing.splitlines() if line.startswith(blob))
+    pack.chmod(0o644)
+    data = bytearray(pack.read_bytes())
+    data[int(offset) + int(stored) // 2] ^= 0x01
+    pack.write_bytes(bytes(data))
+
+    done = run_script("restore_from_github.py", "--restore-decisions")
+
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: ") and len(done.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in done.stderr
+    assert dump(settings) == before
+
+
+@pytest.mark.parametrize(
+    "damage, named",
+    [
+        (lambda w: (w / "agent_activity.jsonl").unlink(), "agent_activity.jsonl"),
+        (lambda w: (w / "manifest.json").write_text("{not json"), "manifest.json"),
+        (lambda w: (w / "manifest.json").unlink(), "manifest.json"),
+    ],
+    ids=["missing-file", "unparsable-manifest", "missing-manifest"],
+)
+def test_an_incomplete_backup_is_refused_naming_the_file(home, run_script, tmp_path_factory, damage, named):
+    settings = make_settings(home)
+    seed(settings, varied_decisions(10))
+    run_backup(settings)
+    wipe_database(settings)
+    work = tmp_path_factory.mktemp("damage") / "w"
+    git("clone", "-q", str(home / "data" / "backup-remote.git"), str(work), cwd=work.parent)
+    damage(work)
+    git("add", "-A", cwd=work)
+    git("commit", "-qm", "damage", cwd=work)
+    git("push", "-q", "origin", "main", cwd=work)
+
+    done = run_script("restore_from_github.py", "--restore-decisions")
+
+    assert done.returncode == 1
+    assert named in done.stderr
+    assert dump(settings) == []
+
+
+def test_an_unparsable_line_is_refused_even_when_the_manifest_agrees(home, tmp_path_factory):
+    from angles.errors import AnglesError
+
+    settings = make_settings(home)
+    seed(settings, varied_decisions(10))
+    run_backup(settings)
+    work = tmp_path_factory.mktemp("badjson") / "w"
+    git("clone", "-q", str(home / "data" / "backup-remote.git"), str(work), cwd=work.parent)
+    path = work / "decision_vault.jsonl"
+    lines = path.read_bytes().splitlines(keepends=True)
+    lines[3] = b'{"id": "broken\n'
+    path.write_bytes(b"".join(lines))
+    manifest = json.loads((work / "manifest.json").read_text())
+    manifest["files"]["decision_vault.jsonl"]["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    (work / "manifest.json").write_text(json.dumps(manifest))
+    git("commit", "-qam", "consistent but broken", cwd=work)
+    git("push", "-q", "origin", "main", cwd=work)
+    before = dump(settings)
+    with pytest.raises(AnglesError, match=r"decision_vault.jsonl line 4"):
+        run_restore(settings, restore_decisions=True, prune=True)
+    assert dump(settings) == before
+
+
+def test_two_hosts_take_turns_on_one_remote_without_losing_a_commit_or_forcing(tmp_path):
+    remote = guarded_remote(tmp_path / "shared.git")
+    host_a = make_settings(tmp_path / "a", BACKUP_REMOTE=remote)
+    host_b = make_settings(tmp_path / "b", BACKUP_REMOTE=remote)
+    seed(host_a, varied_decisions(10, seed=1))
+    seed(host_b, varied_decisions(10, seed=2))
+
+    c1 = run_backup(host_a)["commit"]
+    c2 = run_backup(host_b)["commit"]
+    with open_storage(host_a) as storage:
+        storage.upsert_decisions(varied_decisions(1, seed=3))
+    c3 = run_backup(host_a)["commit"]
+
+    # Another host pushes while B is pushing: B's pre-push hook lands a commit on the remote first.
+    other = tmp_path / "other"
+    git("clone", "-q", str(remote), str(other), cwd=tmp_path)
+    (other / "note.txt").write_text("pushed by a third host\n")
+    git("add", "note.txt", cwd=other)
+    git("commit", "-qm", "third host", cwd=other)
+    intruder = git("rev-parse", "HEAD", cwd=other).strip()
+    hook = tmp_path / "b" / "data" / "backup-repo" / ".git" / "hooks" / "pre-push"
+    hook.write_text(
+        "#!/bin/sh\n"
+        f'if [ ! -f "{tmp_path}/fired" ]; then touch "{tmp_path}/fired"; '
+        f'(unset GIT_DIR GIT_WORK_TREE GIT_INDEX_FILE; cd "{other}" && git push -q origin main); fi\n'
+    )
+    hook.chmod(0o755)
+    with open_storage(host_b) as storage:
+        storage.upsert_decisions(varied_decisions(2, seed=4))
+    last = run_backup(host_b)
+
+    assert last["result"] == "committed" and last["attempts"] == 2
+    history = remote_commits(remote)
+    assert history[0] == last["commit"]
+    for commit in (c1, c2, c3, intruder):
+        assert commit in history
+    assert git("rev-list", "--merges", "main", cwd=remote).strip() == ""
+    pushes = (remote / "pushes.log").read_text()
+    # Six updates passed the hook: c1, c2, c3, the intruder, B's first try (then refused: ref moved), B's retry.
+    assert "REJECTED" not in pushes
+    assert pushes.count("ACCEPTED") == 6
+    assert "12 decisions (+12 ~0 -11)" in last["message"]
+
+    # The guard is real: a forced rewrite of the branch is refused.
+    git("reset", "-q", "--hard", c1, cwd=other)
+    forced = subprocess.run(["git", "push", "--force", "origin", "main"], cwd=other, capture_output=True, text=True)
+    assert forced.returncode != 0 and remote_commits(remote)[0] == last["commit"]
+
+
+def _fake_token(prefix: str) -> str:
+    # Built at run time so no token-shaped literal is committed.
+    return prefix + "".join("abcdefghijKLMNOPQRST0123456789"[(i * 7) % 30] for i in range(36))
+
+
+def test_planted_secrets_never_reach_the_remote_or_the_logs(home, run_script):
+    configured = "plain-configured-openai-value-4711"
+    shaped = _fake_token("ghp_")
+    settings = make_settings(home, OPENAI_API_KEY=configured)
+    rows = varied_decisions(20)
+    rows[3]["decision"] = f"Rotate the OpenAI key {configured} next week"
+    rows[7]["comment"] = f"temporary token {shaped} for the CI job"
+    seed(settings, rows)
+    with open_storage(settings) as storage:
+        storage.record_activity("memory_sync", "sync", "failed", f"401 with Authorization: Bearer {configured}")
+
+    done = run_script("run_backup_now.py", env={"OPENAI_API_KEY": configured})
+
+    assert done.returncode == 0, done.stderr
+    assert "contained a secret" in done.stdout and rows[3]["id"] in done.stdout
+    remote = home / "data" / "backup-remote.git"
+    objects = subprocess.run(
+        ["git", "cat-file", "--batch-all-objects", "--batch"], cwd=remote, capture_output=True
+    ).stdout
+    assert objects and b"Rotate the OpenAI key" in objects
+    messages = git("log", "--all", "--format=%B", cwd=remote)
+    written = [done.stdout, done.stderr, messages]
+    written += [p.read_text(errors="replace") for p in (home / "logs").rglob("*.log")]
+    written += [p.read_text(errors="replace") for p in (home / "data" / "backup-repo").glob("*.json*")]
+    for secret in (configured, shaped):
+        assert secret.encode() not in objects
+        for text in written:
+            assert secret not in text
+    manifest = json.loads((home / "data" / "backup-repo" / "manifest.json").read_text())
+    redacted = {(r["table"], r["id"]): r["fields"] for r in manifest["redactions"]}
+    assert redacted[("decision_vault", rows[3]["id"])] == ["decision"]
+    assert redacted[("decision_vault", rows[7]["id"])] == ["comment"]
+    assert any(table == "agent_activity" for table, _ in redacted)
+
+    # A restore never puts the redaction marker over the live value.
+    with open_storage(settings) as storage:
+        storage.update_decision(rows[3]["id"], {"priority": "P0", "updated_at": "2030-01-01T00:00:00Z"})
+    restored = run_restore(settings, restore_decisions=True)
+    assert restored["restored"]["upserted"] == 1
+    with open_storage(settings) as storage:
+        live = storage.get_decision(rows[3]["id"])
+    assert live["decision"] == rows[3]["decision"] and live["priority"] == rows[3]["priority"]
+
+
+def test_dry_runs_leave_the_project_and_the_data_untouched(tmp_path, run_script):
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy(ROOT / ".gitignore", project / ".gitignore")
+    git("init", "-q", "-b", "main", cwd=project)
+    git("add", ".gitignore", cwd=project)
+    git("commit", "-qm", "project", cwd=project)
+    settings = make_settings(project)
+    seed(settings, varied_decisions(15))
+    run_backup(settings)
+    with open_storage(settings) as storage:
+        storage.upsert_decisions(varied_decisions(2, seed=8))
+    data_before = file_hashes(project / "data")
+    env = {"ANGLES_HOME": str(project)}
+
+    backup = run_script("run_backup_now.py", "--dry-run", env=env)
+    plan = run_script("restore_from_github.py", "--dry-run", "--restore-decisions", "--prune", env=env)
+    report = run_script("restore_from_github.py", "--dry-run", env=env)
+
+    assert backup.returncode == 0 and "would commit 17 decisions (+2 ~0 -0)" in backup.stdout
+    assert plan.returncode == 0 and "would restore: 0 decisions upserted, 2 pruned" in plan.stdout
+    assert report.returncode == 0 and "only live: 2" in report.stdout
+    assert git("status", "--porcelain", cwd=project) == ""
+    assert file_hashes(project / "data") == data_before
+    assert not (project / "logs" / "backup.log").exists() or "dry" not in (project / "logs" / "backup.log").read_text()
+    assert len(dump(settings)) == 17
+
+
+def test_restore_keeps_live_rows_unless_pruned_and_reverts_changed_rows(home, run_script):
+    settings = make_settings(home)
+    rows = [r for r in varied_decisions(25) if not r.get("superseded_by")]
+    seed(settings, rows)
+    run_backup(settings)
+    extra = varied_decisions(1, seed=77)[0]
+    with open_storage(settings) as storage:
+        storage.upsert_decisions([extra])
+        storage.update_decision(rows[0]["id"], {"decision": "edited after the backup"})
+        storage.delete_decisions([rows[1]["id"]])
+
+    done = run_script("restore_from_github.py", "--restore-decisions", "--json")
+
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["drift"]["only_backup"] == {"count": 1, "first_ids": [rows[1]["id"]]}
+    assert report["drift"]["changed"]["first_ids"] == [rows[0]["id"]]
+    assert report["drift"]["only_live"]["first_ids"] == [extra["id"]]
+    live = {r["id"]: r for r in dump(settings)}
+    assert extra["id"] in live and rows[1]["id"] in live
+    assert live[rows[0]["id"]]["decision"] == rows[0]["decision"]
+
+    pruned = run_script("restore_from_github.py", "--restore-decisions", "--prune")
+    assert pruned.returncode == 0, pruned.stderr
+    assert "1 pruned" in pruned.stdout
+    assert extra["id"] not in {r["id"] for r in dump(settings)}
+    assert "restore completed" in (home / "logs" / "backup.log").read_text()
+
+
+def test_restore_at_an_older_commit_or_date_picks_that_backup(home, run_script):
+    settings = make_settings(home)
+    seed(settings, varied_decisions(5))
+    first = run_backup(settings)["commit"]
+    time.sleep(1.1)
+    with open_storage(settings) as storage:
+        storage.upsert_decisions(varied_decisions(3, seed=31))
+    second = run_backup(settings)["commit"]
+    remote = home / "data" / "backup-remote.git"
+    first_time = git("show", "-s", "--format=%cI", first, cwd=remote).strip()
+
+    by_commit = json.loads(run_script("restore_from_github.py", "--dry-run", "--at", first[:10], "--json").stdout)
+    by_date = json.loads(run_script("restore_from_github.py", "--dry-run", "--at", first_time, "--json").stdout)
+    latest = json.loads(run_script("restore_from_github.py", "--dry-run", "--json").stdout)
+    too_early = run_script("restore_from_github.py", "--dry-run", "--at", "2001-01-01")
+
+    assert by_commit["commit"] == first and by_commit["drift"]["only_live"]["count"] == 3
+    assert by_date["commit"] == first
+    assert latest["commit"] == second and latest["drift"]["unchanged"] == 8
+    assert too_early.returncode == 1 and "no backup at or before 2001-01-01" in too_early.stderr
+
+
+def test_restore_drill_verifies_a_fresh_clone_and_records_both_state_keys(home, run_script):
+    settings = make_settings(home)
+    seed(settings, varied_decisions(50))
+    run_backup(settings)
+    before = dump(settings)
+
+    result = run_verify(settings)
+
+    assert result["exit_code"] == 0 and result["result"] == "ok"
+    scratch = result["verification"]["scratch_restore"]
+    assert scratch == {"rows_expected": 50, "rows_restored": 50, "counts_match": True, "identical": True}
+    assert dump(settings) == before
+    with open_storage(settings) as storage:
+        last = json.loads(storage.get_state("backup.last"))
+        verified = json.loads(storage.get_state("backup.last_verified"))
+        agents = {(a["agent_name"], a["status"]) for a in storage.iter_activity()}
+    assert last["result"] == "committed" and last["decisions"] == 50 and last["commit"]
+    assert verified["result"] == "ok" and verified["level"] == "restore" and verified["time"]
+    assert ("backup", "completed") in agents and ("verify", "completed") in agents
+
+    door = run_script("restore_from_github.py", "--verify-only", "--level", "live")
+    assert door.returncode == 0, door.stderr
+    assert "restore drill passed" in door.stdout and "spot check" in door.stdout
+
+
+def test_a_failed_drill_is_stored_as_last_verified(home, tmp_path_factory):
+    from angles.errors import AnglesError
+
+    settings = make_settings(home)
+    seed(settings, varied_decisions(5))
+    run_backup(settings)
+    work = tmp_path_factory.mktemp("drill") / "w"
+    git("clone", "-q", str(home / "data" / "backup-remote.git"), str(work), cwd=work.parent)
+    with open(work / "decision_vault.jsonl", "a") as handle:
+        handle.write("\n")
+    git("commit", "-qam", "append", cwd=work)
+    git("push", "-q", "origin", "main", cwd=work)
+    with pytest.raises(AnglesError):
+        run_verify(settings)
+    with open_storage(settings) as storage:
+        verified = json.loads(storage.get_state("backup.last_verified"))
+    assert verified["result"] == "failed" and "decision_vault.jsonl" in verified["error"]
+
+
+def test_restore_on_a_fresh_machine_with_no_backup_says_so(home, run_script):
+    done = run_script("restore_from_github.py", "--dry-run")
+    assert done.returncode == 1
+    assert "no backup yet" in done.stderr
+
+
+def test_the_embedded_default_works_from_a_fresh_clone(home, run_script):
+    first = run_script("run_backup_now.py")
+    assert first.returncode == 0, first.stderr
+    assert (home / "data" / "backup-remote.git" / "HEAD").is_file()
+    assert run_script("restore_from_github.py", "--dry-run").returncode == 0
+    restored = run_script("restore_from_github.py", "--restore-decisions")
+    assert restored.returncode == 0, restored.stderr
+
+
+def test_an_out_of_order_backend_still_writes_an_id_sorted_file(tmp_path):
+    from angles.logs import Redactor
+
+    rows = [{"id": i, "agent_name": "x"} for i in (3, 1, 2)]
+    result = snapshot.write_table(tmp_path, snapshot.ACTIVITY, rows, snapshot.SecretScanner(Redactor()), [])
+    lines = (tmp_path / "agent_activity.jsonl").read_bytes().splitlines()
+    assert [json.loads(line)["id"] for line in lines] == [1, 2, 3]
+    assert result["sha256"] == hashlib.sha256((tmp_path / "agent_activity.jsonl").read_bytes()).hexdigest()
+
+
+def test_every_token_shape_the_log_filter_knows_is_caught_in_backup_records():
+    from angles.logs import Redactor
+
+    shapes = [
+        _fake_token("sk-proj-"),
+        _fake_token("ghp_"),
+        _fake_token("gho_"),
+        _fake_token("github_pat_"),
+        _fake_token("secret_"),
+        _fake_token("ntn_"),
+        _fake_token("sb_secret_"),
+        "eyJ" + _fake_token("h")[:20] + ".eyJ" + _fake_token("p")[:30] + "." + _fake_token("s")[:30],
+        "postgresql://vault:hunter2hunter2@db.internal:5432/x",
+    ]
+    scanner = snapshot.SecretScanner(Redactor(('configured "quoted\\ value',)))
+    for shape in [*shapes, 'configured "quoted\\ value']:
+        line = snapshot.encode_text({"id": "1", "comment": f"see {shape} here"}, ("id", "comment"))
+        assert scanner.may_have_secret(line.encode()) and scanner.line_has_secret(line), shape
+        cleaned, fields = scanner.redact({"id": "1", "comment": f"see {shape} here"})
+        assert fields == ["comment"] and shape not in cleaned["comment"]
+    assert not scanner.line_has_secret(snapshot.encode_text({"id": "1", "comment": "though high"}, ("id", "comment")))
+
+
+def test_an_unreachable_remote_is_retried_then_fails_with_one_line_not_exit_4(home, monkeypatch):
+    import socket
+
+    import angles.backup as backup_module
+    from angles.errors import AnglesError, BackupAuthError
+
+    monkeypatch.setattr(backup_module, "TRANSIENT_RETRIES", (0.0,))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = make_settings(home, BACKUP_REMOTE=f"http://127.0.0.1:{port}/backup.git")
+    seed(settings, varied_decisions(3))
+    with pytest.raises(AnglesError) as failure:
+        run_backup(settings)
+    assert not isinstance(failure.value, BackupAuthError)
+    assert failure.value.exit_code == 1
+    assert f"127.0.0.1:{port}" in str(failure.value) and "\n" not in str(failure.value)
+    with open_storage(settings) as storage:
+        assert json.loads(storage.get_state("backup.last"))["result"] == "failed"
+
+
+def test_the_next_backup_repairs_a_remote_file_that_no_longer_matches_its_manifest(home, tmp_path_factory):
+    settings = make_settings(home)
+    seed(settings, varied_decisions(30))
+    run_backup(settings)
+    work = tmp_path_factory.mktemp("repair") / "w"
+    git("clone", "-q", str(home / "data" / "backup-remote.git"), str(work), cwd=work.parent)
+    lines = (work / "decision_vault.jsonl").read_bytes().splitlines(keepends=True)
+    (work / "decision_vault.jsonl").write_bytes(b"".join(lines[:-1]))
+    git("commit", "-qam", "lose the last line", cwd=work)
+    git("push", "-q", "origin", "main", cwd=work)
+
+    repaired = run_backup(settings)
+
+    assert repaired["result"] == "committed" and "30 decisions (+1 ~0 -0)" in repaired["message"]
+    assert run_verify(settings)["result"] == "ok"
+
+
+def test_a_backup_run_by_the_scheduler_still_writes_backup_log(home):
+    import logging
+
+    from angles.logs import setup_logging
+
+    settings = make_settings(home)
+    seed(settings, varied_decisions(3))
+    setup_logging("scheduler", settings, console=False)
+    root = logging.getLogger()
+    try:
+        run_backup(settings)
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+            handler.close()
+    assert "backup completed" in (home / "logs" / "active" / "backup.log").read_text()
+    assert "backup completed" in (home / "logs" / "active" / "scheduler.log").read_text()
+
+
+@pytest.mark.postgres
+def test_a_sqlite_backup_restores_into_postgres_row_for_row(home, pg_url):
+    pytest.importorskip("angles.storage.postgres")
+    sqlite_settings = make_settings(home)
+    rows = varied_decisions(2_000, seed=11)
+    seed(sqlite_settings, rows)
+    before = dump(sqlite_settings)
+    run_backup(sqlite_settings)
+    pg_settings = make_settings(home, DATABASE_URL=pg_url)
+
+    result = run_restore(pg_settings, restore_decisions=True)
+
+    assert result["restored"]["upserted"] == 2_000
+    assert dump(pg_settings) == before
+    assert run_restore(pg_settings, dry_run=True)["drift"]["unchanged"] == 2_000
+
+
+def test_restore_writes_each_linked_row_once_with_its_target_first():
+    from angles.restore import in_link_order
+
+    rows = [
+        {"id": "a", "superseded_by": "d"},
+        {"id": "b", "superseded_by": None},
+        {"id": "c", "superseded_by": "a"},
+        {"id": "d", "superseded_by": None},
+        {"id": "e", "superseded_by": "f"},
+        {"id": "f", "superseded_by": "e"},
+        {"id": "g", "superseded_by": "live"},
+    ]
+    out = list(in_link_order(iter(rows), {"live"}))
+    ids = [r["id"] for r in out]
+    assert sorted(ids[:5]) == ["a", "b", "c", "d", "g"]
+    assert ids.index("d") < ids.index("a") < ids.index("c")
+    # Only a cycle needs the two-step write.
+    assert ids[5:] == ["e", "f", "e", "f"]
+    assert [r["superseded_by"] for r in out[5:]] == [None, None, "f", "e"]
+
+
+def test_an_empty_database_never_overwrites_a_backup_that_holds_decisions(home, run_script):
+    settings = make_settings(home)
+    seed(settings, varied_decisions(8))
+    run_backup(settings)
+    commits = remote_commits(home / "data" / "backup-remote.git")
+
+    done = run_script("run_backup_now.py", env={"DATABASE_URL": f"sqlite:///{home}/data/typo.db"})
+
+    assert done.returncode == 1
+    assert "refusing to back up 0 decisions over a backup that holds 8" in done.stderr
+    assert remote_commits(home / "data" / "backup-remote.git") == commits
