@@ -64,6 +64,9 @@ class Settings:
     disk_critical: float
     batch_size: int
     extra_secrets: tuple[str, ...] = field(default=())
+    log_max_mb: float = 50.0
+    log_archive_max_mb: float = 1000.0
+    scheduler_jobs_file: Path | None = None
 
     @property
     def data_dir(self) -> Path:
@@ -278,7 +281,17 @@ def load_settings(env: dict[str, str] | None = None, *, dotenv: bool = True) -> 
         disk_warning=thresholds["disk"][0],
         disk_critical=thresholds["disk"][1],
         batch_size=r.number("BATCH_SIZE", 500, integer=True, minimum=1),
+        log_max_mb=r.number("LOG_MAX_MB", 50, minimum=0.001),
+        log_archive_max_mb=r.number("LOG_ARCHIVE_MAX_MB", 1000, minimum=0.001),
+        scheduler_jobs_file=_optional_path(home, r.text("SCHEDULER_JOBS_FILE")),
     )
+
+
+def _optional_path(home: Path, raw: str | None) -> Path | None:
+    if raw is None:
+        return None
+    path = Path(raw).expanduser()
+    return path if path.is_absolute() else home / path
 
 
 def _read_dotenv(path: Path) -> dict[str, str]:
