@@ -234,9 +234,7 @@ def check_backup_remote(settings) -> list[dict]:
         env.update(GIT_CONFIG_COUNT="1", GIT_CONFIG_KEY_0="http.extraHeader",
                    GIT_CONFIG_VALUE_0=f"Authorization: Basic {basic}")  # fmt: skip
     try:
-        done = subprocess.run(
-            ["git", "ls-remote", "--heads", url], env=env, capture_output=True, text=True, timeout=20
-        )
+        done = subprocess.run(["git", "ls-remote", "--heads", url], env=env, capture_output=True, text=True, timeout=20)
     except (OSError, subprocess.TimeoutExpired) as exc:
         lines.append(_line("backup remote auth", FAIL, f"git ls-remote failed: {_error(exc)}", "check git and network"))
         return lines
