@@ -8,7 +8,7 @@ import time
 
 from angles.decisions import utc_now
 from angles.errors import ConfigError
-from angles.jobs.daemon import Daemon, build_schedule, execute, next_runs, record, state_path
+from angles.jobs.daemon import Daemon, build_schedule, execute, next_runs, prepare_database, record, state_path
 from angles.jobs.specs import load_options
 
 logger = logging.getLogger(__name__)
@@ -51,6 +51,7 @@ def run_job_now(settings, name: str) -> dict:
         raise ConfigError(f"unknown job {name!r}; jobs: {', '.join(specs)}")
     spec = specs[name]
     spec.load()
+    prepare_database(settings)
     started, clock = utc_now(), time.monotonic()
     logger.info("%s started by hand (--run-now)", name)
     status, details, code = execute(spec, settings)

@@ -95,7 +95,7 @@ class Daemon:
             )
             for spec in self.options.jobs:
                 logger.info("%s: %s", spec.describe(), spec.name)
-            self._prepare_database()
+            prepare_database(self.settings)
             self._load_history()
             while not self.stop.is_set():
                 self._tick()
@@ -222,18 +222,6 @@ class Daemon:
             host=self.host,
         )
 
-    def _prepare_database(self) -> None:
-        # The embedded default sets itself up; shared databases are migrated deliberately (run_migration.py).
-        if self.settings.database_kind != "sqlite":
-            return
-        from angles.storage import migrations, open_storage
-
-        try:
-            with open_storage(self.settings) as storage:
-                migrations.migrate(storage)
-        except Exception as exc:
-            logger.error("could not prepare the SQLite schema: %s", _describe_error(exc))
-
     def _load_history(self) -> None:
         """Last run and last success of each job, from agent_activity and the previous state file."""
         history = last_runs(self.settings, self.options.jobs)
@@ -337,6 +325,19 @@ def execute(spec: JobSpec, settings) -> tuple[str, str, int]:
     code = int(result.get("exit_code", 0)) if isinstance(result, dict) else 0
     extra = f", status {result['status']}" if isinstance(result, dict) and result.get("status") else ""
     return ("completed" if code == 0 else "failed"), f"exit code {code}{extra}", code
+
+
+def prepare_database(settings) -> None:
+    """Create the embedded SQLite schema if needed; shared databases are migrated deliberately (run_migration.py)."""
+    if settings.database_kind != "sqlite":
+        return
+    from angles.storage import migrations, open_storage
+
+    try:
+        with open_storage(settings) as storage:
+            migrations.migrate(storage)
+    except Exception as exc:
+        logger.error("could not prepare the SQLite schema: %s", _describe_error(exc))
 
 
 def record(settings, name: str, action: str, status: str, details: str, **times) -> None:

@@ -40,3 +40,14 @@ def chatter(settings):
         time.sleep(0.001)
     logger.info("chatter done")
     return {"exit_code": 0}
+
+
+def auth_refused(settings):
+    """Report a backup-remote authentication failure the way an action does: an exit code in the result."""
+    return {"exit_code": 4}
+
+
+def raise_auth_error(settings):
+    from angles.errors import BackupAuthError
+
+    raise BackupAuthError("backup remote rejected the token")
