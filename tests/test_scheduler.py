@@ -200,3 +200,17 @@ def test_start_script_runs_the_scheduler_and_ctrl_c_stops_it_cleanly(home):
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
     assert "scheduler stopped cleanly" in log_text(home)
+
+
+def test_a_jobs_lines_also_go_to_its_own_component_log(home, settings):
+    write_jobs(home, [{"name": "memory_sync", "call": "quick", "every_seconds": 3600},
+                      {"name": "other", "call": "quick", "every_seconds": 3600}])  # fmt: skip
+    proc = start(home, SCHEDULER_JOBS_FILE="jobs.json")
+    try:
+        wait_for(lambda: len(_completed(activity(settings))) >= 2, what="both jobs to run")
+    finally:
+        assert stop(proc) == 0
+    sync_log = log_text(home, "memory_sync")
+    assert "memory_sync started" in sync_log and "quick ran" in sync_log
+    assert "other started" not in sync_log
+    assert "memory_sync completed" in log_text(home)

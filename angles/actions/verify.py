@@ -182,7 +182,12 @@ def check_notion(settings) -> list[dict]:
     lines = [_line("Notion", PASS, "token accepted")]
     if missing:
         lines.append(
-            _line("Notion database", WARN, f"missing properties: {', '.join(missing)}", "run the Notion setup command")
+            _line(
+                "Notion database",
+                WARN,
+                f"missing properties: {', '.join(missing)}",
+                "python memory_sync.py --setup-notion",
+            )
         )
     else:
         lines.append(_line("Notion database", PASS, f"all {len(NOTION_PROPERTIES)} properties present"))

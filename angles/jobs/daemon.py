@@ -22,6 +22,13 @@ from angles.logs import redactor
 logger = logging.getLogger(__name__)
 
 RUN_ACTIONS = ("scheduled_run", "manual_run")
+# A job's lines also go to the log its own script writes, so the guide's greps of memory_sync.log keep working.
+JOB_LOGS = {
+    "health_check": "backend_monitor",
+    "memory_sync": "memory_sync",
+    "backup": "backup",
+    "restore_drill": "restore",
+}
 
 
 def state_path(settings) -> Path:
@@ -84,10 +91,14 @@ class Daemon:
         self.jobs = {spec.name: spec for spec in options.jobs}
         self.status = {spec.name: _empty_status(spec) for spec in options.jobs}
         self.scheduler = build_schedule(options.jobs, self._due)
+        self.job_logs = [_job_log(settings, spec.name) for spec in options.jobs if spec.name in JOB_LOGS]
 
     def run(self) -> int:
         """Run until SIGTERM or SIGINT; returns the exit code."""
         self.lock.acquire()
+        root = logging.getLogger()
+        for handler in self.job_logs:
+            root.addHandler(handler)
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
             logger.info(
@@ -98,12 +109,19 @@ class Daemon:
             prepare_database(self.settings)
             self._load_history()
             while not self.stop.is_set():
-                self._tick()
+                try:
+                    self._tick()
+                except Exception:
+                    # A full disk or a broken state file must not end the daemon; the next tick tries again.
+                    logger.exception("scheduler tick failed")
                 self.stop.wait(self._sleep_seconds())
             return self._shutdown()
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            for handler in self.job_logs:
+                root.removeHandler(handler)
+                handler.close()
             if self.leader is not None:
                 self.leader.release()
             self.lock.release()
@@ -274,6 +292,7 @@ class Daemon:
             "last_tick": utc_now(),
             "leader": self.is_leader and not stopped,
             "database": self.settings.database_kind,
+            "tick_seconds": self.options.tick_seconds,
             "stopped_at": utc_now() if stopped else None,
             "jobs": jobs,
         }
@@ -392,6 +411,19 @@ def _empty_status(spec: JobSpec) -> dict:
         "last_success": None,
         "running": False,
     }
+
+
+def _job_log(settings, job: str) -> logging.Handler:
+    """A handler writing only the records of one job's worker thread to that job's component log."""
+    from angles.logs import LOG_FORMAT, RedactingFilter, ReopeningFileHandler, UTCFormatter
+
+    path = settings.active_logs_dir / f"{JOB_LOGS[job]}.log"
+    handler = ReopeningFileHandler(path, encoding="utf-8", delay=True)
+    handler.setFormatter(UTCFormatter(LOG_FORMAT))
+    thread_name = f"job-{job}"
+    handler.addFilter(lambda record: record.threadName == thread_name)
+    handler.addFilter(RedactingFilter(redactor()))
+    return handler
 
 
 def _describe_error(exc: BaseException) -> str:
