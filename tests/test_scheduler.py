@@ -185,20 +185,29 @@ def test_a_malformed_jobs_file_is_one_clear_line_and_exit_1(home, run_script):
     assert done.stderr.strip().splitlines() == ["error: SCHEDULER_JOBS_FILE: job x at='25:00' is not HH:MM (UTC)"]
 
 
-def test_start_script_runs_the_scheduler_and_ctrl_c_stops_it_cleanly(home):
-    proc = subprocess.Popen(["bash", str(ROOT / "deploy" / "start.sh")], env=script_env(home, PYTHON=sys.executable),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)  # fmt: skip
+def test_start_script_runs_scheduler_and_dashboard_and_ctrl_c_stops_both_cleanly(home):
+    import re
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = script_env(home, PYTHON=sys.executable, HEALTH_PORT=str(port))
+    proc = subprocess.Popen(["bash", str(ROOT / "deploy" / "start.sh")], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
     try:
         wait_for(lambda: state(home).get("pid"), what="the scheduler to start")
         pid = state(home)["pid"]
         os.killpg(proc.pid, signal.SIGINT)  # what a terminal does on Ctrl-C
-        assert proc.wait(timeout=12) == 0
+        assert proc.wait(timeout=15) == 0
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)
+    output = proc.stdout.read()
+    dashboards = [int(n) for n in re.findall(r"dashboard started \(pid (\d+)\)", output)]
+    for stopped in [pid, *dashboards]:
+        with pytest.raises(ProcessLookupError):
+            os.kill(stopped, 0)
     assert "scheduler stopped cleanly" in log_text(home)
 
 
