@@ -380,7 +380,8 @@ def last_runs(settings, jobs) -> dict[str, dict]:
             for spec in jobs:
                 since = to_iso(datetime.now(UTC) - timedelta(seconds=spec.period_seconds) - timedelta(days=1))
                 rows = _runs(storage, spec.name, since)
-                if not any(r["status"] == "completed" for r in rows):
+                if spec.kind != "interval" and not any(r["status"] == "completed" for r in rows):
+                    # Daily and weekly jobs must tell "long ago" from "never"; interval jobs run either way.
                     rows = _runs(storage, spec.name, None)
                 info: dict = {}
                 for row in rows:
