@@ -223,3 +223,15 @@ def test_a_jobs_lines_also_go_to_its_own_component_log(home, settings):
     assert "memory_sync started" in sync_log and "quick ran" in sync_log
     assert "other started" not in sync_log
     assert "memory_sync completed" in log_text(home)
+
+
+def test_run_now_refuses_a_job_the_daemon_is_running_right_now(home, run_script):
+    write_jobs(home, [{"name": "slowpoke", "call": "slow", "every_seconds": 3600}])
+    proc = start(home, SCHEDULER_JOBS_FILE="jobs.json", SLOW_JOB_SECONDS="5")
+    try:
+        wait_for(lambda: state(home).get("jobs", {}).get("slowpoke", {}).get("running"), what="the daemon's run")
+        done = run_script("scheduler.py", "--run-now", "slowpoke", env={"SCHEDULER_JOBS_FILE": "jobs.json"})
+    finally:
+        assert stop(proc) == 0
+    assert done.returncode == 1
+    assert "slowpoke is running in the scheduler right now" in done.stderr

@@ -7,8 +7,8 @@ import socket
 import time
 
 from angles.decisions import utc_now
-from angles.errors import ConfigError
-from angles.jobs.daemon import Daemon, build_schedule, execute, next_runs, prepare_database, record, state_path
+from angles.errors import AnglesError, ConfigError
+from angles.jobs.daemon import Daemon, build_schedule, execute, next_runs, prepare_database, read_state, record
 from angles.jobs.specs import load_options
 
 logger = logging.getLogger(__name__)
@@ -23,11 +23,9 @@ def run_scheduler(settings) -> dict:
 
 def run_list(settings) -> dict:
     """Each job with its schedule and next run in UTC, plus what the running daemon last reported."""
-    from angles.jobs.daemon import _read_json
-
     options = load_options(settings)
     upcoming = next_runs(build_schedule(options.jobs, lambda spec: None))
-    state = _read_json(state_path(settings)).get("jobs", {})
+    state = read_state(settings).get("jobs", {})
     jobs = []
     for spec in options.jobs:
         known = state.get(spec.name, {})
@@ -51,6 +49,7 @@ def run_job_now(settings, name: str) -> dict:
         raise ConfigError(f"unknown job {name!r}; jobs: {', '.join(specs)}")
     spec = specs[name]
     spec.load()
+    _refuse_if_running_in_daemon(settings, name)
     prepare_database(settings)
     started, clock = utc_now(), time.monotonic()
     logger.info("%s started by hand (--run-now)", name)
@@ -69,3 +68,12 @@ def run_job_now(settings, name: str) -> dict:
     )
     logger.info("%s %s in %.1fs: %s", name, status, duration, details)
     return {"job": name, "status": status, "details": details, "duration_s": duration, "exit_code": code}
+
+
+def _refuse_if_running_in_daemon(settings, name: str) -> None:
+    from angles.jobs.locks import is_locked, lock_path
+
+    state = read_state(settings)
+    if is_locked(lock_path(settings)) and state.get("jobs", {}).get(name, {}).get("running"):
+        pid = state.get("pid")
+        raise AnglesError(f"{name} is running in the scheduler right now (pid {pid}); wait for it to finish")

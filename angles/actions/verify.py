@@ -254,14 +254,14 @@ def check_backup_remote(settings) -> list[dict]:
 
 
 def check_scheduler(settings) -> list[dict]:
-    from angles.jobs.daemon import _read_json, state_path
+    from angles.jobs.daemon import read_state
     from angles.jobs.locks import is_locked, lock_path, read_holder
 
     hint = "bash deploy/start.sh, or systemctl start angles-scheduler"
     if not is_locked(lock_path(settings)):
         return [_line("scheduler", FAIL, "not running (no process holds data/scheduler.lock)", hint)]
     holder = read_holder(lock_path(settings))
-    state = _read_json(state_path(settings))
+    state = read_state(settings)
     try:
         age = time.time() - parse_timestamp(state["last_tick"]).timestamp()
     except (KeyError, TypeError, ValueError):

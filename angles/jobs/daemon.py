@@ -35,6 +35,11 @@ def state_path(settings) -> Path:
     return settings.data_dir / "scheduler_state.json"
 
 
+def read_state(settings) -> dict:
+    """The state file the daemon rewrites every tick; {} when there is none or it is unreadable."""
+    return _read_json(state_path(settings))
+
+
 class GridJob(schedule.Job):
     """An interval job pinned to the UTC grid (every 5 min fires at :00, :05, ...), so all hosts agree on its slots."""
 
@@ -243,7 +248,7 @@ class Daemon:
     def _load_history(self) -> None:
         """Last run and last success of each job, from agent_activity and the previous state file."""
         history = last_runs(self.settings, self.options.jobs)
-        previous = _read_json(state_path(self.settings)).get("jobs", {})
+        previous = read_state(self.settings).get("jobs", {})
         with self._mutex:
             self._merge_history(history, previous)
 
