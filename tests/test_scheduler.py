@@ -136,6 +136,8 @@ def test_startup_logs_the_schedule_and_the_state_file_shows_utc_next_runs(home):
     jobs = state(home)["jobs"]
     assert set(jobs) == {"health_check", "memory_sync", "backup", "restore_drill", "log_rotation", "cleanup"}
     assert jobs["backup"]["schedule"] == "Every day at 02:30 UTC"
+    assert jobs["backup"]["next_run"].endswith("T02:30:00.000000Z")
+    assert jobs["cleanup"]["next_run"].endswith("T04:00:00.000000Z")
 
 
 def test_a_daily_job_missed_while_down_runs_once_at_startup_and_a_never_run_one_waits(home, settings, sqlite_storage):
