@@ -125,7 +125,7 @@ def test_the_schedule_is_in_utc_whatever_the_machine_time_zone(home):
 def test_startup_logs_the_schedule_and_the_state_file_shows_utc_next_runs(home):
     proc = start(home, TZ="America/New_York", BACKUP_TIME="02:30")
     try:
-        wait_for(lambda: state(home).get("jobs"), what="the state file")
+        running = wait_for(lambda: state(home).get("jobs"), what="the state file")
     finally:
         assert stop(proc) == 0
     text = log_text(home)
@@ -133,7 +133,7 @@ def test_startup_logs_the_schedule_and_the_state_file_shows_utc_next_runs(home):
                  "Every sunday at 03:00 UTC: restore_drill", "Every sunday at 00:05 UTC: log_rotation",
                  "Every day at 04:00 UTC: cleanup"):  # fmt: skip
         assert line in text
-    jobs = state(home)["jobs"]
+    jobs = running
     assert set(jobs) == {"health_check", "memory_sync", "backup", "restore_drill", "log_rotation", "cleanup"}
     assert jobs["backup"]["schedule"] == "Every day at 02:30 UTC"
     assert jobs["backup"]["next_run"].endswith("T02:30:00.000000Z")
