@@ -22,6 +22,7 @@ from angles.logs import redactor
 logger = logging.getLogger(__name__)
 
 RUN_ACTIONS = ("scheduled_run", "manual_run")
+STANDBY_NOTE_SECONDS = 3600
 # A job's lines also go to the log its own script writes, so the guide's greps of memory_sync.log keep working.
 JOB_LOGS = {
     "health_check": "backend_monitor",
@@ -89,7 +90,7 @@ class Daemon:
             else None
         )
         self.is_leader = False
-        self.announced = False
+        self.next_standby_note = 0.0
         self.received = "request"
         self._mutex = threading.Lock()
         self.workers: dict[str, threading.Thread] = {}
@@ -143,13 +144,14 @@ class Daemon:
                 logger.info("leading: this host holds the scheduler leader lock")
             self.is_leader = True
             threading.Thread(target=self._catch_up, name="catch-up", daemon=True).start()
-        elif not leading and (self.is_leader or not self.announced):
+        elif not leading and (self.is_leader or time.monotonic() >= self.next_standby_note):
+            # Said again hourly, so `tail logs/active/scheduler.log` on a standby always explains the quiet.
             logger.info(
                 "standing by: another scheduler leads on this database; retrying every %gs",
                 self.options.leader_retry_seconds,
             )
             self.is_leader = False
-        self.announced = True
+            self.next_standby_note = time.monotonic() + STANDBY_NOTE_SECONDS
         if self.is_leader:
             self.scheduler.run_pending()
         else:
