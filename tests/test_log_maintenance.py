@@ -19,13 +19,20 @@ def _age(path, days: float) -> None:
 
 def test_rotation_while_the_daemon_writes_loses_no_log_line(home, settings):
     lines = 3000
-    write_jobs(home, [{"name": "chatter", "call": "chatter", "every_seconds": 3600},
-                      {"name": "log_rotation", "call": "angles.actions.maintenance:run_rotate_logs",
-                       "every_seconds": 0.25}])  # fmt: skip
+    write_jobs(
+        home,
+        [
+            {"name": "chatter", "call": "chatter", "every_seconds": 3600},
+            {"name": "log_rotation", "call": "angles.actions.maintenance:run_rotate_logs", "every_seconds": 0.25},
+        ],
+    )
     proc = start(home, SCHEDULER_JOBS_FILE="jobs.json", CHATTER_LINES=str(lines))
     try:
-        wait_for(lambda: state(home).get("jobs", {}).get("chatter", {}).get("last_result") == "completed",
-                 timeout=60, what="the chatter job to finish")  # fmt: skip
+        wait_for(
+            lambda: state(home).get("jobs", {}).get("chatter", {}).get("last_result") == "completed",
+            timeout=60,
+            what="the chatter job to finish",
+        )
     finally:
         assert stop(proc) == 0
     archived = sorted((home / "logs" / "archive").rglob("scheduler*.log"))

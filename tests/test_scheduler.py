@@ -23,12 +23,21 @@ def _completed(rows, status="completed"):
 
 
 def test_a_job_raising_every_time_never_stops_the_daemon_and_every_failure_is_recorded(home, settings):
-    write_jobs(home, [{"name": "flaky", "call": "explode", "every_seconds": 0.05},
-                      {"name": "steady", "call": "quick", "every_seconds": 0.5}])  # fmt: skip
+    write_jobs(
+        home,
+        [
+            {"name": "flaky", "call": "explode", "every_seconds": 0.05},
+            {"name": "steady", "call": "quick", "every_seconds": 0.5},
+        ],
+    )
     proc = start(home, SCHEDULER_JOBS_FILE="jobs.json")
     try:
-        wait_for(lambda: len(_completed(activity(settings, "flaky"), "failed")) >= 100, timeout=60,
-                 interval=0.5, what="100 recorded failures")  # fmt: skip
+        wait_for(
+            lambda: len(_completed(activity(settings, "flaky"), "failed")) >= 100,
+            timeout=60,
+            interval=0.5,
+            what="100 recorded failures",
+        )
         assert proc.poll() is None, "the daemon died"
         steady_before = len(_completed(activity(settings, "steady")))
         wait_for(lambda: len(_completed(activity(settings, "steady"))) > steady_before, what="steady to run again")
@@ -44,8 +53,13 @@ def test_a_job_raising_every_time_never_stops_the_daemon_and_every_failure_is_re
 
 
 def test_a_slow_job_never_delays_a_fast_one_and_never_overlaps_itself(home, settings):
-    write_jobs(home, [{"name": "slowpoke", "call": "slow", "every_seconds": 0.5},
-                      {"name": "fast", "call": "quick", "every_seconds": 0.2}])  # fmt: skip
+    write_jobs(
+        home,
+        [
+            {"name": "slowpoke", "call": "slow", "every_seconds": 0.5},
+            {"name": "fast", "call": "quick", "every_seconds": 0.2},
+        ],
+    )
     proc = start(home, SCHEDULER_JOBS_FILE="jobs.json", SLOW_JOB_SECONDS="2.5")
     try:
         wait_for(lambda: len(_completed(activity(settings, "slowpoke"))) >= 2, timeout=30, what="two slow runs")
@@ -69,12 +83,20 @@ def test_a_slow_job_never_delays_a_fast_one_and_never_overlaps_itself(home, sett
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_stop_signal_lets_short_jobs_finish_abandons_long_ones_and_exits_0_within_10s(home, settings, sig):
-    write_jobs(home, [{"name": "finisher", "call": "slow", "every_seconds": 3600},
-                      {"name": "sleeper", "call": "mark", "every_seconds": 3600}])  # fmt: skip
-    proc = start(home, SCHEDULER_JOBS_FILE="jobs.json", SLOW_JOB_SECONDS="1.5", MARK_FILE=str(home / "marks"),
-                 MARK_SECONDS="60")  # fmt: skip
-    wait_for(lambda: (home / "marks").exists() and state(home).get("jobs", {}).get("finisher", {}).get("running"),
-             what="both jobs running")  # fmt: skip
+    write_jobs(
+        home,
+        [
+            {"name": "finisher", "call": "slow", "every_seconds": 3600},
+            {"name": "sleeper", "call": "mark", "every_seconds": 3600},
+        ],
+    )
+    proc = start(
+        home, SCHEDULER_JOBS_FILE="jobs.json", SLOW_JOB_SECONDS="1.5", MARK_FILE=str(home / "marks"), MARK_SECONDS="60"
+    )
+    wait_for(
+        lambda: (home / "marks").exists() and state(home).get("jobs", {}).get("finisher", {}).get("running"),
+        what="both jobs running",
+    )
     proc.send_signal(sig)
     assert proc.wait(timeout=10) == 0
     text = log_text(home)
@@ -95,8 +117,14 @@ def test_a_second_scheduler_on_the_same_host_exits_1_and_says_who_holds_the_lock
     proc = start(home, SCHEDULER_JOBS_FILE="jobs.json")
     try:
         wait_for(lambda: state(home).get("pid") == proc.pid, what="the first daemon's state file")
-        second = subprocess.run([sys.executable, str(ROOT / "scheduler.py")], cwd=home, capture_output=True, text=True,
-                                env=script_env(home, SCHEDULER_JOBS_FILE="jobs.json"), timeout=30)  # fmt: skip
+        second = subprocess.run(
+            [sys.executable, str(ROOT / "scheduler.py")],
+            cwd=home,
+            capture_output=True,
+            text=True,
+            env=script_env(home, SCHEDULER_JOBS_FILE="jobs.json"),
+            timeout=30,
+        )
     finally:
         assert stop(proc) == 0
     assert second.returncode == 1
@@ -107,8 +135,14 @@ def test_a_second_scheduler_on_the_same_host_exits_1_and_says_who_holds_the_lock
 def test_the_schedule_is_in_utc_whatever_the_machine_time_zone(home):
     listings = {}
     for zone in ("UTC", "America/New_York", "Asia/Kolkata", "Pacific/Kiritimati"):
-        done = subprocess.run([sys.executable, str(ROOT / "scheduler.py"), "--list", "--json"], cwd=home,
-                              env=script_env(home, TZ=zone), capture_output=True, text=True, timeout=30)  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "scheduler.py"), "--list", "--json"],
+            cwd=home,
+            env=script_env(home, TZ=zone),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert done.returncode == 0, done.stderr
         listings[zone] = {job["name"]: job for job in json.loads(done.stdout)["jobs"]}
     # A listing straddling a 5-minute boundary would differ only in health_check; compare the timed jobs.
@@ -129,9 +163,14 @@ def test_startup_logs_the_schedule_and_the_state_file_shows_utc_next_runs(home):
     finally:
         assert stop(proc) == 0
     text = log_text(home)
-    for line in ("Every 6 hours: memory_sync", "Every 5 minutes: health_check", "Every day at 02:30 UTC: backup",
-                 "Every sunday at 03:00 UTC: restore_drill", "Every sunday at 00:05 UTC: log_rotation",
-                 "Every day at 04:00 UTC: cleanup"):  # fmt: skip
+    for line in (
+        "Every 6 hours: memory_sync",
+        "Every 5 minutes: health_check",
+        "Every day at 02:30 UTC: backup",
+        "Every sunday at 03:00 UTC: restore_drill",
+        "Every sunday at 00:05 UTC: log_rotation",
+        "Every day at 04:00 UTC: cleanup",
+    ):
         assert line in text
     jobs = running
     assert set(jobs) == {"health_check", "memory_sync", "backup", "restore_drill", "log_rotation", "cleanup"}
@@ -144,10 +183,22 @@ def test_a_daily_job_missed_while_down_runs_once_at_startup_and_a_never_run_one_
     now = datetime.now(UTC)
     not_now = (now + timedelta(hours=6)).strftime("%H:%M")
     three_days_ago = to_iso(now - timedelta(days=3))
-    sqlite_storage.record_activity("nightly", "scheduled_run", "completed", "seeded", started_at=three_days_ago,
-                                   finished_at=three_days_ago, duration_s=1.0)  # fmt: skip
-    write_jobs(home, [{"name": "nightly", "call": "quick", "at": not_now},
-                      {"name": "fresh_weekly", "call": "quick", "at": not_now, "day": "monday"}])  # fmt: skip
+    sqlite_storage.record_activity(
+        "nightly",
+        "scheduled_run",
+        "completed",
+        "seeded",
+        started_at=three_days_ago,
+        finished_at=three_days_ago,
+        duration_s=1.0,
+    )
+    write_jobs(
+        home,
+        [
+            {"name": "nightly", "call": "quick", "at": not_now},
+            {"name": "fresh_weekly", "call": "quick", "at": not_now, "day": "monday"},
+        ],
+    )
     for _ in range(2):
         proc = start(home, SCHEDULER_JOBS_FILE="jobs.json")
         try:
@@ -162,10 +213,15 @@ def test_a_daily_job_missed_while_down_runs_once_at_startup_and_a_never_run_one_
 
 
 def test_run_now_runs_one_job_and_exits_with_its_exit_code(home, settings, run_script):
-    write_jobs(home, [{"name": "steady", "call": "quick", "every_seconds": 60},
-                      {"name": "refused", "call": "auth_refused", "at": "02:00"},
-                      {"name": "raising", "call": "raise_auth_error", "at": "02:00"},
-                      {"name": "missing", "call": "angles.actions.nothing_here:run", "at": "02:00"}])  # fmt: skip
+    write_jobs(
+        home,
+        [
+            {"name": "steady", "call": "quick", "every_seconds": 60},
+            {"name": "refused", "call": "auth_refused", "at": "02:00"},
+            {"name": "raising", "call": "raise_auth_error", "at": "02:00"},
+            {"name": "missing", "call": "angles.actions.nothing_here:run", "at": "02:00"},
+        ],
+    )
     env = {"SCHEDULER_JOBS_FILE": "jobs.json"}
     assert run_script("scheduler.py", "--run-now", "steady", env=env).returncode == 0
     assert run_script("scheduler.py", "--run-now", "refused", env=env).returncode == 4
@@ -195,8 +251,14 @@ def test_start_script_runs_scheduler_and_dashboard_and_ctrl_c_stops_both_cleanly
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = script_env(home, PYTHON=sys.executable, HEALTH_PORT=str(port))
-    proc = subprocess.Popen(["bash", str(ROOT / "deploy" / "start.sh")], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        ["bash", str(ROOT / "deploy" / "start.sh")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         wait_for(lambda: state(home).get("pid"), what="the scheduler to start")
         pid = state(home)["pid"]
@@ -214,8 +276,13 @@ def test_start_script_runs_scheduler_and_dashboard_and_ctrl_c_stops_both_cleanly
 
 
 def test_a_jobs_lines_also_go_to_its_own_component_log(home, settings):
-    write_jobs(home, [{"name": "memory_sync", "call": "quick", "every_seconds": 3600},
-                      {"name": "other", "call": "quick", "every_seconds": 3600}])  # fmt: skip
+    write_jobs(
+        home,
+        [
+            {"name": "memory_sync", "call": "quick", "every_seconds": 3600},
+            {"name": "other", "call": "quick", "every_seconds": 3600},
+        ],
+    )
     proc = start(home, SCHEDULER_JOBS_FILE="jobs.json")
     try:
         wait_for(lambda: len(_completed(activity(settings))) >= 2, what="both jobs to run")

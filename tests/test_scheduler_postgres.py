@@ -103,8 +103,13 @@ def test_killing_the_leader_hands_over_within_30_s_and_no_slot_runs_twice(tmp_pa
         wait_for(lambda: state(home_b).get("leader"), timeout=30, what="the standby to take over")
         took = time.monotonic() - killed_at
         runs_before = len(_marks(marks))
-        wait_for(lambda: {pid for pid, _ in _marks(marks)} >= {leader.pid, standby.pid} and len(_marks(marks))
-                 >= runs_before + 3, timeout=30, what="the new leader to run")  # fmt: skip
+        wait_for(
+            lambda: (
+                {pid for pid, _ in _marks(marks)} >= {leader.pid, standby.pid} and len(_marks(marks)) >= runs_before + 3
+            ),
+            timeout=30,
+            what="the new leader to run",
+        )
     finally:
         if leader.poll() is None:
             leader.kill()

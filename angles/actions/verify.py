@@ -21,10 +21,19 @@ PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
 HTTP_TIMEOUT = 5
 NOTION_VERSION = "2025-09-03"
 NOTION_PROPERTIES = (
-    "Name", "Decision", "Type", "Priority", "Date", "Active", "Tags", "Comment", "AI summary", "External ID",
-)  # fmt: skip
+    "Name",
+    "Decision",
+    "Type",
+    "Priority",
+    "Date",
+    "Active",
+    "Tags",
+    "Comment",
+    "AI summary",
+    "External ID",
+)
 CORE_MODULES = ("schedule", "requests", "psutil", "git", "dotenv", "flask", "waitress", "pytz", "rich")
-HEARTBEAT_STALE_SECONDS = 120
+HEARTBEAT_STALE_SECONDS = 180  # the monitor's SCHEDULER_STALE_SECONDS default
 
 
 def run_verify_deployment(settings) -> dict:
@@ -157,8 +166,9 @@ def check_notion(settings) -> list[dict]:
             return [_line("Notion", FAIL, f"token refused (HTTP {me.status_code})", "check NOTION_TOKEN")]
         if me.status_code != 200:
             return [_line("Notion", FAIL, f"HTTP {me.status_code} from /v1/users/me", "check NOTION_BASE_URL")]
-        database = requests.get(f"{base}/v1/databases/{settings.notion_database_id}", headers=headers,
-                                timeout=HTTP_TIMEOUT)  # fmt: skip
+        database = requests.get(
+            f"{base}/v1/databases/{settings.notion_database_id}", headers=headers, timeout=HTTP_TIMEOUT
+        )
         if database.status_code != 200:
             return [
                 _line("Notion", PASS, "token accepted"),
@@ -236,8 +246,11 @@ def check_backup_remote(settings) -> list[dict]:
         # The token travels in git's environment, never on the command line or on disk.
         user = settings.git_username or "x-access-token"
         basic = base64.b64encode(f"{user}:{settings.github_token}".encode()).decode()
-        env.update(GIT_CONFIG_COUNT="1", GIT_CONFIG_KEY_0="http.extraHeader",
-                   GIT_CONFIG_VALUE_0=f"Authorization: Basic {basic}")  # fmt: skip
+        env.update(
+            GIT_CONFIG_COUNT="1",
+            GIT_CONFIG_KEY_0="http.extraHeader",
+            GIT_CONFIG_VALUE_0=f"Authorization: Basic {basic}",
+        )
     try:
         done = subprocess.run(["git", "ls-remote", "--heads", url], env=env, capture_output=True, text=True, timeout=20)
     except (OSError, subprocess.TimeoutExpired) as exc:
