@@ -101,10 +101,9 @@ def test_a_stop_signal_lets_short_jobs_finish_abandons_long_ones_and_exits_0_wit
     assert proc.wait(timeout=10) == 0
     text = log_text(home)
     assert "sleeper abandoned" in text and "scheduler stopped cleanly" in text
-    assert [r["status"] for r in activity(settings, "finisher")] == ["completed"]
-    assert [(r["status"], r["details"]) for r in activity(settings, "sleeper")] == [
-        ("failed", "abandoned at shutdown after 8s")
-    ]
+    assert [r["status"] for r in activity(settings, "finisher")] == ["started", "completed"]
+    sleeper = [(r["status"], r["details"]) for r in activity(settings, "sleeper")]
+    assert sleeper[0][0] == "started" and sleeper[1:] == [("failed", "abandoned at shutdown after 8s")]
     from angles.jobs.locks import is_locked
 
     assert not is_locked(home / "data" / "scheduler.lock")
@@ -231,7 +230,7 @@ def test_run_now_runs_one_job_and_exits_with_its_exit_code(home, settings, run_s
     assert missing.returncode == 1 and "not available" in missing.stderr
     unknown = run_script("scheduler.py", "--run-now", "nope", env=env)
     assert unknown.returncode == 1 and "unknown job 'nope'" in unknown.stderr
-    runs = {r["agent_name"]: r for r in activity(settings) if r["action"] == "manual_run"}
+    runs = {r["agent_name"]: r for r in activity(settings) if r["action"] == "manual_run" and r["status"] != "started"}
     assert runs["steady"]["status"] == "completed" and runs["refused"]["status"] == "failed"
     assert runs["raising"]["details"].startswith("BackupAuthError")
 

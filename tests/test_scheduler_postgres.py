@@ -119,5 +119,7 @@ def test_killing_the_leader_hands_over_within_30_s_and_no_slot_runs_twice(tmp_pa
     assert "leading: this host holds the scheduler leader lock" in log_text(home_b)
     slots = _slots(_rows(storage_class, pg_url, "tick"))
     assert max(slots.values()) == 1, [slot for slot, n in slots.items() if n > 1]
-    # Every run leaves one mark; only the run the kill interrupted may lack its activity row.
+    # Every run leaves one mark and one "started" row, even the run the kill interrupted.
+    started = Counter(r["details"] for r in _rows(storage_class, pg_url, "tick") if r["status"] == "started")
+    assert max(started.values()) == 1 and sum(started.values()) == len(_marks(marks))
     assert sum(slots.values()) <= len(_marks(marks)) <= sum(slots.values()) + 1

@@ -53,6 +53,8 @@ def run_job_now(settings, name: str) -> dict:
     prepare_database(settings)
     started, clock = utc_now(), time.monotonic()
     logger.info("%s started by hand (--run-now)", name)
+    host = socket.gethostname()
+    record(settings, name, "manual_run", "started", "by hand (--run-now)", started_at=started, host=host)
     status, details, code = execute(spec, settings)
     duration = round(time.monotonic() - clock, 3)
     record(
@@ -64,7 +66,7 @@ def run_job_now(settings, name: str) -> dict:
         started_at=started,
         finished_at=utc_now(),
         duration_s=duration,
-        host=socket.gethostname(),
+        host=host,
     )
     logger.info("%s %s in %.1fs: %s", name, status, duration, details)
     return {"job": name, "status": status, "details": details, "duration_s": duration, "exit_code": code}

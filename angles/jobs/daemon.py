@@ -203,6 +203,10 @@ class Daemon:
                     self.status[spec.name]["running"] = False
                 return
             logger.info("%s started (slot %s)", spec.name, to_iso(slot))
+            # A "started" row shows a run that a crash or kill -9 interrupted, which never gets its final row.
+            _record_quietly(
+                storage, spec.name, action, "started", f"slot {to_iso(slot)}", started_at=started, host=self.host
+            )
             status, details, _ = execute(spec, self.settings)
         except Exception as exc:
             logger.exception("%s failed before it could run", spec.name)
@@ -218,7 +222,8 @@ class Daemon:
         if storage is None:
             return
         try:
-            storage.record_activity(
+            _record_quietly(
+                storage,
                 spec.name,
                 action,
                 status,
@@ -228,8 +233,6 @@ class Daemon:
                 duration_s=duration,
                 host=self.host,
             )
-        except Exception as exc:
-            logger.error("%s: could not record the run in agent_activity: %s", spec.name, _describe_error(exc))
         finally:
             storage.close()
 
@@ -372,7 +375,14 @@ def record(settings, name: str, action: str, status: str, details: str, **times)
 
     try:
         with open_storage(settings) as storage:
-            storage.record_activity(name, action, status, details, **times)
+            _record_quietly(storage, name, action, status, details, **times)
+    except Exception as exc:
+        logger.error("%s: could not record %s in agent_activity: %s", name, status, _describe_error(exc))
+
+
+def _record_quietly(storage, name: str, action: str, status: str, details: str, **times) -> None:
+    try:
+        storage.record_activity(name, action, status, details, **times)
     except Exception as exc:
         logger.error("%s: could not record %s in agent_activity: %s", name, status, _describe_error(exc))
 
@@ -392,7 +402,7 @@ def last_runs(settings, jobs) -> dict[str, dict]:
                     rows = _runs(storage, spec.name, None)
                 info: dict = {}
                 for row in rows:
-                    if row["status"] != "skipped":
+                    if row["status"] in ("completed", "failed"):
                         info.update(
                             last_run=row.get("started_at") or row["created_at"],
                             last_result=row["status"],
