@@ -132,6 +132,10 @@ def load_options(settings) -> DaemonOptions:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ConfigError(f"SCHEDULER_JOBS_FILE {path} cannot be read as JSON: {exc}") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("jobs", []), list):
+        raise ConfigError(f"SCHEDULER_JOBS_FILE {path} must be an object with a list of jobs")
+    if not all(isinstance(entry, dict) for entry in raw.get("jobs", [])):
+        raise ConfigError(f"SCHEDULER_JOBS_FILE {path}: every job must be an object")
     if not raw.get("defaults", True):
         jobs = {}
     for entry in raw.get("jobs", []):
