@@ -303,3 +303,16 @@ def test_run_now_refuses_a_job_the_daemon_is_running_right_now(home, run_script)
         assert stop(proc) == 0
     assert done.returncode == 1
     assert "slowpoke is running in the scheduler right now" in done.stderr
+
+
+def test_a_daemon_killed_with_sigkill_leaves_no_lock_behind(home):
+    write_jobs(home, [{"name": "steady", "call": "quick", "every_seconds": 60}])
+    first = start(home, SCHEDULER_JOBS_FILE="jobs.json")
+    wait_for(lambda: state(home).get("pid") == first.pid, what="the first daemon")
+    first.kill()
+    first.wait(10)
+    second = start(home, SCHEDULER_JOBS_FILE="jobs.json", name="second")
+    try:
+        wait_for(lambda: state(home).get("pid") == second.pid, what="the restarted daemon")
+    finally:
+        assert stop(second) == 0
