@@ -74,6 +74,9 @@ class Settings:
     health_disabled_checks: tuple[str, ...]
     batch_size: int
     extra_secrets: tuple[str, ...] = field(default=())
+    log_max_mb: float = 50.0
+    log_archive_max_mb: float = 1000.0
+    scheduler_jobs_file: Path | None = None
 
     @property
     def data_dir(self) -> Path:
@@ -307,6 +310,9 @@ def load_settings(env: dict[str, str] | None = None, *, dotenv: bool = True) -> 
         health_timeout_seconds=r.number("HEALTH_TIMEOUT_SECONDS", 5, minimum=0.1),
         health_disabled_checks=_name_list(r.text("HEALTH_DISABLED_CHECKS", default="")),
         batch_size=r.number("BATCH_SIZE", 500, integer=True, minimum=1),
+        log_max_mb=r.number("LOG_MAX_MB", 50, minimum=0.001),
+        log_archive_max_mb=r.number("LOG_ARCHIVE_MAX_MB", 1000, minimum=0.001),
+        scheduler_jobs_file=_optional_path(home, r.text("SCHEDULER_JOBS_FILE")),
     )
 
 
@@ -321,6 +327,13 @@ def _rising_pair(r: _Reader, prefix: str, warn: float, crit: float, *, suffix: s
 
 def _name_list(raw: str) -> tuple[str, ...]:
     return tuple(sorted({part.strip().lower() for part in raw.split(",") if part.strip()}))
+
+
+def _optional_path(home: Path, raw: str | None) -> Path | None:
+    if raw is None:
+        return None
+    path = Path(raw).expanduser()
+    return path if path.is_absolute() else home / path
 
 
 def _read_dotenv(path: Path) -> dict[str, str]:

@@ -1,0 +1,357 @@
+"""The deployment checklist behind verify_deployment.py: one PASS/WARN/FAIL line with a fix hint per check."""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import logging
+import os
+import shutil
+import stat
+import subprocess
+import time
+from collections.abc import Callable
+
+from angles.decisions import parse_timestamp, utc_now
+from angles.logs import redactor
+
+logger = logging.getLogger(__name__)
+
+PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
+HTTP_TIMEOUT = 5
+NOTION_VERSION = "2025-09-03"
+NOTION_PROPERTIES = (
+    "Name",
+    "Decision",
+    "Type",
+    "Priority",
+    "Date",
+    "Active",
+    "Tags",
+    "Comment",
+    "AI summary",
+    "External ID",
+)
+CORE_MODULES = ("schedule", "requests", "psutil", "git", "dotenv", "flask", "waitress", "pytz", "rich")
+HEARTBEAT_STALE_SECONDS = 180  # the monitor's SCHEDULER_STALE_SECONDS default
+
+
+def run_verify_deployment(settings) -> dict:
+    """Run every check, write logs/active/verification_results.json, exit 0 when nothing FAILs."""
+    from angles.jobs.daemon import write_json_atomic
+
+    checks: list[dict] = []
+    for check in CHECKS:
+        try:
+            found = check(settings)
+        except Exception as exc:
+            logger.exception("check %s crashed", check.__name__)
+            found = [_line(check.__name__.removeprefix("check_"), FAIL, f"check crashed: {_error(exc)}", "see logs")]
+        checks.extend(found if isinstance(found, list) else [found])
+    summary = {status: sum(1 for c in checks if c["status"] == status) for status in (PASS, WARN, FAIL)}
+    result = {"checked_at": utc_now(), "summary": summary, "checks": checks, "exit_code": 1 if summary[FAIL] else 0}
+    write_json_atomic(settings.active_logs_dir / "verification_results.json", result)
+    logger.info("verification completed: %d pass, %d warn, %d fail", summary[PASS], summary[WARN], summary[FAIL])
+    return result
+
+
+def _line(check: str, status: str, detail: str, hint: str = "") -> dict:
+    return {"check": check, "status": status, "detail": redactor()(detail), "hint": hint if status != PASS else ""}
+
+
+def _error(exc: BaseException) -> str:
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return redactor()(f"{type(exc).__name__}: {first}")
+
+
+def check_environment(settings) -> dict:
+    services = [
+        f"database {settings.database_kind}",
+        "Notion on" if settings.notion_enabled else "Notion off",
+        "OpenAI on" if settings.ai_enabled else "offline AI",
+    ]
+    return _line("environment", PASS, f"configuration loads ({', '.join(services)})")
+
+
+def check_env_permissions(settings) -> dict:
+    path = settings.home / ".env"
+    if not path.exists():
+        return _line(".env permissions", PASS, "no .env file: configuration comes from the environment")
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        return _line(".env permissions", WARN, f".env is mode {mode:03o}: readable by others", "chmod 600 .env")
+    return _line(".env permissions", PASS, f".env is mode {mode:03o}")
+
+
+def check_dependencies(settings) -> list[dict]:
+    missing = [name for name in CORE_MODULES if importlib.util.find_spec(name) is None]
+    lines = []
+    if missing:
+        lines.append(_line("dependencies", FAIL, f"missing: {', '.join(missing)}", "pip install -r requirements.txt"))
+    else:
+        lines.append(_line("dependencies", PASS, f"{len(CORE_MODULES)} core packages importable"))
+    needed = {
+        "psycopg": settings.database_kind == "postgres",
+        "supabase": settings.database_kind == "supabase",
+        "notion_client": settings.notion_enabled,
+        "openai": settings.ai_enabled,
+    }
+    absent = [name for name, used in needed.items() if importlib.util.find_spec(name) is None]
+    for name in absent:
+        status = FAIL if needed[name] else WARN
+        lines.append(_line(f"dependency {name}", status, f"{name} is not installed", "pip install -r requirements.txt"))
+    return lines
+
+
+def check_writable_dirs(settings) -> dict:
+    folders = [settings.data_dir, settings.active_logs_dir, settings.logs_dir / "archive", settings.export_dir]
+    bad = []
+    for folder in folders:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            probe = folder / f".write-test-{os.getpid()}"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError:
+            bad.append(str(folder.relative_to(settings.home)))
+    if bad:
+        return _line("writable directories", FAIL, f"cannot write {', '.join(bad)}", "fix ownership: chown -R $USER")
+    return _line("writable directories", PASS, "data/, logs/active/, logs/archive/, export/ are writable")
+
+
+def check_database(settings) -> list[dict]:
+    from angles.storage import migrations, open_storage
+
+    lines = []
+    try:
+        with open_storage(settings, create=False) as storage:
+            storage.ping()
+            version = storage.schema_version()
+            latest = migrations.latest_version(storage.dialect)
+            where = storage.describe()
+    except Exception as exc:
+        lines.append(_line("database", FAIL, f"cannot reach the database: {_error(exc)}", "check DATABASE_URL"))
+        version, latest, where = None, None, None
+    if where is not None:
+        if version is None:
+            lines.append(_line("database", FAIL, f"{where}: no schema", "python run_migration.py"))
+        elif version < latest:
+            lines.append(
+                _line("database", FAIL, f"{where}: schema {version}, latest {latest}", "python run_migration.py")
+            )
+        else:
+            lines.append(_line("database", PASS, f"{where}: schema version {version} (current)"))
+    if settings.database_kind == "sqlite":
+        lines.append(
+            _line(
+                "production database",
+                WARN,
+                "not configured: using the embedded SQLite database",
+                "set DATABASE_URL (Postgres/Supabase) or SUPABASE_URL and SUPABASE_KEY",
+            )
+        )
+    return lines
+
+
+def check_notion(settings) -> list[dict]:
+    if not settings.notion_enabled:
+        return [_line("Notion", WARN, "not configured: sync is off", "set NOTION_TOKEN and NOTION_DATABASE_ID")]
+    import requests
+
+    headers = {"Authorization": f"Bearer {settings.notion_token}", "Notion-Version": NOTION_VERSION}
+    base = settings.notion_base_url.rstrip("/")
+    try:
+        me = requests.get(f"{base}/v1/users/me", headers=headers, timeout=HTTP_TIMEOUT)
+        if me.status_code in (401, 403):
+            return [_line("Notion", FAIL, f"token refused (HTTP {me.status_code})", "check NOTION_TOKEN")]
+        if me.status_code != 200:
+            return [_line("Notion", FAIL, f"HTTP {me.status_code} from /v1/users/me", "check NOTION_BASE_URL")]
+        database = requests.get(
+            f"{base}/v1/databases/{settings.notion_database_id}", headers=headers, timeout=HTTP_TIMEOUT
+        )
+        if database.status_code != 200:
+            return [
+                _line("Notion", PASS, "token accepted"),
+                _line(
+                    "Notion database",
+                    FAIL,
+                    f"HTTP {database.status_code} for the database",
+                    "check NOTION_DATABASE_ID and share the database with the integration",
+                ),
+            ]
+        sources = database.json().get("data_sources") or []
+        properties: set[str] = set()
+        if sources:
+            source = requests.get(f"{base}/v1/data_sources/{sources[0]['id']}", headers=headers, timeout=HTTP_TIMEOUT)
+            properties = set((source.json() if source.status_code == 200 else {}).get("properties", {}))
+        else:
+            properties = set(database.json().get("properties", {}))
+    except requests.RequestException as exc:
+        return [_line("Notion", FAIL, f"unreachable: {_error(exc)}", "check network and NOTION_BASE_URL")]
+    missing = [name for name in NOTION_PROPERTIES if name not in properties]
+    lines = [_line("Notion", PASS, "token accepted")]
+    if missing:
+        lines.append(
+            _line(
+                "Notion database",
+                WARN,
+                f"missing properties: {', '.join(missing)}",
+                "python memory_sync.py --setup-notion",
+            )
+        )
+    else:
+        lines.append(_line("Notion database", PASS, f"all {len(NOTION_PROPERTIES)} properties present"))
+    return lines
+
+
+def check_ai(settings) -> dict:
+    if not settings.ai_enabled:
+        return _line("AI model", WARN, "not configured: offline analysis", "set OPENAI_API_KEY")
+    import requests
+
+    base = (settings.openai_base_url or "https://api.openai.com/v1").rstrip("/")
+    try:
+        answer = requests.get(
+            f"{base}/models/{settings.openai_model}",
+            headers={"Authorization": f"Bearer {settings.openai_api_key}"},
+            timeout=HTTP_TIMEOUT,
+        )
+    except requests.RequestException as exc:
+        return _line("AI model", FAIL, f"unreachable: {_error(exc)}", "check network and OPENAI_BASE_URL")
+    if answer.status_code == 200:
+        return _line("AI model", PASS, f"{settings.openai_model} available")
+    if answer.status_code in (401, 403):
+        return _line("AI model", FAIL, f"key refused (HTTP {answer.status_code})", "check OPENAI_API_KEY")
+    if answer.status_code == 404:
+        return _line("AI model", FAIL, f"model {settings.openai_model} not available", "check OPENAI_MODEL")
+    return _line("AI model", FAIL, f"HTTP {answer.status_code}", "check OPENAI_BASE_URL")
+
+
+def check_backup_remote(settings) -> list[dict]:
+    url = settings.backup_remote_url
+    lines = []
+    if not settings.backup_remote:
+        lines.append(
+            _line(
+                "backup remote",
+                WARN,
+                "not configured: backups go to the local bare repository data/backup-remote.git",
+                "set BACKUP_REMOTE (or GITHUB_REPO) and GITHUB_TOKEN",
+            )
+        )
+        if not os.path.isdir(url):
+            return lines
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "LC_ALL": "C"}
+    if settings.github_token and url.startswith("https://"):
+        # The token travels in git's environment, never on the command line or on disk.
+        user = settings.git_username or "x-access-token"
+        basic = base64.b64encode(f"{user}:{settings.github_token}".encode()).decode()
+        env.update(
+            GIT_CONFIG_COUNT="1",
+            GIT_CONFIG_KEY_0="http.extraHeader",
+            GIT_CONFIG_VALUE_0=f"Authorization: Basic {basic}",
+        )
+    try:
+        done = subprocess.run(["git", "ls-remote", "--heads", url], env=env, capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        lines.append(_line("backup remote auth", FAIL, f"git ls-remote failed: {_error(exc)}", "check git and network"))
+        return lines
+    if done.returncode == 0:
+        lines.append(_line("backup remote auth", PASS, f"{redactor()(url)} answers to git ls-remote"))
+    else:
+        reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        lines.append(
+            _line("backup remote auth", FAIL, f"git ls-remote: {reason}", "check GITHUB_TOKEN (repo scope) and URL")
+        )
+    return lines
+
+
+def check_scheduler(settings) -> list[dict]:
+    from angles.jobs.daemon import read_state
+    from angles.jobs.locks import is_locked, lock_path, read_holder
+
+    hint = "bash deploy/start.sh, or systemctl start angles-scheduler"
+    if not is_locked(lock_path(settings)):
+        return [_line("scheduler", FAIL, "not running (no process holds data/scheduler.lock)", hint)]
+    holder = read_holder(lock_path(settings))
+    state = read_state(settings)
+    try:
+        age = time.time() - parse_timestamp(state["last_tick"]).timestamp()
+    except (KeyError, TypeError, ValueError):
+        return [_line("scheduler", FAIL, f"pid {holder.get('pid')} holds the lock but writes no state file", hint)]
+    if age > HEARTBEAT_STALE_SECONDS:
+        return [_line("scheduler", FAIL, f"pid {holder.get('pid')} is stuck: last tick {age:.0f}s ago", hint)]
+    role = "leader" if state.get("leader") else "standby"
+    lines = [_line("scheduler", PASS, f"pid {holder.get('pid')} running as {role}, last tick {age:.0f}s ago")]
+    failing = [name for name, job in state.get("jobs", {}).items() if job.get("last_result") == "failed"]
+    if failing:
+        lines.append(
+            _line(
+                "scheduled jobs",
+                WARN,
+                f"last run failed: {', '.join(failing)}",
+                "grep -i error logs/active/scheduler.log",
+            )
+        )
+    return lines
+
+
+def check_dashboard(settings) -> dict:
+    import requests
+
+    host = "127.0.0.1" if settings.health_host in ("0.0.0.0", "") else settings.health_host
+    host = f"[{host}]" if ":" in host else host
+    url = f"http://{host}:{settings.health_port}/healthz"
+    hint = "start it: nohup python tools/health_server.py > /dev/null 2>&1 & (or systemctl start angles-dashboard)"
+    try:
+        answer = requests.get(url, timeout=3)
+    except requests.RequestException:
+        return _line("dashboard", FAIL, f"nothing answers on {url}", hint)
+    if answer.status_code == 200:
+        return _line("dashboard", PASS, f"{url} answers 200")
+    return _line("dashboard", FAIL, f"{url} answers HTTP {answer.status_code}", hint)
+
+
+def check_disk(settings) -> dict:
+    usage = shutil.disk_usage(settings.home)
+    percent = 100.0 * usage.used / usage.total
+    detail = f"{percent:.1f}% used, {usage.free / 1024**3:.1f} GB free"
+    if percent >= settings.disk_critical:
+        return _line("disk space", FAIL, detail, "free space: python scheduler.py --run-now cleanup")
+    if percent >= settings.disk_warning:
+        return _line("disk space", WARN, detail, "free space: python scheduler.py --run-now cleanup")
+    return _line("disk space", PASS, detail)
+
+
+def check_logs_for_secrets(settings) -> dict:
+    found = []
+    for path in sorted(settings.active_logs_dir.glob("*.log")):
+        with path.open(encoding="utf-8", errors="replace") as lines:
+            for number, text in enumerate(lines, 1):
+                if redactor().contains_secret(text):
+                    found.append(f"{path.name}:{number}")
+    if found:
+        shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
+        return _line(
+            "secrets in logs",
+            FAIL,
+            f"secret-looking values at {shown}",
+            "rotate the exposed credential, then delete or redact those lines",
+        )
+    return _line("secrets in logs", PASS, "no configured secret or token shape in logs/active/*.log")
+
+
+CHECKS: tuple[Callable, ...] = (
+    check_environment,
+    check_env_permissions,
+    check_dependencies,
+    check_writable_dirs,
+    check_database,
+    check_notion,
+    check_ai,
+    check_backup_remote,
+    check_scheduler,
+    check_dashboard,
+    check_disk,
+    check_logs_for_secrets,
+)

@@ -1,0 +1,174 @@
+"""verify_deployment.py: the checklist as PASS/WARN/FAIL with a fix hint per line."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from tests.fakes.daemon import start, state, stop, wait_for, write_jobs
+
+
+class _Liveness(BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 - http.server's API
+        code = 200 if self.path == "/healthz" else 404
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(b'{"status": "ok"}')
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def dashboard():
+    """A stand-in for tools/health_server.py's liveness route on a free loopback port."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Liveness)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def scheduler(home):
+    write_jobs(home, [{"name": "steady", "call": "quick", "every_seconds": 60}])
+    proc = start(home, SCHEDULER_JOBS_FILE="jobs.json")
+    wait_for(lambda: state(home).get("pid") == proc.pid, what="the scheduler state file")
+    yield proc
+    assert stop(proc) == 0
+
+
+def _by_check(result) -> dict:
+    return {c["check"]: c for c in result["checks"]}
+
+
+def test_embedded_default_with_scheduler_and_dashboard_passes_with_warnings_for_unconfigured_services(
+    home, run_script, scheduler, dashboard
+):
+    env = {"HEALTH_PORT": str(dashboard), "SCHEDULER_JOBS_FILE": "jobs.json"}
+    done = run_script("verify_deployment.py", "--json", env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(done.stdout)
+    checks = _by_check(result)
+    assert result["summary"]["FAIL"] == 0
+    warned = {name for name, c in checks.items() if c["status"] == "WARN"}
+    assert {"production database", "Notion", "AI model", "backup remote"} <= warned
+    assert all(c["hint"] for c in checks.values() if c["status"] != "PASS")
+    for name in ("database", "scheduler", "dashboard", "secrets in logs", ".env permissions", "dependencies"):
+        assert checks[name]["status"] == "PASS", checks[name]
+    saved = json.loads((home / "logs" / "active" / "verification_results.json").read_text())
+    assert saved["summary"] == result["summary"]
+    table = run_script("verify_deployment.py", env=env).stdout
+    assert "WARN  Notion" in table and "fix: set NOTION_TOKEN" in table
+
+
+def test_nothing_running_fails_with_a_hint_to_start_it(home, run_script):
+    run_script("run_migration.py")
+    done = run_script("verify_deployment.py", "--json", env={"HEALTH_PORT": "1"})
+    assert done.returncode == 1
+    checks = _by_check(json.loads(done.stdout))
+    assert checks["scheduler"]["status"] == "FAIL" and "deploy/start.sh" in checks["scheduler"]["hint"]
+    assert checks["dashboard"]["status"] == "FAIL" and "health_server.py" in checks["dashboard"]["hint"]
+
+
+def test_a_world_readable_env_file_is_a_warning_with_chmod_hint(home, run_script):
+    env_file = home / ".env"
+    env_file.write_text("LOG_LEVEL=INFO\n")
+    env_file.chmod(0o644)
+    checks = _by_check(json.loads(run_script("verify_deployment.py", "--json").stdout))
+    assert checks[".env permissions"]["status"] == "WARN"
+    assert checks[".env permissions"]["hint"] == "chmod 600 .env"
+    env_file.chmod(0o600)
+    checks = _by_check(json.loads(run_script("verify_deployment.py", "--json").stdout))
+    assert checks[".env permissions"]["status"] == "PASS"
+
+
+def test_a_secret_in_a_log_fails_the_check_without_repeating_the_secret(home, run_script):
+    secret = "configured-notion-secret-value"
+    logs = home / "logs" / "active"
+    logs.mkdir(parents=True)
+    (logs / "legacy.log").write_text("ok line\nAuthorization: Bearer " + secret + "\n")
+    done = run_script(
+        "verify_deployment.py", "--json", env={"NOTION_TOKEN": secret, "NOTION_BASE_URL": "http://127.0.0.1:1"}
+    )
+    checks = _by_check(json.loads(done.stdout))
+    assert checks["secrets in logs"]["status"] == "FAIL"
+    assert "legacy.log:2" in checks["secrets in logs"]["detail"]
+    assert secret not in done.stdout
+    assert secret not in (logs / "verification_results.json").read_text()
+    assert done.returncode == 1
+
+
+class _Services(BaseHTTPRequestHandler):
+    """Notion (2025-09-03: databases list data sources, properties live on the data source) and OpenAI models."""
+
+    token = "ntn_" + "x" * 30
+    ai_key = "sk-test-" + "y" * 30
+    properties = ("Name", "Decision", "Type", "Priority", "Date", "Active", "Tags", "Comment", "AI summary")
+
+    def do_GET(self):  # noqa: N802 - http.server's API
+        auth = self.headers.get("Authorization", "")
+        if self.path.startswith("/v1/models/"):
+            ok = auth == f"Bearer {self.ai_key}"
+            found = self.path.endswith("/gpt-5")
+            self._send(200 if ok and found else 401 if not ok else 404, {"id": self.path.rsplit("/", 1)[1]})
+        elif auth != f"Bearer {self.token}":
+            error = {"object": "error", "status": 401, "code": "unauthorized", "message": "API token is invalid."}
+            self._send(401, error)
+        elif self.path == "/v1/users/me":
+            self._send(200, {"object": "user", "type": "bot"})
+        elif self.path == "/v1/databases/db1":
+            self._send(200, {"object": "database", "id": "db1", "data_sources": [{"id": "ds1", "name": "Decisions"}]})
+        elif self.path == "/v1/data_sources/ds1":
+            self._send(200, {"object": "data_source", "id": "ds1", "properties": {p: {} for p in self.properties}})
+        else:
+            self._send(404, {"object": "error", "status": 404, "code": "object_not_found", "message": "not found"})
+
+    def _send(self, code, body):
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def services():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Services)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_configured_services_are_checked_for_auth_properties_and_model(home, run_script, services):
+    import subprocess
+
+    subprocess.run(["git", "init", "-q", "--bare", str(home / "data" / "backup-remote.git")], check=True)
+    env = {
+        "NOTION_TOKEN": _Services.token,
+        "NOTION_DATABASE_ID": "db1",
+        "NOTION_BASE_URL": services,
+        "OPENAI_API_KEY": _Services.ai_key,
+        "OPENAI_BASE_URL": services + "/v1",
+    }
+    checks = _by_check(json.loads(run_script("verify_deployment.py", "--json", env=env).stdout))
+    assert checks["Notion"]["status"] == "PASS"
+    assert checks["Notion database"]["status"] == "WARN" and "External ID" in checks["Notion database"]["detail"]
+    assert checks["AI model"]["status"] == "PASS"
+    assert checks["backup remote auth"]["status"] == "PASS"
+    wrong = {**env, "NOTION_TOKEN": "ntn_" + "z" * 30, "OPENAI_MODEL": "gpt-nope"}
+    done = run_script("verify_deployment.py", "--json", env=wrong)
+    checks = _by_check(json.loads(done.stdout))
+    assert checks["Notion"]["status"] == "FAIL" and checks["Notion"]["hint"] == "check NOTION_TOKEN"
+    assert checks["AI model"]["status"] == "FAIL" and "gpt-nope" in checks["AI model"]["detail"]
+    assert done.returncode == 1
