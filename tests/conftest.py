@@ -24,8 +24,15 @@ CONFIG_VARS = sorted(
         for line in (ROOT / ".env.example").read_text().splitlines()
         if "=" in line and not line.lstrip().startswith("#")
     }
-    | {"NOTION_API_KEY", "SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_SERVICE_KEY", "SUPABASE_ANON_KEY", "REPO_URL",
-       "GITHUB_REPO", "ANGLES_HOME"}
+    | {
+        "NOTION_API_KEY",
+        "SUPABASE_SERVICE_ROLE_KEY",
+        "SUPABASE_SERVICE_KEY",
+        "SUPABASE_ANON_KEY",
+        "REPO_URL",
+        "GITHUB_REPO",
+        "ANGLES_HOME",
+    }
 )
 
 

@@ -121,3 +121,17 @@ def test_cleanup_keeps_the_archive_under_its_size_bound_and_rotates_oversized_lo
     assert total <= 1024 * 1024
     assert result["archives_pruned"][0] == "2026-01-01/sync.log"
     assert not (archive / "2026-01-01").exists()
+
+
+def test_cleanup_forgets_slot_claims_older_than_a_week_and_keeps_recent_ones(settings, sqlite_storage):
+    from datetime import UTC, datetime, timedelta
+
+    from angles.actions.maintenance import run_cleanup
+    from angles.decisions import to_iso
+
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    old, recent = to_iso(now - timedelta(days=8)), to_iso(now - timedelta(days=1))
+    assert sqlite_storage.claim_slot("health_check", old, "host")
+    assert sqlite_storage.claim_slot("health_check", recent, "host")
+    assert run_cleanup(settings)["slots_pruned"] == 1
+    assert sqlite_storage.claim_slot("health_check", recent, "other-host") is False

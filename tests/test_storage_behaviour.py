@@ -186,6 +186,16 @@ def test_a_job_slot_is_claimed_exactly_once_even_by_racing_threads(storage):
     assert storage.claim_slot("health_check", slot, "host-0") is True
 
 
+def test_old_slot_claims_are_pruned_and_recent_ones_still_block(storage):
+    from angles.decisions import to_iso
+
+    old, recent = to_iso("2026-01-01T02:00:00Z"), to_iso("2026-03-01T02:00:00Z")
+    assert storage.claim_slot("backup", old, "host-0") and storage.claim_slot("backup", recent, "host-0")
+    assert storage.prune_slots(to_iso("2026-02-01T00:00:00Z")) == 1
+    assert storage.claim_slot("backup", recent, "host-1") is False
+    assert storage.claim_slot("backup", old, "host-1") is True
+
+
 def test_unicode_emoji_and_long_text_round_trip_unchanged(storage):
     long_text = ("Entscheidung über Ωmega — 決定 🚀 " * 700)[:20000]
     row = decision(

@@ -8,12 +8,13 @@ import logging
 import os
 import shutil
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
 MB = 1024 * 1024
+SLOT_RETENTION_DAYS = 7
 
 
 def run_rotate_logs(settings, *, only_larger_than: float | None = None) -> dict:
@@ -44,20 +45,36 @@ def run_cleanup(settings) -> dict:
     archive = settings.logs_dir / "archive"
     gzipped = _gzip_old_logs(archive, now - settings.log_gzip_days * 86400)
     pruned = _bound_archive(archive, int(settings.log_archive_max_mb * MB))
+    slots = _prune_slots(settings)
     logger.info(
-        "cleanup completed: %d export(s) deleted, %d log(s) gzipped, %d archive(s) pruned, %d oversized log(s) rotated",
+        "cleanup completed: %d export(s) deleted, %d log(s) gzipped, %d archive(s) pruned, %d oversized log(s) "
+        "rotated, %d old job slot claim(s) forgotten",
         len(deleted),
         len(gzipped),
         len(pruned),
         len(oversized),
+        slots,
     )
     return {
         "exports_deleted": deleted,
         "logs_gzipped": gzipped,
         "archives_pruned": pruned,
         "oversized_rotated": [r["file"] for r in oversized],
+        "slots_pruned": slots,
         "exit_code": 0,
     }
+
+
+def _prune_slots(settings) -> int:
+    # A claim only matters while its slot could still run; a week is far past any catch-up or failover.
+    from angles.decisions import to_iso
+    from angles.storage import open_storage
+
+    before = to_iso(datetime.now(UTC) - timedelta(days=SLOT_RETENTION_DAYS))
+    with open_storage(settings, create=False) as storage:
+        if storage.schema_version() is None:
+            return 0
+        return storage.prune_slots(before)
 
 
 def _free_name(folder: Path, name: str) -> Path:

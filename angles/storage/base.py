@@ -116,3 +116,7 @@ class Storage(ABC):
     @abstractmethod
     def claim_slot(self, job: str, slot: str, host: str) -> bool:
         """Claim one scheduled run; False when another host (or an earlier run) already has it."""
+
+    @abstractmethod
+    def prune_slots(self, before: str) -> int:
+        """Forget claims of slots older than `before`; returns how many went."""

@@ -320,3 +320,7 @@ class PostgresStorage(Storage):
                 (job, slot, host, utc_now()),
             )
             return cur.rowcount == 1
+
+    def prune_slots(self, before: str) -> int:
+        with self._transaction() as conn:
+            return conn.execute("DELETE FROM job_slots WHERE slot < %s", (before,)).rowcount

@@ -261,3 +261,7 @@ class SQLiteStorage(Storage):
                 (job, slot, host, utc_now()),
             )
             return cur.rowcount == 1
+
+    def prune_slots(self, before: str) -> int:
+        with self._transaction() as conn:
+            return conn.execute("DELETE FROM job_slots WHERE slot < ?", (before,)).rowcount

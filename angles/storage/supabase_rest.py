@@ -380,3 +380,10 @@ class SupabaseStorage(Storage):
             conflict_ok=True,
         )
         return result is not CONFLICT
+
+    def prune_slots(self, before: str) -> int:
+        result = self._run(
+            lambda: self._table("job_slots").delete().lt("slot", before),
+            "pruning job slots",
+        )
+        return len(result.data or [])
