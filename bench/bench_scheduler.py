@@ -64,6 +64,48 @@ def measure(seconds: float, settle: float, env_extra: dict) -> dict:
                 proc.kill()
 
 
+def bench_idle(ctx) -> list:
+    from bench.harness import Row, scratch_pg_database
+    from tests.fakes.notion_server import FakeNotion
+    from tests.fakes.openai_server import FakeOpenAI
+    from tests.test_memory_sync import SCHEMA
+
+    rows = []
+    embedded = measure(60, 10, {})
+    notion = FakeNotion(rps=50, burst=50)
+    notion.start()
+    try:
+        with FakeOpenAI() as openai, scratch_pg_database() as url:
+            env = {
+                "DATABASE_URL": url,
+                "NOTION_TOKEN": notion.token,
+                "NOTION_DATABASE_ID": notion.add_database(SCHEMA),
+                "NOTION_BASE_URL": notion.base_url,
+                "OPENAI_API_KEY": openai.key,
+                "OPENAI_BASE_URL": openai.base_url,
+            }
+            configured = measure(60, 15, env)
+    finally:
+        notion.stop()
+    for label, result, rss_target in (("embedded default", embedded, 60), ("all integrations", configured, 110)):
+        cpu, rss = result["cpu_percent_of_one_core"], result["peak_rss_mb"]
+        rows.append(Row(f"idle scheduler 60 s, {label}: CPU", cpu, "% of one core", "≤ 0.5 %", cpu <= 0.5))
+        rows.append(
+            Row(
+                f"idle scheduler 60 s, {label}: peak RSS",
+                rss,
+                "MB",
+                f"≤ {rss_target} MB",
+                rss <= rss_target,
+                note=f"SIGTERM exit {result['sigterm_exit_code']} in {result['sigterm_seconds']} s",
+            )
+        )
+    return rows
+
+
+BENCHMARKS = {"scheduler": bench_idle}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60, help="measurement window (default 60)")
