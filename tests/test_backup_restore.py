@@ -667,7 +667,6 @@ def test_a_backup_run_by_the_scheduler_still_writes_backup_log(home):
 
 @pytest.mark.postgres
 def test_a_sqlite_backup_restores_into_postgres_row_for_row(home, pg_url):
-    pytest.importorskip("angles.storage.postgres")
     sqlite_settings = make_settings(home)
     rows = varied_decisions(2_000, seed=11)
     seed(sqlite_settings, rows)

@@ -584,7 +584,6 @@ def test_export_never_carries_a_secret_pasted_into_a_decision(home, run_script):
 
 
 def test_full_sync_against_postgres(notion, pg_url, monkeypatch):
-    pytest.importorskip("angles.storage.postgres")
     monkeypatch.setenv("DATABASE_URL", pg_url)
     fake = notion["fake"]
     seed(10)

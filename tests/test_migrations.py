@@ -340,11 +340,13 @@ def test_the_upgraded_schema_accepts_product_and_keeps_explicit_updated_at(run_s
     pg_exec(url, "INSERT INTO decision_vault (decision, type) VALUES ('Ship the mobile app', 'product')")
     with pytest.raises(psycopg.errors.CheckViolation):
         pg_exec(url, "INSERT INTO decision_vault (decision, type) VALUES ('x', 'marketing')")
-    target = before["decisions"][0]["id"]
+    # Any row with a historical updated_at (ids are random, so never rely on the first one).
+    original = next(r for r in before["decisions"] if r["updated_at"] and r["updated_at"].year < 2025)
+    target = original["id"]
     # A person editing in the Supabase dashboard still gets updated_at stamped by the trigger ...
     pg_exec(url, "UPDATE decision_vault SET comment = 'edited by hand' WHERE id = %s", (target,))
     stamped = pg_rows(url, "SELECT updated_at FROM decision_vault WHERE id = %s", (target,))[0]["updated_at"]
-    assert stamped > before["decisions"][0]["updated_at"] and stamped.date() == datetime.now(UTC).date()
+    assert stamped > original["updated_at"] and stamped.date() == datetime.now(UTC).date()
     # ... while a writer that sets updated_at (a restore) keeps its value.
     pg_exec(url, "UPDATE decision_vault SET updated_at = '2020-01-01T00:00:00Z' WHERE id = %s", (target,))
     kept = pg_rows(url, "SELECT updated_at FROM decision_vault WHERE id = %s", (target,))[0]["updated_at"]
@@ -364,3 +366,11 @@ def test_the_upgraded_rows_read_through_storage_like_any_other(run_script, origi
         assert first["decision"] == before["decisions"][0]["decision"]
         assert first["synced"] == before["decisions"][0]["synced"]
         assert [r["action"] for r in storage.iter_activity()] == ["notion_sync", "notion_sync", "git_push"]
+
+
+def test_commands_on_an_unmigrated_postgres_say_to_run_the_migration(run_script, pg_url):
+    result = run_script("memory_sync.py", "--export-only", env={"DATABASE_URL": pg_url})
+    assert result.returncode == 2
+    assert "run python run_migration.py" in result.stderr
+    assert run_script("run_migration.py", env={"DATABASE_URL": pg_url}).returncode == 0
+    assert run_script("memory_sync.py", "--export-only", env={"DATABASE_URL": pg_url}).returncode == 0

@@ -33,12 +33,12 @@ def test_one_leader_lock_per_database_and_a_standby_gets_it_when_the_leader_sess
 
 
 def _migrated(pg_url):
-    storage_module = pytest.importorskip("angles.storage.postgres", reason="PostgresStorage not merged yet")
     from angles.storage import migrations
+    from angles.storage.postgres import PostgresStorage
 
-    with storage_module.PostgresStorage(pg_url) as storage:
+    with PostgresStorage(pg_url) as storage:
         migrations.migrate(storage)
-    return storage_module.PostgresStorage
+    return PostgresStorage
 
 
 def _rows(storage_class, pg_url, job):

@@ -63,10 +63,8 @@ def _run_lock(settings):
 
 
 def _ensure_schema(storage, dry_run: bool) -> None:
-    if storage.kind == "supabase" or dry_run:
-        return
-    if migrations.pending(storage):
-        migrations.migrate(storage)
+    if not dry_run:
+        migrations.ensure_current(storage)
 
 
 def ai_summary(ai: dict) -> str:

@@ -357,16 +357,14 @@ def execute(spec: JobSpec, settings) -> tuple[str, str, int]:
 
 
 def prepare_database(settings) -> None:
-    """Create the embedded SQLite schema if needed; shared databases are migrated deliberately (run_migration.py)."""
-    if settings.database_kind != "sqlite":
-        return
+    """Create the embedded SQLite schema if needed; say loudly when a shared database still needs run_migration.py."""
     from angles.storage import migrations, open_storage
 
     try:
         with open_storage(settings) as storage:
-            migrations.migrate(storage)
+            migrations.ensure_current(storage)
     except Exception as exc:
-        logger.error("could not prepare the SQLite schema: %s", _describe_error(exc))
+        logger.error("database not ready, jobs will fail until it is: %s", _describe_error(exc))
 
 
 def record(settings, name: str, action: str, status: str, details: str, **times) -> None:

@@ -79,3 +79,17 @@ def migrate(storage: Storage, *, dry_run: bool = False) -> list[Migration]:
             raise MigrationError(f"migration {migration.path.name} failed and was rolled back: {reason}") from exc
         logger.info("applied migration %04d %s completed", migration.version, migration.name)
     return todo
+
+
+def ensure_current(storage: Storage) -> None:
+    """Bring the embedded SQLite schema up to date; a shared database must be migrated deliberately."""
+    todo = pending(storage)
+    if not todo:
+        return
+    if storage.kind == "sqlite":
+        migrate(storage)
+        return
+    raise MigrationError(
+        f"{storage.describe()} has schema version {storage.schema_version()} and {len(todo)} pending "
+        f"migration(s) (latest {todo[-1].version}): run python run_migration.py"
+    )
