@@ -76,6 +76,12 @@ def bench_idle(ctx) -> list:
     notion.start()
     try:
         with FakeOpenAI() as openai, scratch_pg_database() as url:
+            subprocess.run(
+                [sys.executable, str(ROOT / "run_migration.py")],
+                env={**os.environ, "DATABASE_URL": url},
+                check=True,
+                capture_output=True,
+            )
             env = {
                 "DATABASE_URL": url,
                 "NOTION_TOKEN": notion.token,
