@@ -208,7 +208,7 @@ class OnlineAnalyser:
             api_key=settings.openai_api_key,
             base_url=settings.openai_base_url,
             max_retries=max_retries,
-            timeout=openai.Timeout(timeout, connect=CONNECT_TIMEOUT_S),
+            timeout=openai.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT_S)),
         )
         self.requests = 0
         self.tokens = 0
@@ -354,6 +354,15 @@ def analyse_text(settings, text: str, *, analyser: OnlineAnalyser | None = None)
         return offline_analysis(text, f"model answer malformed twice: {exc}")
     except AIServiceError as exc:
         return offline_analysis(text, str(exc))
+
+
+def probe_model(settings, timeout: float) -> dict:
+    """One model lookup within `timeout` seconds and no retry (for monitors): no token spent; raises AIServiceError."""
+    analyser = OnlineAnalyser(settings, max_retries=0, timeout=timeout)
+    try:
+        return analyser.retrieve_model()
+    finally:
+        analyser.client.close()
 
 
 def check_ai(settings) -> dict:

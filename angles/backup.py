@@ -49,6 +49,9 @@ TRANSIENT = re.compile(
     re.IGNORECASE,
 )
 
+# What GitPython puts in stderr after killing a git process that overran kill_after_timeout.
+TIMED_OUT = re.compile(r"Timeout: the command .* did not complete in ([\d.]+) secs", re.DOTALL)
+
 
 class RemoteMovedError(AnglesError):
     """The remote branch moved on while we pushed; fetch and try again on top."""
@@ -133,13 +136,20 @@ class BackupRemote:
             os.replace(tmp, copy)
         return copy
 
-    def check(self) -> str | None:
-        """Ask the remote for the backup branch without cloning (auth and reachability); its tip or None."""
+    def check(self, timeout: float | None = None) -> str | None:
+        """Ask the remote for the backup branch without cloning (auth and reachability); its tip or None.
+
+        With a timeout (monitors) git gets one attempt and is killed when the time runs out.
+        """
         if not self.exists_locally:
             return None
         runner = git.Git()
         runner.update_environment(**self.env())
-        out = _call(self, runner, "ls_remote", "--heads", self.url, f"refs/heads/{self.branch}", network=True)
+        args = ("--heads", self.url, f"refs/heads/{self.branch}")
+        if timeout is None:
+            out = _call(self, runner, "ls_remote", *args, network=True)
+        else:
+            out = _call(self, runner, "ls_remote", *args, network=True, retries=False, kill_after_timeout=timeout)
         return out.split()[0] if out.strip() else None
 
     def existing_clone(self, path: Path) -> BackupClone | None:
@@ -351,11 +361,13 @@ class _MissingBranchError(Exception):
     pass
 
 
-def _call(remote: BackupRemote, runner: git.Git, command: str, *args, network: bool = False, **kwargs) -> str:
+def _call(
+    remote: BackupRemote, runner: git.Git, command: str, *args, network: bool = False, retries: bool = True, **kwargs
+) -> str:
     """Run one git command, retrying transient network failures, mapping failures to domain errors."""
     if network:
         kwargs.setdefault("kill_after_timeout", NETWORK_TIMEOUT_S)
-    delays = list(TRANSIENT_RETRIES) if network else []
+    delays = list(TRANSIENT_RETRIES) if network and retries else []
     while True:
         try:
             return getattr(runner, command.replace("-", "_"))(*args, **kwargs)
@@ -393,6 +405,10 @@ def _map_error(remote: BackupRemote, command: str, stderr: str) -> Exception:
     where = remote.describe()
     if "couldn't find remote ref" in stderr.lower():
         return _MissingBranchError()
+    overrun = TIMED_OUT.search(stderr)
+    if overrun:
+        verb = command.replace("_", "-")
+        return AnglesError(f"git {verb}: the backup remote {where} did not answer within {overrun.group(1)} s")
     if AUTH_FAILURE.search(stderr):
         hint = "set GITHUB_TOKEN (and GIT_USERNAME)" if not remote.token else "check GITHUB_TOKEN and GIT_USERNAME"
         return BackupAuthError(f"backup remote {where} rejected the credentials ({_first_lines(stderr, 1)}); {hint}")

@@ -118,8 +118,18 @@ def _retry_after(exc: HTTPResponseError) -> float | None:
 class NotionClient:
     """Notion requests at a steady rate, retried when that is safe, failing as domain errors."""
 
-    def __init__(self, token: str, *, base_url: str = "https://api.notion.com", rps: float = 3.0):
+    def __init__(
+        self,
+        token: str,
+        *,
+        base_url: str = "https://api.notion.com",
+        rps: float = 3.0,
+        timeout: float = TIMEOUT_S,
+        attempts: int = MAX_ATTEMPTS,
+    ):
         self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.attempts = attempts
         self.bucket = TokenBucket(rps)
         self.requests = 0
         self.retries = 0
@@ -127,7 +137,7 @@ class NotionClient:
         self._sdk = Client(
             auth=token,
             base_url=self.base_url,
-            timeout_ms=int(TIMEOUT_S * 1000),
+            timeout_ms=int(timeout * 1000),
             logger=logging.getLogger("notion_client"),
             client=httpx.Client(transport=httpx.HTTPTransport(retries=0)),
         )
@@ -185,9 +195,10 @@ class NotionClient:
                     raise NotionUncertainError(reason) from None
                 wait, failure = None, NotionError(reason)
             except RequestTimeoutError:
+                reason = f"{what}: Notion did not answer within {self.timeout:g} s"
                 if not repeatable:
-                    raise NotionUncertainError(f"{what}: Notion did not answer within {TIMEOUT_S:g} s") from None
-                wait, failure = None, NotionError(f"{what}: Notion did not answer within {TIMEOUT_S:g} s")
+                    raise NotionUncertainError(reason) from None
+                wait, failure = None, NotionError(reason)
             except httpx.TransportError as exc:
                 # A refused connection never reached Notion; anything later may have been applied.
                 sent = not isinstance(exc, httpx.ConnectError)
@@ -195,12 +206,14 @@ class NotionClient:
                 if sent and not repeatable:
                     raise NotionUncertainError(reason) from None
                 wait, failure = None, NotionError(reason)
-            if attempt >= MAX_ATTEMPTS:
+            if attempt >= self.attempts:
+                if attempt == 1:
+                    raise failure from None
                 raise NotionError(f"{failure} (gave up after {attempt} attempts)", status=failure.status) from None
             if wait is None:
                 wait = _backoff(attempt)
             self.retries += 1
-            logger.warning("%s; retrying in %.1f s (attempt %d of %d)", failure, wait, attempt + 1, MAX_ATTEMPTS)
+            logger.warning("%s; retrying in %.1f s (attempt %d of %d)", failure, wait, attempt + 1, self.attempts)
             self.bucket.pause(wait)
 
     # reads
@@ -269,7 +282,7 @@ class NotionClient:
     def create_page(self, data_source_id: str, properties: dict, find_existing: Callable[[], dict | None]) -> dict:
         """Create one page; when an attempt may have been applied, `find_existing` is asked before trying again."""
         parent = {"type": "data_source_id", "data_source_id": data_source_id}
-        for attempt in range(1, MAX_ATTEMPTS + 1):
+        for attempt in range(1, self.attempts + 1):
             try:
                 return self._call(
                     "create page",
@@ -280,7 +293,7 @@ class NotionClient:
                 found = find_existing()
                 if found:
                     return found
-                if attempt == MAX_ATTEMPTS:
+                if attempt == self.attempts:
                     raise NotionError(f"{exc} (gave up after {attempt} attempts)", status=exc.status) from None
                 wait = _backoff(attempt)
                 self.retries += 1
@@ -295,3 +308,10 @@ class NotionClient:
         if in_trash is not None:
             args["in_trash"] = in_trash
         return self._call("update page", lambda: self._sdk.pages.update(page_id, **args))
+
+
+def ping(settings, timeout: float) -> dict:
+    """One users/me request within `timeout` seconds and no retry (for monitors); the bot user, or a NotionError."""
+    client = NotionClient(settings.notion_token, base_url=settings.notion_base_url, timeout=timeout, attempts=1)
+    with client:
+        return client.me()

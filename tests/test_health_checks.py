@@ -120,7 +120,7 @@ def test_corrupt_database_is_critical(settings):
 
 
 class FakeApi(BaseHTTPRequestHandler):
-    """Answers like Notion's /v1/users/me and OpenAI's /v1/models, with their error bodies."""
+    """Answers like Notion's /v1/users/me, with its error body."""
 
     mode = "ok"
 
@@ -134,19 +134,6 @@ class FakeApi(BaseHTTPRequestHandler):
                     401, {"object": "error", "status": 401, "code": "unauthorized", "message": "API token is invalid."}
                 )
             return self.reply(200, {"object": "user", "id": "u1", "type": "bot", "bot": {}})
-        if self.path == "/v1/models":
-            if auth != "Bearer " + GOOD_KEY:
-                return self.reply(
-                    401,
-                    {
-                        "error": {
-                            "message": "Incorrect API key provided",
-                            "type": "invalid_request_error",
-                            "code": "invalid_api_key",
-                        }
-                    },
-                )
-            return self.reply(200, {"object": "list", "data": [{"id": "gpt-5", "object": "model"}]})
         return self.reply(404, {"error": "not found"})
 
     def reply(self, code, body):
@@ -219,18 +206,53 @@ def test_slow_notion_times_out_as_a_warning(home, fake_api):
     )
     result = run(NotionCheck(), settings)
     assert result.status == "warning"
-    assert "Timeout" in result.reason
+    assert "did not answer within 0.3 s" in result.reason
 
 
-def test_ai_server_models_route_decides_reachability(home, fake_api):
-    good = settings_with(home, OPENAI_API_KEY=GOOD_KEY, OPENAI_BASE_URL=f"{fake_api}/v1")
-    bad = settings_with(
-        home, OPENAI_API_KEY="sk-" + "bad-key-abcdefghijklmnopqrstuvwxyz", OPENAI_BASE_URL=f"{fake_api}/v1"
-    )
-    assert run(AICheck(), good).status == "ok"
-    refused = run(AICheck(), bad)
+def test_notion_rate_limiting_the_probe_is_ok_and_not_retried(home):
+    from tests.fakes.notion_server import FakeNotion
+
+    api = FakeNotion()
+    url = api.start()
+    try:
+        api.retry_after = 30
+        api.inject(429, route="/v1/users/me")
+        settings = settings_with(
+            home, NOTION_TOKEN=api.token, NOTION_DATABASE_ID="db", NOTION_BASE_URL=url, HEALTH_TIMEOUT_SECONDS=2
+        )
+        result = run(NotionCheck(), settings)
+    finally:
+        api.stop()
+    assert result.status == "ok" and result.value == "HTTP 429"
+    assert api.count(route="/v1/users/me") == 1
+
+
+def test_ai_model_lookup_decides_reachability_without_spending_tokens(home):
+    from tests.fakes.openai_server import FakeOpenAI
+
+    with FakeOpenAI(key=GOOD_KEY) as api:
+        good = settings_with(home, OPENAI_API_KEY=GOOD_KEY, OPENAI_BASE_URL=api.base_url)
+        bad = settings_with(
+            home, OPENAI_API_KEY="sk-" + "bad-key-abcdefghijklmnopqrstuvwxyz", OPENAI_BASE_URL=api.base_url
+        )
+        unknown = settings_with(home, OPENAI_API_KEY=GOOD_KEY, OPENAI_BASE_URL=api.base_url, OPENAI_MODEL="gpt-nope")
+        assert run(AICheck(), good).status == "ok"
+        refused = run(AICheck(), bad)
+        missing = run(AICheck(), unknown)
+        chats = api.count()
     assert refused.status == "warning"
-    assert "401" in refused.reason
+    assert "401" in refused.reason and "bad-key" not in refused.reason
+    assert missing.status == "warning"
+    assert "gpt-nope" in missing.reason and "OPENAI_MODEL" in missing.reason
+    assert chats == 0
+
+
+def test_unreachable_ai_server_is_a_warning(home, free_port):
+    settings = settings_with(home, OPENAI_API_KEY=GOOD_KEY, OPENAI_BASE_URL=f"http://127.0.0.1:{free_port}/v1")
+    result = run(AICheck(), settings)
+    assert result.status == "warning"
+    assert "unreachable" in result.reason
+    assert result.metrics["ai_up"] == 0
 
 
 @pytest.fixture
@@ -469,8 +491,10 @@ def test_inconsistent_thresholds_are_rejected_with_one_clear_line(home):
         settings_with(home, SYNC_SUCCESS_WARNING=50, SYNC_SUCCESS_CRITICAL=80)
 
 
-def test_backup_remote_token_reaches_git_only_through_the_credential_helper(home, monkeypatch):
+def test_backup_remote_token_reaches_git_only_through_its_environment(home, monkeypatch):
     import base64
+
+    import git.cmd
 
     seen = []
 
@@ -488,14 +512,14 @@ def test_backup_remote_token_reaches_git_only_through_the_credential_helper(home
     server = ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     token = "ghp_" + "Z" * 36
-    commands = []
-    real_run = subprocess.run
+    launched = []
+    real_popen = git.cmd.safer_popen
 
     def spy(command, **kwargs):
-        commands.append(command)
-        return real_run(command, **kwargs)
+        launched.append((command, kwargs.get("env") or {}))
+        return real_popen(command, **kwargs)
 
-    monkeypatch.setattr(subprocess, "run", spy)
+    monkeypatch.setattr(git.cmd, "safer_popen", spy)
     try:
         settings = settings_with(
             home, BACKUP_REMOTE=f"http://127.0.0.1:{server.server_address[1]}/o/r.git", GITHUB_TOKEN=token
@@ -508,5 +532,22 @@ def test_backup_remote_token_reaches_git_only_through_the_credential_helper(home
     assert "authentication" in result.reason
     expected = "Basic " + base64.b64encode(f"x-access-token:{token}".encode()).decode()
     assert expected in seen
-    assert all(token not in " ".join(map(str, c)) for c in commands)
+    assert launched, "the check ran no git process"
+    assert all(token not in " ".join(map(str, command)) for command, _ in launched)
+    assert any(token in env.values() for _, env in launched)
     assert token not in result.reason
+
+
+def test_backup_remote_that_never_answers_is_a_warning_within_the_timeout(home):
+    import socket
+
+    # Accepts the connection and never answers, like a remote behind a black-holing firewall.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        port = listener.getsockname()[1]
+        settings = settings_with(home, BACKUP_REMOTE=f"http://127.0.0.1:{port}/o/r.git", HEALTH_TIMEOUT_SECONDS=0.5)
+        result = run(BackupRemoteCheck(), settings)
+    assert result.status == "warning"
+    assert "did not answer within 0.5 s" in result.reason
+    assert result.metrics["backup_remote_up"] == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -105,27 +106,34 @@ def test_a_secret_in_a_log_fails_the_check_without_repeating_the_secret(home, ru
 
 
 class _Services(BaseHTTPRequestHandler):
-    """Notion (2025-09-03: databases list data sources, properties live on the data source) and OpenAI models."""
+    """Notion (2025-09-03: databases list data sources, properties live on the data source)."""
 
     token = "ntn_" + "x" * 30
-    ai_key = "sk-test-" + "y" * 30
-    properties = ("Name", "Decision", "Type", "Priority", "Date", "Active", "Tags", "Comment", "AI summary")
+    # Everything but External ID, and Type with the wrong type.
+    properties = {
+        "Name": "title",
+        "Decision": "rich_text",
+        "Type": "rich_text",
+        "Priority": "select",
+        "Date": "date",
+        "Active": "checkbox",
+        "Tags": "multi_select",
+        "Comment": "rich_text",
+        "AI summary": "rich_text",
+    }
 
     def do_GET(self):  # noqa: N802 - http.server's API
         auth = self.headers.get("Authorization", "")
-        if self.path.startswith("/v1/models/"):
-            ok = auth == f"Bearer {self.ai_key}"
-            found = self.path.endswith("/gpt-5")
-            self._send(200 if ok and found else 401 if not ok else 404, {"id": self.path.rsplit("/", 1)[1]})
-        elif auth != f"Bearer {self.token}":
+        if auth != f"Bearer {self.token}":
             error = {"object": "error", "status": 401, "code": "unauthorized", "message": "API token is invalid."}
             self._send(401, error)
         elif self.path == "/v1/users/me":
-            self._send(200, {"object": "user", "type": "bot"})
+            self._send(200, {"object": "user", "id": "bot1", "type": "bot", "name": "Angles", "bot": {}})
         elif self.path == "/v1/databases/db1":
             self._send(200, {"object": "database", "id": "db1", "data_sources": [{"id": "ds1", "name": "Decisions"}]})
         elif self.path == "/v1/data_sources/ds1":
-            self._send(200, {"object": "data_source", "id": "ds1", "properties": {p: {} for p in self.properties}})
+            properties = {name: {"id": name, "name": name, "type": kind} for name, kind in self.properties.items()}
+            self._send(200, {"object": "data_source", "id": "ds1", "properties": properties})
         else:
             self._send(404, {"object": "error", "status": 404, "code": "object_not_found", "message": "not found"})
 
@@ -150,25 +158,56 @@ def services():
     server.server_close()
 
 
-def test_configured_services_are_checked_for_auth_properties_and_model(home, run_script, services):
-    import subprocess
+@pytest.fixture
+def openai_api():
+    from tests.fakes.openai_server import FakeOpenAI
 
+    with FakeOpenAI(key="sk-test-" + "y" * 30) as api:
+        yield api
+
+
+def test_configured_services_are_checked_for_auth_properties_and_model(home, run_script, services, openai_api):
     subprocess.run(["git", "init", "-q", "--bare", str(home / "data" / "backup-remote.git")], check=True)
     env = {
         "NOTION_TOKEN": _Services.token,
         "NOTION_DATABASE_ID": "db1",
         "NOTION_BASE_URL": services,
-        "OPENAI_API_KEY": _Services.ai_key,
-        "OPENAI_BASE_URL": services + "/v1",
+        "OPENAI_API_KEY": openai_api.key,
+        "OPENAI_BASE_URL": openai_api.base_url,
     }
     checks = _by_check(json.loads(run_script("verify_deployment.py", "--json", env=env).stdout))
     assert checks["Notion"]["status"] == "PASS"
-    assert checks["Notion database"]["status"] == "WARN" and "External ID" in checks["Notion database"]["detail"]
-    assert checks["AI model"]["status"] == "PASS"
+    database = checks["Notion database"]
+    assert database["status"] == "WARN" and database["hint"] == "python memory_sync.py --setup-notion"
+    assert "External ID" in database["detail"] and "Type is rich_text, not select" in database["detail"]
+    assert checks["AI model"]["status"] == "PASS" and "gpt-5" in checks["AI model"]["detail"]
     assert checks["backup remote auth"]["status"] == "PASS"
     wrong = {**env, "NOTION_TOKEN": "ntn_" + "z" * 30, "OPENAI_MODEL": "gpt-nope"}
     done = run_script("verify_deployment.py", "--json", env=wrong)
     checks = _by_check(json.loads(done.stdout))
     assert checks["Notion"]["status"] == "FAIL" and checks["Notion"]["hint"] == "check NOTION_TOKEN"
     assert checks["AI model"]["status"] == "FAIL" and "gpt-nope" in checks["AI model"]["detail"]
+    assert checks["AI model"]["hint"] == "check OPENAI_MODEL"
+    assert "z" * 30 not in done.stdout and openai_api.key not in done.stdout
     assert done.returncode == 1
+
+
+def test_a_backup_remote_refusing_the_token_fails_without_showing_it(home, run_script):
+    from tests.fakes.git_http import GitHTTPServer
+
+    root = home.parent / "srv"
+    root.mkdir()
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(root / "backup.git")], check=True)
+    wrong = "ghp_" + "W" * 36
+    with GitHTTPServer(root, "angles-bot", "ghp_" + "R" * 36) as server:
+        env = {"BACKUP_REMOTE": f"{server.url}/backup.git", "GITHUB_TOKEN": wrong, "GIT_USERNAME": "angles-bot"}
+        done = run_script("verify_deployment.py", "--json", env=env)
+        unreachable = run_script(
+            "verify_deployment.py", "--json", env={**env, "BACKUP_REMOTE": str(home / "nowhere.git")}
+        )
+    line = _by_check(json.loads(done.stdout))["backup remote auth"]
+    assert line["status"] == "FAIL" and line["detail"].startswith("credentials refused")
+    assert "GITHUB_TOKEN" in line["hint"]
+    assert wrong not in done.stdout + done.stderr
+    line = _by_check(json.loads(unreachable.stdout))["backup remote auth"]
+    assert line["status"] == "FAIL" and line["detail"].startswith("unreachable")

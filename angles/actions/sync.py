@@ -247,7 +247,12 @@ def check_notion(settings) -> dict:
             source_id = client.resolve_data_source(settings.notion_database_id)
             schema = pages.check_schema(client.retrieve_data_source(source_id))
     except NotionError as exc:
-        return {"status": "fail", "message": redactor()(str(exc)), "auth": isinstance(exc, NotionAuthError)}
+        return {
+            "status": "fail",
+            "message": redactor()(str(exc)),
+            "auth": isinstance(exc, NotionAuthError),
+            "http_status": exc.status,
+        }
     check = {
         "status": "ok",
         "integration": me.get("name") or me.get("id"),
@@ -262,13 +267,14 @@ def check_notion(settings) -> dict:
     return check
 
 
-def _ai_check(settings) -> dict:
+def check_ai_status(settings) -> dict:
+    """One tiny analysis request; status ok, off or fail, with the failure's kind (for --test and verification)."""
     from angles.ai import check_ai
 
     try:
         ai = check_ai(settings)
     except ExternalServiceError as exc:
-        return {"status": "fail", "message": redactor()(str(exc))}
+        return {"status": "fail", "message": redactor()(str(exc)), "kind": getattr(exc, "kind", None)}
     if not ai["configured"]:
         return {"status": "off", "message": ai["detail"]}
     return {
@@ -280,7 +286,7 @@ def _ai_check(settings) -> dict:
 def run_test(settings) -> dict:
     """Read-only check of the database, Notion and AI settings, and of the data's integrity."""
     checks = {"database": _database_check(settings), "notion": check_notion(settings)}
-    checks["ai"] = _ai_check(settings)
+    checks["ai"] = check_ai_status(settings)
     exit_code = 0
     if "fail" in (checks["notion"]["status"], checks["ai"]["status"]):
         exit_code = 3

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import base64
 import importlib.util
 import logging
 import os
 import shutil
 import stat
-import subprocess
 import time
 from collections.abc import Callable
 
@@ -18,20 +16,7 @@ from angles.logs import redactor
 logger = logging.getLogger(__name__)
 
 PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
-HTTP_TIMEOUT = 5
-NOTION_VERSION = "2025-09-03"
-NOTION_PROPERTIES = (
-    "Name",
-    "Decision",
-    "Type",
-    "Priority",
-    "Date",
-    "Active",
-    "Tags",
-    "Comment",
-    "AI summary",
-    "External ID",
-)
+BACKUP_CHECK_TIMEOUT = 20.0
 CORE_MODULES = ("schedule", "requests", "psutil", "git", "dotenv", "flask", "waitress", "pytz", "rich")
 HEARTBEAT_STALE_SECONDS = 180  # the monitor's SCHEDULER_STALE_SECONDS default
 
@@ -154,83 +139,64 @@ def check_database(settings) -> list[dict]:
 
 
 def check_notion(settings) -> list[dict]:
-    if not settings.notion_enabled:
-        return [_line("Notion", WARN, "not configured: sync is off", "set NOTION_TOKEN and NOTION_DATABASE_ID")]
-    import requests
+    from angles.actions.sync import check_notion as notion_status
+    from angles.notion_pages import PROPERTIES
 
-    headers = {"Authorization": f"Bearer {settings.notion_token}", "Notion-Version": NOTION_VERSION}
-    base = settings.notion_base_url.rstrip("/")
-    try:
-        me = requests.get(f"{base}/v1/users/me", headers=headers, timeout=HTTP_TIMEOUT)
-        if me.status_code in (401, 403):
-            return [_line("Notion", FAIL, f"token refused (HTTP {me.status_code})", "check NOTION_TOKEN")]
-        if me.status_code != 200:
-            return [_line("Notion", FAIL, f"HTTP {me.status_code} from /v1/users/me", "check NOTION_BASE_URL")]
-        database = requests.get(
-            f"{base}/v1/databases/{settings.notion_database_id}", headers=headers, timeout=HTTP_TIMEOUT
-        )
-        if database.status_code != 200:
-            return [
-                _line("Notion", PASS, "token accepted"),
-                _line(
-                    "Notion database",
-                    FAIL,
-                    f"HTTP {database.status_code} for the database",
-                    "check NOTION_DATABASE_ID and share the database with the integration",
-                ),
-            ]
-        sources = database.json().get("data_sources") or []
-        properties: set[str] = set()
-        if sources:
-            source = requests.get(f"{base}/v1/data_sources/{sources[0]['id']}", headers=headers, timeout=HTTP_TIMEOUT)
-            properties = set((source.json() if source.status_code == 200 else {}).get("properties", {}))
+    notion = notion_status(settings)
+    if notion["status"] == "off":
+        return [_line("Notion", WARN, "not configured: sync is off", "set NOTION_TOKEN and NOTION_DATABASE_ID")]
+    if notion["status"] == "fail":
+        code = notion.get("http_status")
+        if code == 401:
+            hint = "check NOTION_TOKEN"
+        elif code in (403, 404):
+            hint = "check NOTION_DATABASE_ID and share the database with the integration"
         else:
-            properties = set(database.json().get("properties", {}))
-    except requests.RequestException as exc:
-        return [_line("Notion", FAIL, f"unreachable: {_error(exc)}", "check network and NOTION_BASE_URL")]
-    missing = [name for name in NOTION_PROPERTIES if name not in properties]
-    lines = [_line("Notion", PASS, "token accepted")]
-    if missing:
-        lines.append(
-            _line(
-                "Notion database",
-                WARN,
-                f"missing properties: {', '.join(missing)}",
-                "python memory_sync.py --setup-notion",
-            )
-        )
+            hint = "check network and NOTION_BASE_URL"
+        return [_line("Notion", FAIL, notion["message"], hint)]
+    who = f" by the integration {notion['integration']}" if notion.get("integration") else ""
+    lines = [_line("Notion", PASS, f"token accepted{who}")]
+    problems = []
+    if notion["missing"]:
+        problems.append(f"missing properties: {', '.join(notion['missing'])}")
+    if notion["mistyped"]:
+        wrong = [f"{m['property']} is {m['actual']}, not {m['expected']}" for m in notion["mistyped"]]
+        problems.append(f"wrong types: {', '.join(wrong)}")
+    if problems:
+        lines.append(_line("Notion database", WARN, "; ".join(problems), "python memory_sync.py --setup-notion"))
     else:
-        lines.append(_line("Notion database", PASS, f"all {len(NOTION_PROPERTIES)} properties present"))
+        lines.append(_line("Notion database", PASS, f"all {len(PROPERTIES)} properties present"))
     return lines
 
 
-def check_ai(settings) -> dict:
-    if not settings.ai_enabled:
-        return _line("AI model", WARN, "not configured: offline analysis", "set OPENAI_API_KEY")
-    import requests
+AI_HINTS = {
+    "auth": "check OPENAI_API_KEY",
+    "not_found": "check OPENAI_MODEL",
+    "unreachable": "check network and OPENAI_BASE_URL",
+    "rate_limited": "check the OpenAI account's quota, then try again",
+}
 
-    base = (settings.openai_base_url or "https://api.openai.com/v1").rstrip("/")
-    try:
-        answer = requests.get(
-            f"{base}/models/{settings.openai_model}",
-            headers={"Authorization": f"Bearer {settings.openai_api_key}"},
-            timeout=HTTP_TIMEOUT,
+
+def check_ai(settings) -> dict:
+    from angles.actions.sync import check_ai_status
+
+    ai = check_ai_status(settings)
+    if ai["status"] == "off":
+        return _line("AI model", WARN, "not configured: offline analysis", "set OPENAI_API_KEY")
+    if ai["status"] == "fail":
+        return _line(
+            "AI model", FAIL, ai["message"], AI_HINTS.get(ai.get("kind"), "check OPENAI_BASE_URL and OPENAI_MODEL")
         )
-    except requests.RequestException as exc:
-        return _line("AI model", FAIL, f"unreachable: {_error(exc)}", "check network and OPENAI_BASE_URL")
-    if answer.status_code == 200:
-        return _line("AI model", PASS, f"{settings.openai_model} available")
-    if answer.status_code in (401, 403):
-        return _line("AI model", FAIL, f"key refused (HTTP {answer.status_code})", "check OPENAI_API_KEY")
-    if answer.status_code == 404:
-        return _line("AI model", FAIL, f"model {settings.openai_model} not available", "check OPENAI_MODEL")
-    return _line("AI model", FAIL, f"HTTP {answer.status_code}", "check OPENAI_BASE_URL")
+    return _line("AI model", PASS, ai["message"])
 
 
 def check_backup_remote(settings) -> list[dict]:
-    url = settings.backup_remote_url
+    from angles.backup import BackupRemote
+    from angles.errors import AnglesError, BackupAuthError
+
+    remote = BackupRemote(settings)
     lines = []
-    if not settings.backup_remote:
+    if remote.is_default:
         lines.append(
             _line(
                 "backup remote",
@@ -239,30 +205,23 @@ def check_backup_remote(settings) -> list[dict]:
                 "set BACKUP_REMOTE (or GITHUB_REPO) and GITHUB_TOKEN",
             )
         )
-        if not os.path.isdir(url):
+        if not remote.exists_locally:
             return lines
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "LC_ALL": "C"}
-    if settings.github_token and url.startswith("https://"):
-        # The token travels in git's environment, never on the command line or on disk.
-        user = settings.git_username or "x-access-token"
-        basic = base64.b64encode(f"{user}:{settings.github_token}".encode()).decode()
-        env.update(
-            GIT_CONFIG_COUNT="1",
-            GIT_CONFIG_KEY_0="http.extraHeader",
-            GIT_CONFIG_VALUE_0=f"Authorization: Basic {basic}",
-        )
     try:
-        done = subprocess.run(["git", "ls-remote", "--heads", url], env=env, capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        lines.append(_line("backup remote auth", FAIL, f"git ls-remote failed: {_error(exc)}", "check git and network"))
-        return lines
-    if done.returncode == 0:
-        lines.append(_line("backup remote auth", PASS, f"{redactor()(url)} answers to git ls-remote"))
-    else:
-        reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        remote.check(timeout=BACKUP_CHECK_TIMEOUT)
+    except BackupAuthError as exc:
         lines.append(
-            _line("backup remote auth", FAIL, f"git ls-remote: {reason}", "check GITHUB_TOKEN (repo scope) and URL")
+            _line(
+                "backup remote auth",
+                FAIL,
+                f"credentials refused: {exc}",
+                "check GITHUB_TOKEN (repo scope) and GIT_USERNAME",
+            )
         )
+    except AnglesError as exc:
+        lines.append(_line("backup remote auth", FAIL, f"unreachable: {exc}", "check BACKUP_REMOTE, git and network"))
+    else:
+        lines.append(_line("backup remote auth", PASS, f"{remote.describe()} answers to git ls-remote"))
     return lines
 
 

@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 from pathlib import Path
 
 from angles.health.base import CRITICAL, OK, WARNING, Check, CheckResult, Context, age_hours, one_line
 from angles.health.snapshot import iso_to_epoch
 
 FAILED_RESULTS = ("failed", "failure", "error", "auth_failed")
-
-# The token reaches git through this helper's environment only: never on the command line, never on disk.
-CREDENTIAL_HELPER = "!f() { echo username=${ANGLES_GIT_USER:-x-access-token}; echo password=$ANGLES_GIT_TOKEN; }; f"
 
 
 def _failed(result) -> bool:
@@ -62,62 +57,29 @@ class BackupRemoteCheck(Check):
     waits = True
 
     def run(self, settings, context: Context) -> CheckResult:
-        url = settings.backup_remote_url
-        if not settings.backup_remote and not Path(url).exists():
+        if not settings.backup_remote and not Path(settings.backup_remote_url, "HEAD").is_file():
             return self.result(
                 OK, "not created", "local backup remote under data/ does not exist yet (the first backup creates it)"
             )
-        git = shutil.which("git")
-        if git is None:
+        if shutil.which("git") is None:
             return self.result(WARNING, "no git", "git is not installed: backups cannot run", {"backup_remote_up": 0})
-        env = {k: v for k, v in os.environ.items() if k not in ("GIT_ASKPASS", "SSH_ASKPASS")}
-        env.update(GIT_TERMINAL_PROMPT="0", LC_ALL="C")
-        connect = max(1, int(settings.health_timeout_seconds))
-        env.setdefault("GIT_SSH_COMMAND", f"ssh -o BatchMode=yes -o ConnectTimeout={connect}")
-        command = [git, "-c", "credential.helper="]
-        if settings.github_token:
-            env["ANGLES_GIT_TOKEN"] = settings.github_token
-            if settings.git_username:
-                env["ANGLES_GIT_USER"] = settings.git_username
-            command += ["-c", f"credential.helper={CREDENTIAL_HELPER}"]
-        command += ["ls-remote", "--exit-code", url, f"refs/heads/{settings.backup_branch}"]
+        # Imported here, past the cheap answers above, so a fresh install never pays for GitPython.
+        from angles.backup import BackupRemote
+        from angles.errors import AnglesError, BackupAuthError
+
         try:
-            done = subprocess.run(
-                command,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=settings.health_timeout_seconds,
-                stdin=subprocess.DEVNULL,
-            )
-        except subprocess.TimeoutExpired:
-            return self.result(
-                WARNING,
-                "timeout",
-                f"backup remote did not answer within {settings.health_timeout_seconds:g} s",
-                {"backup_remote_up": 0},
-            )
-        if done.returncode == 0:
-            return self.result(
-                OK,
-                "reachable",
-                f"backup remote answers, branch {settings.backup_branch} exists",
-                {"backup_remote_up": 1},
-            )
-        if done.returncode == 2:
-            return self.result(
-                OK,
-                "reachable",
-                f"backup remote answers; branch {settings.backup_branch} not pushed yet",
-                {"backup_remote_up": 1},
-            )
-        message = one_line(done.stderr or done.stdout or f"git exit {done.returncode}", 200)
-        lowered = message.lower()
-        if any(word in lowered for word in ("authentication", "permission denied", "could not read username", "403")):
-            reason = f"backup remote refused authentication: {message}"
+            tip = BackupRemote(settings).check(timeout=settings.health_timeout_seconds)
+        except BackupAuthError as exc:
+            reason = f"backup remote refused authentication: {one_line(exc, 200)}"
+            return self.result(WARNING, "unreachable", reason, {"backup_remote_up": 0})
+        except AnglesError as exc:
+            reason = f"backup remote unreachable: {one_line(exc, 200)}"
+            return self.result(WARNING, "unreachable", reason, {"backup_remote_up": 0})
+        if tip is None:
+            reason = f"backup remote answers; branch {settings.backup_branch} not pushed yet"
         else:
-            reason = f"backup remote unreachable: {message}"
-        return self.result(WARNING, "unreachable", reason, {"backup_remote_up": 0})
+            reason = f"backup remote answers, branch {settings.backup_branch} exists"
+        return self.result(OK, "reachable", reason, {"backup_remote_up": 1})
 
 
 class BackupAgeCheck(Check):

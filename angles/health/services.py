@@ -3,38 +3,30 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from angles.health.base import OK, WARNING, Check, CheckResult, Context, one_line
 
-NOTION_VERSION = "2025-09-03"
-OPENAI_DEFAULT_BASE = "https://api.openai.com/v1"
 
-
-def _probe(check: Check, settings, url: str, headers: dict, service: str) -> CheckResult:
-    """One short GET; the status code says whether the service answers and accepts our credentials."""
-    # requests is imported here so a run with nothing configured never pays for it.
-    import requests
-
-    timeout = settings.health_timeout_seconds
+def _probe(check: Check, service: str, probe: Callable[[], object], failure: type[Exception]) -> CheckResult:
+    """Run the service module's light probe; any answer with a status code means the service is reachable."""
     started = time.monotonic()
     try:
-        response = requests.get(url, headers=headers, timeout=(min(timeout, 3.0), timeout), allow_redirects=False)
-    except requests.RequestException as exc:
-        return check.result(
-            WARNING, "unreachable", f"{service} unreachable: {type(exc).__name__}: {one_line(exc, 200)}", {"up": 0}
-        )
+        probe()
+        status, error = 200, ""
+    except failure as exc:
+        status, error = getattr(exc, "status", None), one_line(exc, 200)
+    if status is None:
+        return check.result(WARNING, "unreachable", f"{service} unreachable: {error}", {"up": 0})
     elapsed_ms = (time.monotonic() - started) * 1000
     metrics = {"up": 1, "latency_ms": round(elapsed_ms, 1)}
-    code = response.status_code
-    if code == 200:
+    if status == 200:
         return check.result(OK, f"{elapsed_ms:.0f} ms", f"{service} answers in {elapsed_ms:.0f} ms", metrics)
-    if code in (401, 403):
-        return check.result(
-            WARNING, f"HTTP {code}", f"{service} refused the credentials (HTTP {code}): check the token", metrics
-        )
-    if code == 429:
+    if status in (401, 403):
+        return check.result(WARNING, f"HTTP {status}", f"{service} refused the credentials: {error}", metrics)
+    if status == 429:
         return check.result(OK, "HTTP 429", f"{service} answers but is rate limiting us (HTTP 429)", metrics)
-    return check.result(WARNING, f"HTTP {code}", f"{service} answered HTTP {code}", metrics)
+    return check.result(WARNING, f"HTTP {status}", f"{service} answered HTTP {status}: {error}", metrics)
 
 
 class NotionCheck(Check):
@@ -45,12 +37,11 @@ class NotionCheck(Check):
     def run(self, settings, context: Context) -> CheckResult:
         if not settings.notion_enabled:
             return self.result(OK, "off", "Notion is not configured (NOTION_TOKEN and NOTION_DATABASE_ID unset)")
+        # Imported here so a run with Notion unconfigured never pays for notion-client.
+        from angles import notion
+
         result = _probe(
-            self,
-            settings,
-            f"{settings.notion_base_url}/v1/users/me",
-            {"Authorization": f"Bearer {settings.notion_token}", "Notion-Version": NOTION_VERSION},
-            "Notion API",
+            self, "Notion API", lambda: notion.ping(settings, settings.health_timeout_seconds), notion.NotionError
         )
         result.metrics = {f"notion_{k}": v for k, v in result.metrics.items()}
         return result
@@ -64,9 +55,14 @@ class AICheck(Check):
     def run(self, settings, context: Context) -> CheckResult:
         if not settings.ai_enabled:
             return self.result(OK, "offline", "OPENAI_API_KEY unset: decisions get the offline analysis")
-        base = (settings.openai_base_url or OPENAI_DEFAULT_BASE).rstrip("/")
+        # Imported here so a run without a key never pays for the openai client.
+        from angles import ai
+
         result = _probe(
-            self, settings, f"{base}/models", {"Authorization": f"Bearer {settings.openai_api_key}"}, "AI model server"
+            self,
+            "AI model server",
+            lambda: ai.probe_model(settings, settings.health_timeout_seconds),
+            ai.AIServiceError,
         )
         result.metrics = {f"ai_{k}": v for k, v in result.metrics.items()}
         return result
