@@ -22,8 +22,8 @@ logger = logging.getLogger(__name__)
 NOTION_OFF = "Notion sync is off: NOTION_TOKEN and NOTION_DATABASE_ID are not both set"
 
 
-def notion_client(settings) -> NotionClient:
-    return NotionClient(settings.notion_token, base_url=settings.notion_base_url, rps=settings.notion_rps)
+def notion_client(settings, **options) -> NotionClient:
+    return NotionClient(settings.notion_token, base_url=settings.notion_base_url, rps=settings.notion_rps, **options)
 
 
 @contextmanager
@@ -242,7 +242,8 @@ def check_notion(settings) -> dict:
     if not settings.notion_enabled:
         return {"status": "off", "message": NOTION_OFF}
     try:
-        with notion_client(settings) as client:
+        # A check answers within seconds: fewer attempts and a shorter timeout than a sync's.
+        with notion_client(settings, attempts=3, timeout=10) as client:
             me = client.me()
             source_id = client.resolve_data_source(settings.notion_database_id)
             schema = pages.check_schema(client.retrieve_data_source(source_id))
