@@ -26,6 +26,19 @@ TOKEN_PATTERNS = re.compile(
     )
 )
 
+# Every TOKEN_PATTERNS match contains one of these literal texts (a URL credential both "://" and "@"), so text
+# without any skips the regex. Each is a literal scan; a one-character gate, found faster still, goes first.
+TOKEN_HINTS = (
+    ("", "sk-"),
+    ("", "gh[pousr]_"),
+    ("", "github_pat_"),
+    ("", "secret_"),
+    ("", "ntn_"),
+    ("", "sb_publishable_"),
+    ("J", "eyJ"),
+    ("@", "://"),
+)
+
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -34,14 +47,26 @@ class Redactor:
 
     def __init__(self, secrets: tuple[str, ...] | list[str] = ()):
         self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        hints = [*TOKEN_HINTS, *(("", re.escape(s)) for s in self.secrets)]
+        self._hints = tuple((gate, re.compile(pattern)) for gate, pattern in hints)
+        self._byte_hints = tuple((gate.encode(), re.compile(pattern.encode())) for gate, pattern in hints)
+
+    def may_hold_secret(self, data: str | bytes) -> bool:
+        """False when the text (or UTF-8 bytes) surely holds no secret: a few literal scans, cheaper than the regex."""
+        hints = self._byte_hints if isinstance(data, bytes) else self._hints
+        return any(gate in data and hint.search(data) for gate, hint in hints)
 
     def __call__(self, text: str) -> str:
+        if not self.may_hold_secret(text):
+            return text
         for secret in self.secrets:
             if secret in text:
                 text = text.replace(secret, REDACTED)
         return TOKEN_PATTERNS.sub(REDACTED, text)
 
     def contains_secret(self, text: str) -> bool:
+        if not self.may_hold_secret(text):
+            return False
         return any(s in text for s in self.secrets) or bool(TOKEN_PATTERNS.search(text))
 
 

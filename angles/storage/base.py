@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+from angles.decisions import COLUMNS
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
 
@@ -73,6 +76,26 @@ class Storage(ABC):
         batch: int = 1000,
     ) -> Iterator[dict]:
         """Stream decisions in id order without holding them all; `since` filters on updated_at."""
+
+    def dump_decisions(self, block_bytes: int = 1 << 20, *, scrub=None) -> Iterator[bytes]:
+        """Every decision as one line of JSON (COLUMNS order, UTF-8), in id order, yielded in blocks of whole lines.
+
+        For read-only bulk export: the caller writes nothing through this storage until the dump is consumed.
+        `scrub` (bytes -> bytes, one line out per line in) sees every line once, in blocks, before ordering.
+        """
+        lines: list[bytes] = []
+        size = 0
+        for row in self.iter_decisions():
+            line = json.dumps({c: row.get(c) for c in COLUMNS}, ensure_ascii=False, default=str).encode() + b"\n"
+            lines.append(line)
+            size += len(line)
+            if size >= block_bytes:
+                block = b"".join(lines)
+                yield scrub(block) if scrub else block
+                lines, size = [], 0
+        if lines:
+            block = b"".join(lines)
+            yield scrub(block) if scrub else block
 
     @abstractmethod
     def count_decisions(self) -> int: ...
