@@ -36,8 +36,8 @@ class _Scrubber:
         self.redactor = redactor()
         self.redacted = 0
 
-    def __call__(self, block: bytes) -> bytes:
-        if not self.redactor.may_hold_secret(block):
+    def __call__(self, block: bytes, absent: bytes = b"") -> bytes:
+        if not self.redactor.may_hold_secret(block, absent):
             return block
         out = []
         for line in block.splitlines(keepends=True):
@@ -66,9 +66,9 @@ def _write(storage, handle, expected: int) -> tuple[int, int]:
     handle.write(b'  "decisions": [')
     written = 0
     scrub = _Scrubber()
-    for block in storage.dump_decisions(scrub=scrub):
-        handle.write((b"\n    " if written == 0 else b",\n    ") + block[:-1].replace(b"\n", b",\n    "))
-        written += block.count(b"\n")
+    for lines in storage.dump_decisions(scrub=scrub):
+        handle.write((b"\n    " if written == 0 else b",\n    ") + b",\n    ".join(lines))
+        written += len(lines)
     handle.write(b"\n  ]\n}\n" if written else b"]\n}\n")
     return written, scrub.redacted
 

@@ -51,18 +51,33 @@ def _json_value(column: str) -> str:
     return f"coalesce({expr}, '{'[]' if column == 'tags' else 'null'}')"
 
 
+# jsonb prints a float Python wrote as 1e-05 as 0.00001 (numbers from 1e-4 up print alike, larger ones are integers
+# to both); a line holding such a number ends with a group separator, and the client prints it through Python's
+# json like any other backend's. Tags hold only text (validate() makes them so).
+_MARK = b"\x1d"
+# So is a line with an infinite date or timestamp, whose text has no '-' (see finish in dump_decisions).
+_ODD_MARK = (
+    "CASE WHEN ai_analysis IS NOT NULL AND jsonb_path_exists(ai_analysis,"
+    " 'strict $.** ? (@.type() == \"number\" && @ != 0 && @ > -0.0001 && @ < 0.0001)')"
+    " OR NOT (isfinite(date) AND isfinite(created_at) AND isfinite(updated_at)) THEN E'\\x1d' END"
+)
+
 # One JSON line per decision, built by the server in one pass over the table. The rows come in the table's
 # physical order: an ORDER BY id would make the server fetch every row through the index (or sort them all),
 # which takes longer than the whole scan; the client orders them instead (dump_decisions).
 _DUMP_SQL = (
     "COPY (SELECT concat("
     + ", ".join(f"'{'{' if i == 0 else ', '}\"{c}\": ', {_json_value(c)}" for i, c in enumerate(COLUMNS))
-    + ", '}') FROM decision_vault) TO STDOUT"
+    + f", '}}', {_ODD_MARK}) FROM decision_vault) TO STDOUT"
 )
 # A line begins {"id": "<uuid>", so its 9th and 10th bytes, the id's first two hex digits, pick its bucket.
 _HEX = b"0123456789abcdef"
 _BUCKETS = [bytes((a, b)) for a in _HEX for b in _HEX]
 _SPILL_ROWS = 64
+# Every line's keys hold this many '_'; its id (uuid), date and created_at and updated_at (NOT NULL, and finite
+# unless the line is marked) this many '-'.
+_KEY_UNDERSCORES = sum(column.count("_") for column in COLUMNS)
+_MIN_HYPHENS = 4 + 2 + 2 + 2
 
 
 def _exact(chunk: bytes) -> bytes:
@@ -70,11 +85,11 @@ def _exact(chunk: bytes) -> bytes:
     # JSON escapes every control character, so a doubled backslash is the only escape COPY's text format adds.
     if b"\\" in chunk:
         chunk = chunk.replace(b"\\\\", b"\\")
-    # jsonb prints a float Python wrote as 1e-05 as 0.00001; such lines go through Python's json like any other
-    # backend's (numbers from 1e-4 up print alike, and larger ones are integers to both).
-    if b"0.0000" in chunk:
+    if _MARK in chunk:
         chunk = b"".join(
-            json.dumps(json.loads(line), ensure_ascii=False).encode() + b"\n" if b"0.0000" in line else line
+            json.dumps(json.loads(line[:-2]), ensure_ascii=False).encode() + b"\n"
+            if line.endswith(_MARK + b"\n")
+            else line
             for line in chunk.splitlines(keepends=True)
         )
     return chunk
@@ -288,7 +303,7 @@ class PostgresStorage(Storage):
                 yield decode(row)
             last = rows[-1]["id"]
 
-    def dump_decisions(self, block_bytes: int = 1 << 20, *, scrub=None) -> Iterator[bytes]:
+    def dump_decisions(self, batch_bytes: int = 1 << 20, *, scrub=None) -> Iterator[list[bytes]]:
         # The server writes the JSON and streams it with COPY on a connection of its own (one snapshot, and the
         # rows arrive while the client works on earlier ones). The client sorts them by id: each line goes to
         # one of 256 buckets by the id's first two hex digits, full buckets spill to a temporary file, then each
@@ -311,8 +326,17 @@ class PostgresStorage(Storage):
         with conn, tempfile.TemporaryFile(prefix="angles-dump-") as spill:
 
             def finish(rows: list) -> bytes:
-                chunk = _exact(b"".join(rows))
-                return scrub(chunk) if scrub else chunk
+                chunk = b"".join(rows)
+                marked = _MARK in chunk
+                chunk = _exact(chunk)
+                if not scrub:
+                    return chunk
+                # Counting is far cheaper than searching: when every '_' is a key's and every '-' is in the id,
+                # date and timestamps every (unmarked) line has, no text holds one.
+                absent = b"_" if chunk.count(b"_") == _KEY_UNDERSCORES * len(rows) else b""
+                if not marked and chunk.count(b"-") == _MIN_HYPHENS * len(rows):
+                    absent += b"-"
+                return scrub(chunk, absent)
 
             try:
                 conn.execute("SET client_encoding = 'UTF8'")
@@ -335,16 +359,20 @@ class PostgresStorage(Storage):
                 rows = pending[key[0] << 8 | key[1]]
                 if rows:
                     parts.append(finish(rows))
-                lines = b"".join(parts).splitlines(keepends=True)
-                # Every line starts {"id": "<canonical uuid>", so byte order is id order.
+                lines: list[bytes] = []
+                for part in parts:
+                    lines += part.split(b"\n")
+                # Every line starts {"id": "<canonical uuid>", so byte order is id order; each part's final
+                # newline left an empty line, and those sort first.
                 lines.sort()
-                out.extend(lines)
+                del lines[: len(parts)]
+                out += lines
                 size += sum(map(len, lines))
-                if size >= block_bytes:
-                    yield b"".join(out)
+                if size >= batch_bytes:
+                    yield out
                     out, size = [], 0
             if out:
-                yield b"".join(out)
+                yield out
 
     def count_decisions(self) -> int:
         with self._guard() as conn:
