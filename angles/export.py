@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -66,9 +67,17 @@ def _write(storage, handle, expected: int) -> tuple[int, int]:
     handle.write(b'  "decisions": [')
     written = 0
     scrub = _Scrubber()
-    for lines in storage.dump_decisions(scrub=scrub):
-        handle.write((b"\n    " if written == 0 else b",\n    ") + b",\n    ".join(lines))
-        written += len(lines)
+    # One write in flight on a thread (a large write releases the GIL) while the next batch is prepared.
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        in_flight = None
+        for lines in storage.dump_decisions(scrub=scrub):
+            data = (b"\n    " if written == 0 else b",\n    ") + b",\n    ".join(lines)
+            written += len(lines)
+            if in_flight is not None:
+                in_flight.result()
+            in_flight = writer.submit(handle.write, data)
+        if in_flight is not None:
+            in_flight.result()
     handle.write(b"\n  ]\n}\n" if written else b"]\n}\n")
     return written, scrub.redacted
 
