@@ -140,7 +140,7 @@ def test_the_quick_secret_test_never_clears_text_the_redactor_would_change():
 def test_export_from_postgres_redacts_tokens_among_text_that_has_no_hyphen_or_underscore(
     home, run_script, pg_url, pg_storage
 ):
-    # Clean text lets the dump skip the '-' and '_' token scans; a token must still switch them back on.
+    # Text without '_' lets the dump skip the token scans that need one; a token must still switch them back on.
     keys = [_fake("sk-proj-"), _fake("ghp_"), _fake("ntn_")]
     rows = [validate({"decision": f"plain words number {n}", "type": "process"}) for n in range(400)]
     for n, key in enumerate(keys):

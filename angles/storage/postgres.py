@@ -55,11 +55,9 @@ def _json_value(column: str) -> str:
 # to both); a line holding such a number ends with a group separator, and the client prints it through Python's
 # json like any other backend's. Tags hold only text (validate() makes them so).
 _MARK = b"\x1d"
-# So is a line with an infinite date or timestamp, whose text has no '-' (see finish in dump_decisions).
 _ODD_MARK = (
     "CASE WHEN ai_analysis IS NOT NULL AND jsonb_path_exists(ai_analysis,"
-    " 'strict $.** ? (@.type() == \"number\" && @ != 0 && @ > -0.0001 && @ < 0.0001)')"
-    " OR NOT (isfinite(date) AND isfinite(created_at) AND isfinite(updated_at)) THEN E'\\x1d' END"
+    " 'strict $.** ? (@.type() == \"number\" && @ != 0 && @ > -0.0001 && @ < 0.0001)') THEN E'\\x1d' END"
 )
 
 # One JSON line per decision, built by the server in one pass over the table. The rows come in the table's
@@ -74,10 +72,8 @@ _DUMP_SQL = (
 _HEX = b"0123456789abcdef"
 _BUCKETS = [bytes((a, b)) for a in _HEX for b in _HEX]
 _SPILL_ROWS = 64
-# Every line's keys hold this many '_'; its id (uuid), date and created_at and updated_at (NOT NULL, and finite
-# unless the line is marked) this many '-'.
+# Every line's keys hold this many '_' (no other fixed part of a line holds one).
 _KEY_UNDERSCORES = sum(column.count("_") for column in COLUMNS)
-_MIN_HYPHENS = 4 + 2 + 2 + 2
 
 
 def _exact(chunk: bytes) -> bytes:
@@ -326,17 +322,11 @@ class PostgresStorage(Storage):
         with conn, tempfile.TemporaryFile(prefix="angles-dump-") as spill:
 
             def finish(rows: list) -> bytes:
-                chunk = b"".join(rows)
-                marked = _MARK in chunk
-                chunk = _exact(chunk)
+                chunk = _exact(b"".join(rows))
                 if not scrub:
                     return chunk
-                # Counting is far cheaper than searching: when every '_' is a key's and every '-' is in the id,
-                # date and timestamps every (unmarked) line has, no text holds one.
-                absent = b"_" if chunk.count(b"_") == _KEY_UNDERSCORES * len(rows) else b""
-                if not marked and chunk.count(b"-") == _MIN_HYPHENS * len(rows):
-                    absent += b"-"
-                return scrub(chunk, absent)
+                # One count instead of five searches: when every '_' is in a key, no text holds one.
+                return scrub(chunk, b"_" if chunk.count(b"_") == _KEY_UNDERSCORES * len(rows) else b"")
 
             try:
                 conn.execute("SET client_encoding = 'UTF8'")
