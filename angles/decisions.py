@@ -192,9 +192,13 @@ def validate(record: dict, where: str = "decision") -> dict:
     return row
 
 
+# json.dumps with options builds a new encoder per call; one shared encoder writes the same text.
+_HASH_ENCODER = json.JSONEncoder(sort_keys=True, ensure_ascii=False, default=str)
+
+
 def content_hash(row: dict, fields: tuple[str, ...] = CONTENT_FIELDS) -> str:
     """A stable hash of the fields that matter to a reader of the decision."""
-    payload = json.dumps({f: row.get(f) for f in fields}, sort_keys=True, ensure_ascii=False, default=str)
+    payload = _HASH_ENCODER.encode({f: row.get(f) for f in fields})
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 

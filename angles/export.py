@@ -6,10 +6,11 @@ import json
 import logging
 import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
-from angles.decisions import COLUMNS, utc_now
+from angles.decisions import utc_now
 from angles.errors import AnglesError
 from angles.logs import REDACTED, redactor
 
@@ -29,26 +30,56 @@ def export_path(settings, now: datetime | None = None) -> Path:
     return path
 
 
+class _Scrubber:
+    """Redacts the lines of a block that hold a secret, counting them; clean blocks pass after a few scans."""
+
+    def __init__(self):
+        self.redactor = redactor()
+        self.redacted = 0
+
+    def __call__(self, block: bytes, absent: bytes = b"") -> bytes:
+        if not self.redactor.may_hold_secret(block, absent):
+            return block
+        out = []
+        for line in block.splitlines(keepends=True):
+            if self.redactor.may_hold_secret(line):
+                text = line.decode()
+                clean = self.redactor(text)
+                if clean != text:
+                    # A secret pasted into a decision must not reach an export (and so a backup).
+                    self.redacted += 1
+                    logger.warning(
+                        "decision %s holds a secret-shaped text; written as %s in the export",
+                        json.loads(text)["id"],
+                        REDACTED,
+                    )
+                    line = clean.encode()
+            out.append(line)
+        return b"".join(out)
+
+
 def _write(storage, handle, expected: int) -> tuple[int, int]:
     """Stream the header and the rows; returns (rows written, rows with redactions)."""
-    scrub = redactor()
     header = {"exported_at": utc_now(), "count": expected, "schema_version": storage.schema_version()}
-    handle.write("{\n")
+    handle.write(b"{\n")
     for key, value in header.items():
-        handle.write(f"  {json.dumps(key)}: {json.dumps(value)},\n")
-    handle.write('  "decisions": [')
-    written = redacted = 0
-    for row in storage.iter_decisions():
-        line = json.dumps({c: row.get(c) for c in COLUMNS}, ensure_ascii=False, default=str)
-        clean = scrub(line)
-        if clean != line:
-            # A secret pasted into a decision must not reach an export (and so a backup).
-            redacted += 1
-            logger.warning("decision %s holds a secret-shaped text; written as %s in the export", row["id"], REDACTED)
-        handle.write(("\n    " if written == 0 else ",\n    ") + clean)
-        written += 1
-    handle.write("\n  ]\n}\n" if written else "]\n}\n")
-    return written, redacted
+        handle.write(f"  {json.dumps(key)}: {json.dumps(value)},\n".encode())
+    handle.write(b'  "decisions": [')
+    written = 0
+    scrub = _Scrubber()
+    # One write in flight on a thread (a large write releases the GIL) while the next batch is prepared.
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        in_flight = None
+        for lines in storage.dump_decisions(scrub=scrub):
+            data = (b"\n    " if written == 0 else b",\n    ") + b",\n    ".join(lines)
+            written += len(lines)
+            if in_flight is not None:
+                in_flight.result()
+            in_flight = writer.submit(handle.write, data)
+        if in_flight is not None:
+            in_flight.result()
+    handle.write(b"\n  ]\n}\n" if written else b"]\n}\n")
+    return written, scrub.redacted
 
 
 def write_export(storage, settings) -> Path:
@@ -58,7 +89,7 @@ def write_export(storage, settings) -> Path:
         expected = storage.count_decisions()
         fd, tmp = tempfile.mkstemp(prefix=".decisions_", suffix=".json.tmp", dir=settings.export_dir)
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            with os.fdopen(fd, "wb") as handle:
                 written, redacted = _write(storage, handle, expected)
                 handle.flush()
                 os.fsync(handle.fileno())

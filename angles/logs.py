@@ -26,6 +26,20 @@ TOKEN_PATTERNS = re.compile(
     )
 )
 
+# Every TOKEN_PATTERNS match contains one of these literal texts (a URL credential both "://" and "@"), so text
+# without any skips the regex. Each is a literal scan, behind a gate: one character that text holding the literal
+# must hold, found faster still (and known absent, sometimes, from what the caller knows of the text).
+TOKEN_HINTS = (
+    ("-", "sk-"),
+    ("_", "gh[pousr]_"),
+    ("_", "github_pat_"),
+    ("_", "secret_"),
+    ("_", "ntn_"),
+    ("_", "sb_publishable_"),
+    ("J", "eyJ"),
+    ("@", "://"),
+)
+
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -34,14 +48,35 @@ class Redactor:
 
     def __init__(self, secrets: tuple[str, ...] | list[str] = ()):
         self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        hints = [*TOKEN_HINTS, *(("", re.escape(s)) for s in self.secrets)]
+        self._hints = tuple((gate, re.compile(pattern)) for gate, pattern in hints)
+        self._byte_hints = tuple((gate.encode(), re.compile(pattern.encode())) for gate, pattern in hints)
+
+    def may_hold_secret(self, data: str | bytes, absent: str | bytes = "") -> bool:
+        """False when the text (or UTF-8 bytes) surely holds no secret: a few literal scans, cheaper than the regex.
+
+        `absent`: characters the caller knows the text lacks; token shapes that need one are not looked for.
+        """
+        if isinstance(data, bytes):
+            hints = self._byte_hints
+            absent = absent.encode() if isinstance(absent, str) else absent
+        else:
+            hints = self._hints
+        return any(
+            not (gate and gate in absent) and gate in data and hint.search(data) is not None for gate, hint in hints
+        )
 
     def __call__(self, text: str) -> str:
+        if not self.may_hold_secret(text):
+            return text
         for secret in self.secrets:
             if secret in text:
                 text = text.replace(secret, REDACTED)
         return TOKEN_PATTERNS.sub(REDACTED, text)
 
     def contains_secret(self, text: str) -> bool:
+        if not self.may_hold_secret(text):
+            return False
         return any(s in text for s in self.secrets) or bool(TOKEN_PATTERNS.search(text))
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+from angles.decisions import COLUMNS
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
 
@@ -73,6 +76,25 @@ class Storage(ABC):
         batch: int = 1000,
     ) -> Iterator[dict]:
         """Stream decisions in id order without holding them all; `since` filters on updated_at."""
+
+    def dump_decisions(self, batch_bytes: int = 1 << 20, *, scrub=None) -> Iterator[list[bytes]]:
+        """Every decision as one line of JSON (COLUMNS order, UTF-8, no newline), in id order, in batches.
+
+        For read-only bulk export: the caller writes nothing through this storage until the dump is consumed.
+        `scrub(block, absent)` (one line out per line in) sees every line once, in newline-ended blocks; `absent`
+        names characters found in the block only in its keys and fixed-form values (ids, dates, timestamps).
+        """
+        lines: list[bytes] = []
+        size = 0
+        for row in self.iter_decisions():
+            line = json.dumps({c: row.get(c) for c in COLUMNS}, ensure_ascii=False, default=str).encode()
+            lines.append(line)
+            size += len(line)
+            if size >= batch_bytes:
+                yield scrub(b"\n".join(lines) + b"\n", b"").split(b"\n")[:-1] if scrub else lines
+                lines, size = [], 0
+        if lines:
+            yield scrub(b"\n".join(lines) + b"\n", b"").split(b"\n")[:-1] if scrub else lines
 
     @abstractmethod
     def count_decisions(self) -> int: ...

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import re
+import tempfile
 import threading
 import uuid
 from collections.abc import Iterable, Iterator
@@ -14,7 +17,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from angles.decisions import COLUMNS, JSON_COLUMNS, to_iso, utc_now
+from angles.decisions import COLUMNS, JSON_COLUMNS, TIMESTAMP_COLUMNS, to_iso, utc_now
 from angles.errors import DatabaseError
 from angles.storage.base import Storage
 from angles.storage.rows import decode, decode_activity, prepare
@@ -34,6 +37,58 @@ def _reason(exc: Exception, url: str = "") -> str:
     first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
     first = _PREAMBLE.sub("", first)
     return re.sub(r"^(FATAL|ERROR):\s+", "", first) or type(exc).__name__
+
+
+def _json_value(column: str) -> str:
+    """SQL giving a column's JSON text exactly as json.dumps writes the value decode() returns."""
+    if column in TIMESTAMP_COLUMNS:
+        expr = f"""'"' || to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') || '"'"""
+    elif column in JSON_COLUMNS:
+        # jsonb prints like json.dumps (same separators, key order and string escapes); numbers: see _exact.
+        expr = f"{column}::text"
+    else:
+        expr = f"to_json({column})::text"
+    return f"coalesce({expr}, '{'[]' if column == 'tags' else 'null'}')"
+
+
+# jsonb prints a float Python wrote as 1e-05 as 0.00001 (numbers from 1e-4 up print alike, larger ones are integers
+# to both); a line holding such a number ends with a group separator, and the client prints it through Python's
+# json like any other backend's. Tags hold only text (validate() makes them so).
+_MARK = b"\x1d"
+_ODD_MARK = (
+    "CASE WHEN ai_analysis IS NOT NULL AND jsonb_path_exists(ai_analysis,"
+    " 'strict $.** ? (@.type() == \"number\" && @ != 0 && @ > -0.0001 && @ < 0.0001)') THEN E'\\x1d' END"
+)
+
+# One JSON line per decision, built by the server in one pass over the table. The rows come in the table's
+# physical order: an ORDER BY id would make the server fetch every row through the index (or sort them all),
+# which takes longer than the whole scan; the client orders them instead (dump_decisions).
+_DUMP_SQL = (
+    "COPY (SELECT concat("
+    + ", ".join(f"'{'{' if i == 0 else ', '}\"{c}\": ', {_json_value(c)}" for i, c in enumerate(COLUMNS))
+    + f", '}}', {_ODD_MARK}) FROM decision_vault) TO STDOUT"
+)
+# A line begins {"id": "<uuid>", so its 9th and 10th bytes, the id's first two hex digits, pick its bucket.
+_HEX = b"0123456789abcdef"
+_BUCKETS = [bytes((a, b)) for a in _HEX for b in _HEX]
+_SPILL_ROWS = 64
+# Every line's keys hold this many '_' (no other fixed part of a line holds one).
+_KEY_UNDERSCORES = sum(column.count("_") for column in COLUMNS)
+
+
+def _exact(chunk: bytes) -> bytes:
+    """COPY lines back into JSON lines exactly as json.dumps writes them."""
+    # JSON escapes every control character, so a doubled backslash is the only escape COPY's text format adds.
+    if b"\\" in chunk:
+        chunk = chunk.replace(b"\\\\", b"\\")
+    if _MARK in chunk:
+        chunk = b"".join(
+            json.dumps(json.loads(line[:-2]), ensure_ascii=False).encode() + b"\n"
+            if line.endswith(_MARK + b"\n")
+            else line
+            for line in chunk.splitlines(keepends=True)
+        )
+    return chunk
 
 
 def _is_uuid(value: str) -> bool:
@@ -243,6 +298,71 @@ class PostgresStorage(Storage):
             for row in rows:
                 yield decode(row)
             last = rows[-1]["id"]
+
+    def dump_decisions(self, batch_bytes: int = 1 << 20, *, scrub=None) -> Iterator[list[bytes]]:
+        # The server writes the JSON and streams it with COPY on a connection of its own (one snapshot, and the
+        # rows arrive while the client works on earlier ones). The client sorts them by id: each line goes to
+        # one of 256 buckets by the id's first two hex digits, full buckets spill to a temporary file, then each
+        # bucket is read back and sorted on its own, so memory holds one bucket at a time.
+        with self._guard() as conn:
+            if not self._table_exists(conn, "decision_vault"):
+                return
+        try:
+            conn = psycopg.connect(
+                self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S, application_name="angles-export"
+            )
+        except psycopg.Error as exc:
+            raise DatabaseError(
+                f"cannot connect to PostgreSQL at {self.host}:{self.port}: {_reason(exc, self.url)}"
+            ) from None
+        pending: list = [None] * 65536
+        for key in _BUCKETS:
+            pending[key[0] << 8 | key[1]] = []
+        runs: dict[bytes, list[tuple[int, int]]] = {key: [] for key in _BUCKETS}
+        with conn, tempfile.TemporaryFile(prefix="angles-dump-") as spill:
+
+            def finish(rows: list) -> bytes:
+                chunk = _exact(b"".join(rows))
+                if not scrub:
+                    return chunk
+                # One count instead of five searches: when every '_' is in a key, no text holds one.
+                return scrub(chunk, b"_" if chunk.count(b"_") == _KEY_UNDERSCORES * len(rows) else b"")
+
+            try:
+                conn.execute("SET client_encoding = 'UTF8'")
+                with conn.cursor() as cur, cur.copy(_DUMP_SQL) as copy:
+                    for data in copy:
+                        rows = pending[data[8] << 8 | data[9]]
+                        rows.append(data)
+                        if len(rows) == _SPILL_ROWS:
+                            chunk = finish(rows)
+                            runs[bytes(data[8:10])].append((spill.tell(), len(chunk)))
+                            spill.write(chunk)
+                            rows.clear()
+            except psycopg.Error as exc:
+                raise DatabaseError(f"PostgreSQL error on {self.host}:{self.port}: {_reason(exc, self.url)}") from exc
+            spill.flush()
+            out: list[bytes] = []
+            size = 0
+            for key in _BUCKETS:
+                parts = [os.pread(spill.fileno(), length, offset) for offset, length in runs[key]]
+                rows = pending[key[0] << 8 | key[1]]
+                if rows:
+                    parts.append(finish(rows))
+                lines: list[bytes] = []
+                for part in parts:
+                    lines += part.split(b"\n")
+                # Every line starts {"id": "<canonical uuid>", so byte order is id order; each part's final
+                # newline left an empty line, and those sort first.
+                lines.sort()
+                del lines[: len(parts)]
+                out += lines
+                size += sum(map(len, lines))
+                if size >= batch_bytes:
+                    yield out
+                    out, size = [], 0
+            if out:
+                yield out
 
     def count_decisions(self) -> int:
         with self._guard() as conn:

@@ -186,14 +186,18 @@ class SQLiteStorage(Storage):
         while True:
             where = " AND ".join(["id > ?", *clauses])
             with self._guard() as conn:
-                rows = conn.execute(
+                # Plain tuples zipped with the column names: much cheaper per row than sqlite3.Row to dict.
+                cur = conn.cursor()
+                cur.row_factory = None
+                rows = cur.execute(
                     f"SELECT * FROM decision_vault WHERE {where} ORDER BY id LIMIT ?", [last, *params, batch]
                 ).fetchall()
+                names = [d[0] for d in cur.description]
             if not rows:
                 return
             for row in rows:
-                yield decode(dict(row))
-            last = rows[-1]["id"]
+                yield decode(dict(zip(names, row, strict=True)))
+            last = rows[-1][names.index("id")]
 
     def count_decisions(self) -> int:
         with self._guard() as conn:
