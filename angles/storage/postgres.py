@@ -22,6 +22,9 @@ from angles.storage.rows import decode, decode_activity, prepare
 logger = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 10
+# Rows per COPY into the staging table and per merge statement (per transaction unless atomic).
+COPY_BATCH = 5000
+STAGE = "angles_upsert_stage"
 _PREAMBLE = re.compile(r"^(?:connection failed:\s*)?(?:connection to server at [^,]+, port \d+ failed:\s*)?")
 
 
@@ -34,6 +37,52 @@ def _reason(exc: Exception, url: str = "") -> str:
     first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
     first = _PREAMBLE.sub("", first)
     return re.sub(r"^(FATAL|ERROR):\s+", "", first) or type(exc).__name__
+
+
+def _segments(rows: Iterable[dict], size: int) -> Iterator[tuple[tuple[str, ...], list[tuple]]]:
+    """Consecutive rows with the same columns and no repeated id, at most `size` at a time, in input order.
+
+    One INSERT ... ON CONFLICT cannot touch a row twice, so a repeated id starts a new segment; keeping the
+    input order keeps a superseded_by target in the same or an earlier statement than the row linking to it.
+    """
+    columns: tuple[str, ...] | None = None
+    values: list[tuple] = []
+    ids: set = set()
+    for row in rows:
+        prepared = prepare(row, json_as_text=True, bool_as_int=False)
+        names = tuple(prepared)
+        key = prepared.get("id")
+        if values and (names != columns or key in ids or len(values) >= size):
+            yield columns, values
+            values, ids = [], set()
+        columns = names
+        values.append(tuple(prepared.values()))
+        ids.add(key)
+    if values:
+        yield columns, values
+
+
+def _create_stage(conn) -> None:
+    # Untyped by constraints on purpose: missing columns take the real table's defaults in the INSERT.
+    conn.execute(f"CREATE TEMPORARY TABLE {STAGE} ON COMMIT DROP AS SELECT * FROM decision_vault WITH NO DATA")
+
+
+def _merge(conn, columns: tuple[str, ...], values: list[tuple]) -> None:
+    """COPY one segment into the stage, then insert or update decision_vault from it in one statement."""
+    names = ", ".join(columns)
+    changing = [c for c in columns if c not in ("id", "created_at")]
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in changing)
+    # Skipping identical rows keeps the updated_at trigger from touching a row nothing changed in.
+    old = ", ".join(f"decision_vault.{c}" for c in changing)
+    new = ", ".join(f"EXCLUDED.{c}" for c in changing)
+    with conn.cursor() as cur:
+        with cur.copy(f"COPY {STAGE} ({names}) FROM STDIN") as copy:
+            for value in values:
+                copy.write_row(value)
+        cur.execute(
+            f"INSERT INTO decision_vault ({names}) SELECT {names} FROM {STAGE}"
+            f" ON CONFLICT (id) DO UPDATE SET {updates} WHERE ROW({old}) IS DISTINCT FROM ROW({new})"
+        )
 
 
 def _is_uuid(value: str) -> bool:
@@ -144,51 +193,27 @@ class PostgresStorage(Storage):
                 out[column] = Jsonb(out[column])
         return out
 
-    def upsert_decisions(self, rows: Iterable[dict], *, atomic: bool = False, batch: int = 500) -> int:
+    def upsert_decisions(self, rows: Iterable[dict], *, atomic: bool = False, batch: int = COPY_BATCH) -> int:
+        """COPY each run of rows into a temporary table, then merge it with one INSERT ... ON CONFLICT."""
         count = 0
-        pending: list[dict] = []
-
-        def flush(conn):
-            nonlocal count
-            if pending:
-                self._write_batch(conn, pending)
-                count += len(pending)
-                pending.clear()
-
         if atomic:
             with self._transaction() as conn:
-                for row in rows:
-                    pending.append(self._adapt(row))
-                    if len(pending) >= batch:
-                        flush(conn)
-                flush(conn)
+                staged = False
+                for columns, values in _segments(rows, batch):
+                    if staged:
+                        conn.execute(f"TRUNCATE {STAGE}")
+                    else:
+                        _create_stage(conn)
+                        staged = True
+                    _merge(conn, columns, values)
+                    count += len(values)
             return count
-        for row in rows:
-            pending.append(self._adapt(row))
-            if len(pending) >= batch:
-                with self._transaction() as conn:
-                    flush(conn)
-        with self._transaction() as conn:
-            flush(conn)
+        for columns, values in _segments(rows, batch):
+            with self._transaction() as conn:
+                _create_stage(conn)
+                _merge(conn, columns, values)
+            count += len(values)
         return count
-
-    @staticmethod
-    def _write_batch(conn, rows: list[dict]) -> None:
-        groups: dict[tuple, list[dict]] = {}
-        for row in rows:
-            groups.setdefault(tuple(row), []).append(row)
-        for columns, group in groups.items():
-            changing = [c for c in columns if c not in ("id", "created_at")]
-            updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in changing)
-            # Skipping identical rows keeps the updated_at trigger from touching a row nothing changed in.
-            old = ", ".join(f"decision_vault.{c}" for c in changing)
-            new = ", ".join(f"EXCLUDED.{c}" for c in changing)
-            sql = (
-                f"INSERT INTO decision_vault ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})"
-                f" ON CONFLICT (id) DO UPDATE SET {updates} WHERE ROW({old}) IS DISTINCT FROM ROW({new})"
-            )
-            with conn.cursor() as cur:
-                cur.executemany(sql, [tuple(r[c] for c in columns) for r in group])
 
     def update_decision(self, decision_id: str, fields: dict) -> None:
         if not fields or not _is_uuid(decision_id):
