@@ -7,10 +7,12 @@ GIT_CONFIG_* variables so git never stores it. Remote URLs are kept without cred
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
 import re
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -206,7 +208,9 @@ class BackupClone:
     def fetch(self, *, depth: int | None = None) -> str | None:
         """Fetch the backup branch; the remote tip, or None when the remote has no backup yet."""
         branch = self.remote.branch
-        args = ["origin", "--prune", f"+refs/heads/{branch}:{self.tracking}"]
+        # --keep stores the received pack as it is: below 100 objects git would otherwise unpack them into
+        # loose objects, zlib-compressing every file again (seconds for a large decisions file).
+        args = ["--keep", "origin", "--prune", f"+refs/heads/{branch}:{self.tracking}"]
         if depth:
             args.insert(0, f"--depth={depth}")
         try:
@@ -214,6 +218,34 @@ class BackupClone:
         except _MissingBranchError:
             return None
         return self.rev(self.tracking)
+
+    def borrow_packs(self) -> bool:
+        """Hardlink (or copy) the packs of a remote on this machine into this clone; whether any was taken.
+
+        A full (not shallow: a shallow fetch transfers everything again) fetch then finds the objects already
+        here, where streaming a large backup through git's pack protocol inflates and hashes every object
+        again (seconds per million decisions). Packs are immutable, so a link is as good as a copy; whatever
+        a concurrent repack removed meanwhile is simply fetched.
+        """
+        local = self.remote.local_path
+        source = local / "objects" / "pack" if local is not None else None
+        if source is None or not source.is_dir():
+            return False
+        borrowed = False
+        target = Path(self.repo.git_dir) / "objects" / "pack"
+        target.mkdir(parents=True, exist_ok=True)
+        for pack in sorted(source.glob("pack-*.pack")):
+            # The .idx goes last: git uses a pack only once its index is there.
+            pair = [(f, target / f.name) for f in (pack, pack.with_suffix(".idx"))]
+            try:
+                for src, dst in pair:
+                    _link_or_copy(src, dst)
+                borrowed = True
+            except OSError as exc:
+                logger.debug("not borrowing %s (%s); the fetch transfers it", pack.name, exc)
+                for _, dst in pair:
+                    dst.unlink(missing_ok=True)
+        return borrowed
 
     def rev(self, ref: str) -> str | None:
         try:
@@ -339,6 +371,15 @@ class BackupClone:
 
     def commit_time(self, sha: str) -> str:
         return self.repo.git.show("-s", "--format=%cI", sha).strip()
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+            raise
+        shutil.copyfile(src, dst)
 
 
 def _as_moment(at: str) -> str:

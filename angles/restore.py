@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import heapq
 import logging
 import tempfile
 from collections.abc import Iterator
@@ -54,7 +55,8 @@ def verified_checkout(settings, at: str | None = None) -> Iterator[Checkout]:
             f"no backup yet: the local backup remote {remote.describe()} does not exist (run run_backup_now.py first)"
         )
     with tempfile.TemporaryDirectory(prefix="angles-restore-") as tmp, remote.open_clone(Path(tmp) / "backup") as clone:
-        tip = clone.fetch(depth=None if at else 1)
+        borrowed = clone.borrow_packs()
+        tip = clone.fetch(depth=None if at or borrowed else 1)
         if tip is None:
             raise AnglesError(f"the backup remote {remote.describe()} holds no backup on branch {remote.branch}")
         commit = clone.resolve(at)
@@ -91,7 +93,8 @@ class Drift:
 
     def report(self) -> dict:
         def part(ids):
-            return {"count": len(ids), "first_ids": sorted(ids)[:FIRST_IDS]}
+            # nsmallest, not sorted(): a million ids need no full sort for five of them.
+            return {"count": len(ids), "first_ids": heapq.nsmallest(FIRST_IDS, ids)}
 
         return {
             "only_backup": part(self.only_backup),
@@ -205,8 +208,12 @@ def in_link_order(records: Iterator[dict], present: set[str] | None = None) -> I
         target = record.get("superseded_by")
         if target and str(target) not in present:
             waiting.setdefault(str(target), []).append(record)
-            continue
-        yield from admit(record)
+        elif waiting:
+            yield from admit(record)
+        else:
+            # Nothing waits for a target (the usual case): no per-row generator needed.
+            yield record
+            present.add(str(record["id"]))
     leftovers = [row for group in waiting.values() for row in group]
     for row in leftovers:
         yield {**row, "superseded_by": None}

@@ -23,6 +23,8 @@ from angles.storage import open_storage
 logger = logging.getLogger(__name__)
 
 CLONE_DIR = "backup-repo"
+# Inside the clone's .git folder (never committed): files this code wrote after its token-shape scan.
+SCANNED = "angles-scanned.json"
 # Activity grows with every job run; alone it is committed at most once a day so "nothing changed" stays quiet.
 ACTIVITY_ONLY_EVERY = timedelta(hours=24)
 
@@ -95,15 +97,40 @@ def export(
     """Stream every table into its file in `directory` (atomic renames); the manifest is written by the caller."""
     snap = snapshot.Snapshot(schema_version=storage.schema_version())
     known = (previous or {}).get("files", {})
+    scanned = _scanned(directory)
     sources = (
         (snapshot.DECISIONS, storage.iter_decisions(batch=2000)),
         (snapshot.ACTIVITY, storage.iter_activity()),
     )
     for table, records in sources:
+        path = directory / table.file
+        sha256 = known.get(table.file, {}).get("sha256")
+        entry = scanned.get(table.file) or {}
+        checked = bool(sha256) and entry == _vouch(sha256, path)
         snap.files[table.file] = snapshot.write_table(
-            directory, table, records, scanner, snap.redactions, known.get(table.file, {}).get("sha256")
+            directory, table, records, scanner, snap.redactions, sha256, shapes_checked=checked
         )
+        scanned[table.file] = _vouch(snap.files[table.file]["sha256"], path)
+    _keep_scanned(directory, scanned)
     return snap
+
+
+def _vouch(sha256: str, path: Path) -> dict:
+    return {"sha256": sha256, "shapes": snapshot.SHAPES_FINGERPRINT, "stamp": snapshot.file_stamp(path)}
+
+
+def _scanned(directory: Path) -> dict:
+    """Which files in the clone this code wrote after its token-shape scan (see snapshot.write_table)."""
+    try:
+        return json.loads((directory / ".git" / SCANNED).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _keep_scanned(directory: Path, scanned: dict) -> None:
+    git_dir = directory / ".git"
+    if git_dir.is_dir():
+        snapshot.atomic_write(git_dir / SCANNED, json.dumps(scanned, sort_keys=True).encode("utf-8"))
 
 
 def _backup(settings, storage) -> dict:

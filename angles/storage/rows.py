@@ -10,22 +10,25 @@ from angles.decisions import BOOL_COLUMNS, COLUMNS, JSON_COLUMNS, TIMESTAMP_COLU
 
 # The columns PostgreSQL stores as uuid (psycopg returns UUID objects for them).
 UUID_COLUMNS = ("id", "superseded_by")
+# One encoder for every row: json.dumps with options builds a new one per call.
+_json_text = json.JSONEncoder(ensure_ascii=False, sort_keys=True).encode
 
 
 def prepare(row: dict, *, json_as_text: bool, bool_as_int: bool) -> dict:
     """A decision ready to write: timestamps filled in, JSON and booleans in the backend's form."""
     out = {k: row[k] for k in COLUMNS if k in row}
-    now = utc_now()
-    out.setdefault("created_at", now)
-    if not out.get("updated_at"):
-        out["updated_at"] = now
+    if "created_at" not in out or not out.get("updated_at"):
+        now = utc_now()
+        out.setdefault("created_at", now)
+        if not out.get("updated_at"):
+            out["updated_at"] = now
     for column in JSON_COLUMNS:
         if column in out:
             value = out[column]
             if column == "tags" and value is None:
                 value = []
             if json_as_text and value is not None:
-                value = json.dumps(value, ensure_ascii=False, sort_keys=True)
+                value = _json_text(value)
             out[column] = value
     if bool_as_int:
         for column in BOOL_COLUMNS:

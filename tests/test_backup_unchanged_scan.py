@@ -1,0 +1,74 @@
+"""An unchanged backup skips re-running the token-shape scan on bytes it already vouched for, never the secrets."""
+
+from __future__ import annotations
+
+import shutil
+
+from angles import snapshot
+from angles.actions.backup import run_backup
+from angles.config import load_settings
+from angles.decisions import validate
+from angles.storage import migrations, open_storage
+
+LATER_SECRET = "plain-value-configured-later-8812"
+
+
+def make_settings(home, **env):
+    return load_settings({"ANGLES_HOME": str(home), **env}, dotenv=False)
+
+
+def seed(settings, count: int = 1200) -> list[dict]:
+    rows = [
+        validate({"decision": f"Decision {n} " + "word " * 40, "type": "technical", "date": "2025-03-01"}, "row")
+        for n in range(count)
+    ]
+    rows[700]["comment"] = f"old key {LATER_SECRET} still in use"
+    with open_storage(settings) as storage:
+        migrations.migrate(storage)
+        storage.upsert_decisions(rows, atomic=True)
+    return rows
+
+
+def spy_on_scans(monkeypatch) -> list[bool]:
+    seen: list[bool] = []
+    original = snapshot.SecretScanner.may_have_secret
+
+    def spy(self, data, *, shapes_checked=False):
+        seen.append(shapes_checked)
+        return original(self, data, shapes_checked=shapes_checked)
+
+    monkeypatch.setattr(snapshot.SecretScanner, "may_have_secret", spy)
+    return seen
+
+
+def test_a_secret_configured_after_a_backup_is_redacted_from_the_next_unchanged_export(home, monkeypatch):
+    settings = make_settings(home)
+    rows = seed(settings)
+    run_backup(settings)
+    clone = home / "data" / "backup-repo"
+    assert LATER_SECRET.encode() in (clone / "decision_vault.jsonl").read_bytes()
+    seen = spy_on_scans(monkeypatch)
+
+    result = run_backup(make_settings(home, OPENAI_API_KEY=LATER_SECRET))
+
+    assert result["result"] == "committed"
+    assert any(seen), "the unchanged chunks took the vouched-for path"
+    assert LATER_SECRET.encode() not in (clone / "decision_vault.jsonl").read_bytes()
+    assert {"table": "decision_vault", "id": rows[700]["id"], "fields": ["comment"]} in result["redactions"]
+
+
+def test_a_rewritten_file_in_the_clone_is_scanned_in_full_again(home, monkeypatch):
+    settings = make_settings(home)
+    seed(settings)
+    run_backup(settings)
+    seen = spy_on_scans(monkeypatch)
+    run_backup(settings)
+    assert seen and all(seen[:-1]), "an untouched file is vouched for (the last chunk is the activity file)"
+
+    seen.clear()
+    path = home / "data" / "backup-repo" / "decision_vault.jsonl"
+    shutil.copyfile(path, path.with_suffix(".copy"))
+    path.with_suffix(".copy").replace(path)  # same bytes, a different file
+    run_backup(settings)
+
+    assert seen and not any(seen)
