@@ -9,25 +9,12 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from bench.datagen import make_decisions
+from bench.datagen import COPY_COLUMNS, make_decisions
 from bench.harness import Row, bench_env, python, run_measured, scratch_pg_database
 
 ROWS = int(os.environ.get("BENCH_BACKUP_ROWS", "100000"))
 # Issue 8 measures the restore at a million rows (about 4 minutes to set up); lower it for a quick run.
 RESTORE_ROWS = int(os.environ.get("BENCH_RESTORE_ROWS", "1000000"))
-COPY_COLUMNS = (
-    "id",
-    "decision",
-    "date",
-    "type",
-    "priority",
-    "tags",
-    "active",
-    "comment",
-    "type_source",
-    "created_at",
-    "updated_at",
-)
 
 
 def _settings(home: Path, **env):

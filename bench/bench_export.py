@@ -7,23 +7,10 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from bench.datagen import make_decisions
+from bench.datagen import COPY_COLUMNS, make_decisions
 from bench.harness import Row, bench_env, python, run_measured, scratch_pg_database
 
 ROWS = int(os.environ.get("BENCH_EXPORT_ROWS", "1000000"))
-COPY_COLUMNS = (
-    "id",
-    "decision",
-    "date",
-    "type",
-    "priority",
-    "tags",
-    "active",
-    "comment",
-    "type_source",
-    "created_at",
-    "updated_at",
-)
 
 
 def fill_postgres(url: str, count: int, seed: int = 7) -> None:

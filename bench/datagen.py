@@ -16,6 +16,22 @@ WORDS = (
 ).split()
 
 
+# The columns make_decisions fills, in the order the benchmarks COPY them into PostgreSQL.
+COPY_COLUMNS = (
+    "id",
+    "decision",
+    "date",
+    "type",
+    "priority",
+    "tags",
+    "active",
+    "comment",
+    "type_source",
+    "created_at",
+    "updated_at",
+)
+
+
 def decision_text(rng: random.Random) -> str:
     # Most decisions are a paragraph; a few are long memos.
     n = rng.choice((8, 20, 40, 80, 160)) if rng.random() > 0.02 else rng.randint(800, 3000)

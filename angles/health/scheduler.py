@@ -10,7 +10,6 @@ from pathlib import Path
 from angles.health.base import CRITICAL, OK, WARNING, Check, CheckResult, Context, age_hours
 
 STATE_FILE = "scheduler_state.json"
-LOCK_FILE = "scheduler.lock"
 MAX_STATE_BYTES = 1_000_000
 MAX_JOBS = 32
 JOB_FIELDS = ("schedule", "last_run", "last_result", "last_duration_s", "last_success", "next_run", "running")
@@ -33,23 +32,10 @@ def read_state(settings) -> tuple[dict | None, str | None]:
 
 
 def lock_held(settings) -> bool:
-    """True when another open file holds the daemon's flock; probing on our own descriptor never steals it."""
-    import fcntl
+    """True when another open file holds the daemon's flock; the probe never steals it."""
+    from angles.jobs.locks import is_locked, lock_path
 
-    path = Path(settings.data_dir) / LOCK_FILE
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return True
-    else:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return False
-    finally:
-        os.close(fd)
+    return is_locked(lock_path(settings))
 
 
 def _pid_alive(pid) -> bool:
