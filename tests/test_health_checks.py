@@ -119,44 +119,14 @@ def test_corrupt_database_is_critical(settings):
     assert "unreachable" in result.reason
 
 
-class FakeApi(BaseHTTPRequestHandler):
-    """Answers like Notion's /v1/users/me, with its error body."""
-
-    mode = "ok"
-
-    def do_GET(self):  # noqa: N802 - http.server's API
-        auth = self.headers.get("Authorization", "")
-        if self.mode == "slow":
-            threading.Event().wait(2)
-        if self.path == "/v1/users/me":
-            if auth != "Bearer ntn_good_token_1234567890abcdef" or self.headers.get("Notion-Version") is None:
-                return self.reply(
-                    401, {"object": "error", "status": 401, "code": "unauthorized", "message": "API token is invalid."}
-                )
-            return self.reply(200, {"object": "user", "id": "u1", "type": "bot", "bot": {}})
-        return self.reply(404, {"error": "not found"})
-
-    def reply(self, code, body):
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
-def fake_api():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeApi)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    FakeApi.mode = "ok"
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+def notion_api():
+    from tests.fakes.notion_server import FakeNotion
+
+    api = FakeNotion()
+    api.start()
+    yield api
+    api.stop()
 
 
 def test_unconfigured_notion_and_ai_are_ok_not_warnings(settings):
@@ -164,18 +134,21 @@ def test_unconfigured_notion_and_ai_are_ok_not_warnings(settings):
     assert run(AICheck(), settings).status == "ok"
 
 
-def test_notion_answering_with_a_good_token_is_ok(home, fake_api):
+def test_notion_answering_with_a_good_token_is_ok(home, notion_api):
     settings = settings_with(
-        home, NOTION_TOKEN="ntn_good_token_1234567890abcdef", NOTION_DATABASE_ID="db", NOTION_BASE_URL=fake_api
+        home, NOTION_TOKEN=notion_api.token, NOTION_DATABASE_ID="db", NOTION_BASE_URL=notion_api.base_url
     )
     result = run(NotionCheck(), settings)
     assert result.status == "ok", result.reason
     assert result.metrics["notion_up"] == 1
 
 
-def test_notion_refusing_the_token_is_a_warning_without_the_token(home, fake_api):
+def test_notion_refusing_the_token_is_a_warning_without_the_token(home, notion_api):
     settings = settings_with(
-        home, NOTION_TOKEN="ntn_bad_token_1234567890abcdefgh", NOTION_DATABASE_ID="db", NOTION_BASE_URL=fake_api
+        home,
+        NOTION_TOKEN="ntn_bad_token_1234567890abcdefgh",
+        NOTION_DATABASE_ID="db",
+        NOTION_BASE_URL=notion_api.base_url,
     )
     result = run(NotionCheck(), settings)
     assert result.status == "warning"
@@ -195,13 +168,13 @@ def test_unreachable_notion_is_a_warning_within_the_timeout(home, free_port):
     assert "unreachable" in result.reason
 
 
-def test_slow_notion_times_out_as_a_warning(home, fake_api):
-    FakeApi.mode = "slow"
+def test_slow_notion_times_out_as_a_warning(home, notion_api):
+    notion_api.delay = 2
     settings = settings_with(
         home,
-        NOTION_TOKEN="ntn_good_token_1234567890abcdef",
+        NOTION_TOKEN=notion_api.token,
         NOTION_DATABASE_ID="db",
-        NOTION_BASE_URL=fake_api,
+        NOTION_BASE_URL=notion_api.base_url,
         HEALTH_TIMEOUT_SECONDS=0.3,
     )
     result = run(NotionCheck(), settings)

@@ -105,57 +105,27 @@ def test_a_secret_in_a_log_fails_the_check_without_repeating_the_secret(home, ru
     assert done.returncode == 1
 
 
-class _Services(BaseHTTPRequestHandler):
-    """Notion (2025-09-03: databases list data sources, properties live on the data source)."""
-
-    token = "ntn_" + "x" * 30
-    # Everything but External ID, and Type with the wrong type.
-    properties = {
-        "Name": "title",
-        "Decision": "rich_text",
-        "Type": "rich_text",
-        "Priority": "select",
-        "Date": "date",
-        "Active": "checkbox",
-        "Tags": "multi_select",
-        "Comment": "rich_text",
-        "AI summary": "rich_text",
-    }
-
-    def do_GET(self):  # noqa: N802 - http.server's API
-        auth = self.headers.get("Authorization", "")
-        if auth != f"Bearer {self.token}":
-            error = {"object": "error", "status": 401, "code": "unauthorized", "message": "API token is invalid."}
-            self._send(401, error)
-        elif self.path == "/v1/users/me":
-            self._send(200, {"object": "user", "id": "bot1", "type": "bot", "name": "Angles", "bot": {}})
-        elif self.path == "/v1/databases/db1":
-            self._send(200, {"object": "database", "id": "db1", "data_sources": [{"id": "ds1", "name": "Decisions"}]})
-        elif self.path == "/v1/data_sources/ds1":
-            properties = {name: {"id": name, "name": name, "type": kind} for name, kind in self.properties.items()}
-            self._send(200, {"object": "data_source", "id": "ds1", "properties": properties})
-        else:
-            self._send(404, {"object": "error", "status": 404, "code": "object_not_found", "message": "not found"})
-
-    def _send(self, code, body):
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
+# Everything but External ID, and Type with the wrong type.
+PARTIAL_SCHEMA = {
+    "Decision": "rich_text",
+    "Type": "rich_text",
+    "Priority": "select",
+    "Date": "date",
+    "Active": "checkbox",
+    "Tags": "multi_select",
+    "Comment": "rich_text",
+    "AI summary": "rich_text",
+}
 
 
 @pytest.fixture
-def services():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Services)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+def notion_api():
+    from tests.fakes.notion_server import FakeNotion
+
+    api = FakeNotion()
+    api.start()
+    yield api
+    api.stop()
 
 
 @pytest.fixture
@@ -166,12 +136,12 @@ def openai_api():
         yield api
 
 
-def test_configured_services_are_checked_for_auth_properties_and_model(home, run_script, services, openai_api):
+def test_configured_services_are_checked_for_auth_properties_and_model(home, run_script, notion_api, openai_api):
     subprocess.run(["git", "init", "-q", "--bare", str(home / "data" / "backup-remote.git")], check=True)
     env = {
-        "NOTION_TOKEN": _Services.token,
-        "NOTION_DATABASE_ID": "db1",
-        "NOTION_BASE_URL": services,
+        "NOTION_TOKEN": notion_api.token,
+        "NOTION_DATABASE_ID": notion_api.add_database(PARTIAL_SCHEMA),
+        "NOTION_BASE_URL": notion_api.base_url,
         "OPENAI_API_KEY": openai_api.key,
         "OPENAI_BASE_URL": openai_api.base_url,
     }

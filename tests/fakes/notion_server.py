@@ -110,6 +110,7 @@ class FakeNotion:
         self.log: list[tuple[str, str, int]] = []
         self.stamps: list[float] = []
         self.faults: list[dict] = []
+        self.delay = 0.0  # seconds every answer waits, like a Notion that is slow to respond
         self.retry_after = 1
         self.set_rate(rps, burst)
         # Called with (method, route, result) after a write is applied, before the answer goes out.
@@ -741,6 +742,8 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _serve(self):
+        if self.state.delay:
+            time.sleep(self.state.delay)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         status, answer, headers = self.state.handle(self.command, self.path, self.headers, body)
