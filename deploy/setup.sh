@@ -6,8 +6,19 @@ cd "$(dirname "$0")/.."
 dev=0
 [ "${1:-}" = "--dev" ] && dev=1
 
+sudo_cmd=""
+[ "$(id -u)" = 0 ] || sudo_cmd="sudo"
+apt_install() {
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "$@" >/dev/null
+}
+
 python=${PYTHON:-python3.11}
 command -v "$python" >/dev/null || python=python3
+# Debian ships venv's pip bootstrap in a separate package.
+if [ ! -x .venv/bin/python ] && ! "$python" -c "import ensurepip" 2>/dev/null && command -v apt-get >/dev/null; then
+  apt_install python3-venv
+fi
 if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
@@ -19,10 +30,7 @@ if [ "$dev" = 1 ]; then
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
   done
   if [ ${#missing[@]} -gt 0 ]; then
-    sudo_cmd=""
-    [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
-    $sudo_cmd apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
+    apt_install "${missing[@]}"
   fi
   if command -v pg_ctlcluster >/dev/null && ! pg_isready -h 127.0.0.1 -p 5432 -q; then
     pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start
