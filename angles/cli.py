@@ -73,8 +73,3 @@ def emit(result, as_json: bool, text: Callable[[object], str] | None = None) -> 
     else:
         out = text(result) if text else str(result)
     print(redactor()(out))
-
-
-def not_implemented(name: str) -> int:
-    print(f"{name}: not yet implemented", file=sys.stderr)
-    return 1

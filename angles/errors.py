@@ -41,9 +41,3 @@ class BackupAuthError(AnglesError):
     """The backup remote rejected our credentials."""
 
     exit_code = 4
-
-
-class CriticalHealthError(AnglesError):
-    """A health check found a critical condition."""
-
-    exit_code = 5

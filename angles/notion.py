@@ -132,8 +132,6 @@ class NotionClient:
         self.attempts = attempts
         self.bucket = TokenBucket(rps)
         self.requests = 0
-        self.retries = 0
-        self.rate_limited = 0
         self._sdk = Client(
             auth=token,
             base_url=self.base_url,
@@ -182,8 +180,6 @@ class NotionClient:
                     raise NotionNotFoundError(detail, status=status, code=code) from None
                 if status not in RETRY_STATUSES:
                     raise NotionRejectedError(detail, status=status, code=code) from None
-                if status == 429:
-                    self.rate_limited += 1
                 if not repeatable and status not in REFUSED_STATUSES:
                     raise NotionUncertainError(detail, status=status, code=code) from None
                 wait = _retry_after(exc) if status in REFUSED_STATUSES else None
@@ -212,7 +208,6 @@ class NotionClient:
                 raise NotionError(f"{failure} (gave up after {attempt} attempts)", status=failure.status) from None
             if wait is None:
                 wait = _backoff(attempt)
-            self.retries += 1
             logger.warning("%s; retrying in %.1f s (attempt %d of %d)", failure, wait, attempt + 1, self.attempts)
             self.bucket.pause(wait)
 
@@ -269,9 +264,6 @@ class NotionClient:
             if not answer.get("has_more") or not cursor:
                 return
 
-    def retrieve_page(self, page_id: str) -> dict:
-        return self._call("retrieve page", lambda: self._sdk.pages.retrieve(page_id))
-
     # writes
 
     def update_data_source(self, data_source_id: str, properties: dict) -> dict:
@@ -296,7 +288,6 @@ class NotionClient:
                 if attempt == self.attempts:
                     raise NotionError(f"{exc} (gave up after {attempt} attempts)", status=exc.status) from None
                 wait = _backoff(attempt)
-                self.retries += 1
                 logger.warning("%s; no page was made, creating again in %.1f s", exc, wait)
                 self.bucket.pause(wait)
         raise AssertionError("unreachable")

@@ -17,11 +17,9 @@ trap 'kill -TERM "$scheduler" 2>/dev/null' TERM
 # Ctrl-C reaches the scheduler straight from the terminal; the script only waits for it to finish cleanly.
 trap ':' INT
 
-if [ -f tools/health_server.py ] && ! grep -q "not_implemented" tools/health_server.py; then
-  "$python" tools/health_server.py &
-  dashboard=$!
-  echo "dashboard started (pid $dashboard) on http://${HEALTH_HOST:-127.0.0.1}:${HEALTH_PORT:-5000}/"
-fi
+"$python" tools/health_server.py &
+dashboard=$!
+echo "dashboard started (pid $dashboard) on http://${HEALTH_HOST:-127.0.0.1}:${HEALTH_PORT:-5000}/"
 
 echo "scheduler starting in the foreground; logs in logs/active/scheduler.log; Ctrl-C stops both"
 "$python" scheduler.py &

@@ -67,6 +67,17 @@ def sqlite_storage(settings):
     storage.close()
 
 
+@pytest.fixture
+def notion_api():
+    """A local Notion API (tests/fakes/notion_server.py) at Notion's own rate limit."""
+    from tests.fakes.notion_server import FakeNotion
+
+    api = FakeNotion()
+    api.start()
+    yield api
+    api.stop()
+
+
 def _pg_admin():
     import psycopg
 

@@ -119,16 +119,6 @@ def test_corrupt_database_is_critical(settings):
     assert "unreachable" in result.reason
 
 
-@pytest.fixture
-def notion_api():
-    from tests.fakes.notion_server import FakeNotion
-
-    api = FakeNotion()
-    api.start()
-    yield api
-    api.stop()
-
-
 def test_unconfigured_notion_and_ai_are_ok_not_warnings(settings):
     assert run(NotionCheck(), settings).status == "ok"
     assert run(AICheck(), settings).status == "ok"

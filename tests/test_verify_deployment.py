@@ -119,16 +119,6 @@ PARTIAL_SCHEMA = {
 
 
 @pytest.fixture
-def notion_api():
-    from tests.fakes.notion_server import FakeNotion
-
-    api = FakeNotion()
-    api.start()
-    yield api
-    api.stop()
-
-
-@pytest.fixture
 def openai_api():
     from tests.fakes.openai_server import FakeOpenAI
 
