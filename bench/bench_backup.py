@@ -36,7 +36,7 @@ def _backup(home: Path, **env) -> subprocess.CompletedProcess:
 
 
 def bench_backup(ctx) -> list[Row]:
-    from angles import snapshot
+    from angles.engines import backup_format as snapshot
     from angles.storage import migrations, open_storage
 
     home = Path(tempfile.mkdtemp(prefix="bench-backup-"))

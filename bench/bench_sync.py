@@ -20,9 +20,9 @@ RPS = 3.0
 
 def _workspace(rows: int, seed: int):
     """A fake Notion with a ready database, and an ANGLES_HOME whose SQLite database holds `rows` decisions."""
-    from angles import notion_pages
     from angles.config import load_settings
-    from angles.decisions import validate
+    from angles.engines import notion_pages
+    from angles.engines.decision_model import validate
     from angles.storage import migrations, open_storage
     from tests.fakes.notion_server import FakeNotion
 
@@ -81,8 +81,8 @@ def bench_changed(ctx) -> list[Row]:
 
 
 def bench_unchanged(ctx) -> list[Row]:
-    from angles import notion_pages
-    from angles.decisions import text_hash, to_iso, utc_now
+    from angles.engines import notion_pages
+    from angles.engines.decision_model import text_hash, to_iso, utc_now
 
     fake, database_id, home, storage, env = _workspace(UNCHANGED_ROWS, seed=12)
     try:

@@ -6,7 +6,7 @@ import random
 import uuid
 from datetime import date, timedelta
 
-from angles.decisions import PRIORITIES, TYPES, utc_now
+from angles.engines.decision_model import PRIORITIES, TYPES, utc_now
 
 WORDS = (
     "adopt migrate postgres notion sync latency budget security review vendor contract rollout staging "

@@ -7,8 +7,8 @@ import logging
 
 import pytest
 
-from angles import ai
-from angles.decisions import text_hash, validate
+from angles.engines import enrichment as ai
+from angles.engines.decision_model import text_hash, validate
 from angles.errors import ExternalServiceError
 from tests.fakes.openai_server import FakeOpenAI
 
@@ -217,7 +217,7 @@ def test_cost_guard_defers_the_rest_to_the_next_run(storage, home, clean_env, ap
     settings = load_settings()
     for i in range(5):
         add(storage, f"Decision {i}: review the backups.")
-    with caplog.at_level(logging.INFO, logger="angles.ai"):
+    with caplog.at_level(logging.INFO, logger="angles.engines.enrichment"):
         first = ai.enrich_decisions(storage, settings)
     assert (first["analysed"], first["deferred"], api.count()) == (2, 3, 2)
     assert f"{first['tokens']} tokens" in caplog.text and first["tokens"] > 0

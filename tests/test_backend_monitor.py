@@ -13,8 +13,8 @@ from angles.config import load_settings
 from angles.health.backup import BackupAgeCheck
 from angles.health.base import CRITICAL, OK, Check
 from angles.health.database import DatabaseCheck
+from angles.health.health_file import history_path, log_path, snapshot_path
 from angles.health.scheduler import SchedulerCheck
-from angles.health.snapshot import history_path, log_path, snapshot_path
 from angles.health.sync import SyncRateCheck
 from angles.health.system import CpuCheck, DiskCheck, LoadCheck, MemoryCheck
 

@@ -29,7 +29,7 @@ def server(tmp_path):
 
 def _seed(home):
     from angles.config import load_settings
-    from angles.decisions import validate
+    from angles.engines.decision_model import validate
     from angles.storage import migrations, open_storage
 
     settings = load_settings({"ANGLES_HOME": str(home)}, dotenv=False)

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from angles import snapshot
 from angles.actions.backup import run_backup
 from angles.actions.restore import run_restore, run_verify
 from angles.config import load_settings
-from angles.decisions import COLUMNS, TYPES, validate
+from angles.engines import backup_format as snapshot
+from angles.engines.decision_model import COLUMNS, TYPES, validate
 from angles.storage import migrations, open_storage
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -611,7 +611,7 @@ def test_every_token_shape_the_log_filter_knows_is_caught_in_backup_records():
 def test_an_unreachable_remote_is_retried_then_fails_with_one_line_not_exit_4(home, monkeypatch):
     import socket
 
-    import angles.backup as backup_module
+    import angles.services.git_remote as backup_module
     from angles.errors import AnglesError, BackupAuthError
 
     monkeypatch.setattr(backup_module, "TRANSIENT_RETRIES", (0.0,))
@@ -682,7 +682,7 @@ def test_a_sqlite_backup_restores_into_postgres_row_for_row(home, pg_url):
 
 
 def test_restore_writes_each_linked_row_once_with_its_target_first():
-    from angles.restore import in_link_order
+    from angles.engines.restore_plan import in_link_order
 
     rows = [
         {"id": "a", "superseded_by": "d"},

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import shutil
 
-from angles import snapshot
 from angles.actions.backup import run_backup
 from angles.config import load_settings
-from angles.decisions import validate
+from angles.engines import backup_format as snapshot
+from angles.engines.decision_model import validate
 from angles.storage import migrations, open_storage
 
 LATER_SECRET = "plain-value-configured-later-8812"

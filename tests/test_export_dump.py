@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from angles.decisions import COLUMNS, validate
+from angles.engines.decision_model import COLUMNS, validate
 from angles.logs import TOKEN_PATTERNS, Redactor
 from angles.storage import migrations
 from angles.storage.base import Storage

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from angles.config import load_settings
-from angles.health.snapshot import snapshot_path
+from angles.health.health_file import snapshot_path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTION_TOKEN = "ntn_" + "T" * 32

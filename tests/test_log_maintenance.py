@@ -127,7 +127,7 @@ def test_cleanup_forgets_slot_claims_older_than_a_week_and_keeps_recent_ones(set
     from datetime import UTC, datetime, timedelta
 
     from angles.actions.maintenance import run_cleanup
-    from angles.decisions import to_iso
+    from angles.engines.decision_model import to_iso
 
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     old, recent = to_iso(now - timedelta(days=8)), to_iso(now - timedelta(days=1))

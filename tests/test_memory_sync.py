@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from angles import notion_pages
-from angles.decisions import COLUMNS, text_hash, to_iso, validate
+from angles.engines import notion_pages
+from angles.engines.decision_model import COLUMNS, text_hash, to_iso, validate
 from tests.conftest import CONFIG_VARS, ROOT
 from tests.fakes.notion_server import FakeNotion
 
@@ -47,9 +47,9 @@ def notion(fake, home, clean_env):
 
 @pytest.fixture
 def fast_retries(monkeypatch):
-    import angles.notion
+    import angles.services.notion
 
-    monkeypatch.setattr(angles.notion, "BACKOFF_BASE", 0.01)
+    monkeypatch.setattr(angles.services.notion, "BACKOFF_BASE", 0.01)
 
 
 def settings():
@@ -595,7 +595,7 @@ def test_full_sync_against_postgres(notion, pg_url, monkeypatch):
 
 
 def test_rate_limiter_spaces_requests_to_the_configured_average():
-    from angles.notion import TokenBucket
+    from angles.services.notion import TokenBucket
 
     now = [0.0]
     bucket = TokenBucket(3, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from angles.decisions import validate
+from angles.engines.decision_model import validate
 from angles.storage import migrations
 
 pytestmark = pytest.mark.postgres

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from angles.decisions import parse_timestamp, to_iso
+from angles.engines.decision_model import parse_timestamp, to_iso
 from tests.fakes.daemon import ROOT, activity, log_text, script_env, start, state, stop, wait_for, write_jobs
 
 TOKEN = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2"

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from angles.decisions import validate
+from angles.engines.decision_model import validate
 from angles.errors import DatabaseError, ExternalServiceError
 from angles.storage import migrations
 from tests.fakes.postgrest import FakePostgrest, fake_service_key
@@ -187,7 +187,7 @@ def test_a_job_slot_is_claimed_exactly_once_even_by_racing_threads(storage):
 
 
 def test_old_slot_claims_are_pruned_and_recent_ones_still_block(storage):
-    from angles.decisions import to_iso
+    from angles.engines.decision_model import to_iso
 
     old, recent = to_iso("2026-01-01T02:00:00Z"), to_iso("2026-03-01T02:00:00Z")
     assert storage.claim_slot("backup", old, "host-0") and storage.claim_slot("backup", recent, "host-0")

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from angles.ai import offline_analysis
-from angles.decisions import text_hash, to_iso, validate
+from angles.engines.decision_model import text_hash, to_iso, validate
+from angles.engines.enrichment import offline_analysis
 from tests.fakes.notion_server import FakeNotion
 from tests.fakes.openai_server import FakeOpenAI
 from tests.test_memory_sync import SCHEMA
@@ -101,7 +101,7 @@ def test_memory_sync_says_which_analyser_was_used(run_script):
 
 
 def test_a_settled_run_lets_the_next_one_scan_only_recent_edits(settings, sqlite_storage):
-    from angles.ai import enrich_decisions
+    from angles.engines.enrichment import enrich_decisions
 
     old = to_iso(datetime.now(UTC) - timedelta(hours=2))
     rows = []
@@ -131,8 +131,8 @@ def test_a_settled_run_lets_the_next_one_scan_only_recent_edits(settings, sqlite
 
 
 def test_setting_a_key_rescans_everything_to_upgrade_offline_analyses(settings, sqlite_storage, clean_env):
-    from angles.ai import enrich_decisions
     from angles.config import load_settings
+    from angles.engines.enrichment import enrich_decisions
 
     sqlite_storage.upsert_decisions([validate({"decision": "Adopt weekly releases", "type": "process"})])
     assert enrich_decisions(sqlite_storage, settings)["offline"] == 1

@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(args, settings) -> int:
-    from angles import ai
+    from angles.engines import enrichment as ai
     from angles.errors import ValidationError
 
     if args.check:

@@ -7,8 +7,8 @@ import logging
 import tempfile
 from pathlib import Path
 
-from angles import ai
-from angles.decisions import text_hash, validate
+from angles.engines import enrichment as ai
+from angles.engines.decision_model import text_hash, validate
 from angles.storage import migrations, open_storage
 
 logger = logging.getLogger(__name__)

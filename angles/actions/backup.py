@@ -13,11 +13,12 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from angles import __version__, snapshot
-from angles.backup import PUSH_ATTEMPTS, BackupClone, BackupRemote, RemoteMovedError, backup_lock
-from angles.decisions import parse_timestamp, utc_now
+from angles import __version__
+from angles.engines import backup_format as snapshot
+from angles.engines.decision_model import parse_timestamp, utc_now
 from angles.errors import AnglesError, DatabaseError
 from angles.logs import Redactor, redactor
+from angles.services.git_remote import PUSH_ATTEMPTS, BackupClone, BackupRemote, RemoteMovedError, backup_lock
 from angles.storage import open_storage
 
 logger = logging.getLogger(__name__)

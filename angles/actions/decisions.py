@@ -9,7 +9,7 @@ import uuid
 from datetime import date
 from pathlib import Path
 
-from angles.decisions import PRIORITIES, TYPES, validate
+from angles.engines.decision_model import PRIORITIES, TYPES, validate
 from angles.errors import AnglesError, DatabaseError, ValidationError
 from angles.storage import migrations, open_storage
 

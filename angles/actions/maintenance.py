@@ -67,7 +67,7 @@ def run_cleanup(settings) -> dict:
 
 def _prune_slots(settings) -> int:
     # A claim only matters while its slot could still run; a week is far past any catch-up or failover.
-    from angles.decisions import to_iso
+    from angles.engines.decision_model import to_iso
     from angles.storage import open_storage
 
     before = to_iso(datetime.now(UTC) - timedelta(days=SLOT_RETENTION_DAYS))

@@ -8,7 +8,7 @@ import threading
 import time
 from datetime import UTC, datetime
 
-from angles.health import snapshot
+from angles.health import health_file as snapshot
 from angles.health.base import CRITICAL, WARNING, Check, CheckResult, Context, one_line
 
 logger = logging.getLogger(__name__)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import time
 
-from angles import restore
 from angles.actions.backup import append_history, component_log, record_run, secret_scanner, store_state
-from angles.decisions import utc_now
+from angles.engines import restore_plan as restore
+from angles.engines.decision_model import utc_now
 from angles.errors import AnglesError
 from angles.logs import redactor
 from angles.storage import migrations, open_storage

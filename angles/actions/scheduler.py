@@ -6,7 +6,7 @@ import logging
 import socket
 import time
 
-from angles.decisions import utc_now
+from angles.engines.decision_model import utc_now
 from angles.errors import AnglesError, ConfigError
 from angles.jobs.daemon import Daemon, build_schedule, execute, next_runs, prepare_database, read_state, record
 from angles.jobs.specs import load_options

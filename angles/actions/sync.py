@@ -8,14 +8,14 @@ import socket
 import time
 from contextlib import ExitStack, contextmanager
 
-from angles import notion_pages as pages
-from angles.decisions import utc_now
+from angles.engines import notion_pages as pages
+from angles.engines.decision_model import utc_now
+from angles.engines.json_export import export_path, write_export
+from angles.engines.notion_sync import NotionSync, new_counts
 from angles.errors import AnglesError, DatabaseError, ExternalServiceError
-from angles.export import export_path, write_export
 from angles.logs import redactor
-from angles.notion import NotionAuthError, NotionClient, NotionError
+from angles.services.notion import NotionAuthError, NotionClient, NotionError
 from angles.storage import migrations, open_storage
-from angles.sync import NotionSync, new_counts
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ def run_sync(
                 engine.pull()
             if sync:
                 # Analyse after the pull (Notion edits count) and before the push (the summary reaches Notion).
-                from angles.ai import enrich_decisions
+                from angles.engines.enrichment import enrich_decisions
 
                 result["ai"] = enrich_decisions(storage, settings, dry_run=dry_run)
             if engine is not None:
@@ -270,7 +270,7 @@ def check_notion(settings) -> dict:
 
 def check_ai_status(settings) -> dict:
     """One tiny analysis request; status ok, off or fail, with the failure's kind (for --test and verification)."""
-    from angles.ai import check_ai
+    from angles.engines.enrichment import check_ai
 
     try:
         ai = check_ai(settings)

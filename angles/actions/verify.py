@@ -10,7 +10,7 @@ import stat
 import time
 from collections.abc import Callable
 
-from angles.decisions import parse_timestamp, utc_now
+from angles.engines.decision_model import parse_timestamp, utc_now
 from angles.logs import redactor
 
 logger = logging.getLogger(__name__)
@@ -140,7 +140,7 @@ def check_database(settings) -> list[dict]:
 
 def check_notion(settings) -> list[dict]:
     from angles.actions.sync import check_notion as notion_status
-    from angles.notion_pages import PROPERTIES
+    from angles.engines.notion_pages import PROPERTIES
 
     notion = notion_status(settings)
     if notion["status"] == "off":
@@ -191,8 +191,8 @@ def check_ai(settings) -> dict:
 
 
 def check_backup_remote(settings) -> list[dict]:
-    from angles.backup import BackupRemote
     from angles.errors import AnglesError, BackupAuthError
+    from angles.services.git_remote import BackupRemote
 
     remote = BackupRemote(settings)
     lines = []

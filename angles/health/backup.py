@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 from angles.health.base import CRITICAL, OK, WARNING, Check, CheckResult, Context, age_hours, one_line
-from angles.health.snapshot import iso_to_epoch
+from angles.health.health_file import iso_to_epoch
 
 FAILED_RESULTS = ("failed", "failure", "error", "auth_failed")
 
@@ -64,8 +64,8 @@ class BackupRemoteCheck(Check):
         if shutil.which("git") is None:
             return self.result(WARNING, "no git", "git is not installed: backups cannot run", {"backup_remote_up": 0})
         # Imported here, past the cheap answers above, so a fresh install never pays for GitPython.
-        from angles.backup import BackupRemote
         from angles.errors import AnglesError, BackupAuthError
+        from angles.services.git_remote import BackupRemote
 
         try:
             tip = BackupRemote(settings).check(timeout=settings.health_timeout_seconds)

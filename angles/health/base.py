@@ -62,7 +62,7 @@ def age_hours(stamp: str | None, now: datetime) -> float | None:
     """Hours since an ISO timestamp, None when absent or unreadable."""
     if not stamp or not isinstance(stamp, str):
         return None
-    from angles.decisions import parse_timestamp
+    from angles.engines.decision_model import parse_timestamp
 
     try:
         return (now - parse_timestamp(stamp)).total_seconds() / 3600

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from angles.health.snapshot import iso_to_epoch
+from angles.health.health_file import iso_to_epoch
 
 CHART_WIDTH = 720
 CHART_HEIGHT = 220

@@ -54,7 +54,7 @@ class _Writer:
 
 def render(doc: dict | None, age_seconds: float | None, stale: bool, jobs: dict) -> str:
     """Gauges for the snapshot's validity and age, overall and per-check status, every metric, each job."""
-    from angles.health.snapshot import iso_to_epoch
+    from angles.health.health_file import iso_to_epoch
 
     out = _Writer()
     out.gauge("health_snapshot_valid", "1 when a readable health snapshot exists.", [({}, doc is not None)])

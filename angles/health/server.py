@@ -14,7 +14,8 @@ from flask import Flask, Response, g, render_template_string, request
 from werkzeug.exceptions import HTTPException
 
 from angles.errors import AnglesError
-from angles.health import page, prometheus, snapshot
+from angles.health import health_file as snapshot
+from angles.health import page, prometheus
 from angles.health.scheduler import jobs_summary, read_state
 from angles.logs import Redactor
 

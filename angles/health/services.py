@@ -38,7 +38,7 @@ class NotionCheck(Check):
         if not settings.notion_enabled:
             return self.result(OK, "off", "Notion is not configured (NOTION_TOKEN and NOTION_DATABASE_ID unset)")
         # Imported here so a run with Notion unconfigured never pays for notion-client.
-        from angles import notion
+        from angles.services import notion
 
         result = _probe(
             self, "Notion API", lambda: notion.ping(settings, settings.health_timeout_seconds), notion.NotionError
@@ -56,7 +56,7 @@ class AICheck(Check):
         if not settings.ai_enabled:
             return self.result(OK, "offline", "OPENAI_API_KEY unset: decisions get the offline analysis")
         # Imported here so a run without a key never pays for the openai client.
-        from angles import ai
+        from angles.engines import enrichment as ai
 
         result = _probe(
             self,

@@ -16,7 +16,7 @@ class SyncRateCheck(Check):
     def run(self, settings, context: Context) -> CheckResult:
         if context.database_missing():
             return self.result(OK, "no runs", "no memory sync has run yet")
-        from angles.decisions import to_iso
+        from angles.engines.decision_model import to_iso
 
         since = to_iso(context.now - WINDOW)
         try:

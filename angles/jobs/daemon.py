@@ -14,7 +14,7 @@ from pathlib import Path
 
 import schedule
 
-from angles.decisions import parse_timestamp, to_iso, utc_now
+from angles.engines.decision_model import parse_timestamp, to_iso, utc_now
 from angles.jobs.locks import HostLock, PostgresLeader, lock_path
 from angles.jobs.specs import DaemonOptions, JobSpec
 from angles.logs import redactor

@@ -10,7 +10,7 @@ import socket
 import time
 from pathlib import Path
 
-from angles.decisions import utc_now
+from angles.engines.decision_model import utc_now
 from angles.errors import AnglesError
 
 logger = logging.getLogger(__name__)

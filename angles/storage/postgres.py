@@ -18,7 +18,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from angles.decisions import COLUMNS, JSON_COLUMNS, TIMESTAMP_COLUMNS, to_iso, utc_now
+from angles.engines.decision_model import COLUMNS, JSON_COLUMNS, TIMESTAMP_COLUMNS, to_iso, utc_now
 from angles.errors import DatabaseError
 from angles.storage.base import Storage
 from angles.storage.rows import decode, decode_activity, prepare

@@ -6,7 +6,7 @@ import json
 from datetime import date, datetime
 from uuid import UUID
 
-from angles.decisions import BOOL_COLUMNS, COLUMNS, JSON_COLUMNS, TIMESTAMP_COLUMNS, to_iso, utc_now
+from angles.engines.decision_model import BOOL_COLUMNS, COLUMNS, JSON_COLUMNS, TIMESTAMP_COLUMNS, to_iso, utc_now
 
 # The columns PostgreSQL stores as uuid (psycopg returns UUID objects for them).
 UUID_COLUMNS = ("id", "superseded_by")

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from angles.decisions import COLUMNS, utc_now
+from angles.engines.decision_model import COLUMNS, utc_now
 from angles.errors import DatabaseError
 from angles.storage.base import Storage
 from angles.storage.rows import decode, decode_activity, prepare

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from urllib.parse import urlparse
 
-from angles.decisions import COLUMNS, to_iso, utc_now
+from angles.engines.decision_model import COLUMNS, to_iso, utc_now
 from angles.errors import DatabaseError, ExternalServiceError, MigrationError
 from angles.storage.base import Storage
 from angles.storage.rows import decode, decode_activity, prepare

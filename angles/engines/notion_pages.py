@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from angles.decisions import PRIORITIES, TYPES, content_hash
+from angles.engines.decision_model import PRIORITIES, TYPES, content_hash
 from angles.errors import ValidationError
 
 # Property name -> Notion property type. The title property is found by type, whatever its name.

@@ -8,10 +8,10 @@ import uuid
 from collections.abc import Callable
 from datetime import timedelta
 
-from angles import notion_pages as pages
-from angles.decisions import parse_timestamp, to_iso, utc_now, validate
+from angles.engines import notion_pages as pages
+from angles.engines.decision_model import parse_timestamp, to_iso, utc_now, validate
 from angles.errors import AnglesError, ValidationError
-from angles.notion import NotionClient, NotionNotFoundError, NotionRejectedError
+from angles.services.notion import NotionClient, NotionNotFoundError, NotionRejectedError
 
 logger = logging.getLogger(__name__)
 

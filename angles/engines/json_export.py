@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
-from angles.decisions import utc_now
+from angles.engines.decision_model import utc_now
 from angles.errors import AnglesError
 from angles.logs import REDACTED, redactor
 

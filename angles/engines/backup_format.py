@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from itertools import repeat
 from pathlib import Path
 
-from angles.decisions import ACTIVITY_COLUMNS, COLUMNS, JSON_COLUMNS
+from angles.engines.decision_model import ACTIVITY_COLUMNS, COLUMNS, JSON_COLUMNS
 from angles.errors import AnglesError
 from angles.logs import TOKEN_PATTERNS
 

@@ -127,7 +127,7 @@ def load(path: Path) -> tuple[dict | None, str | None]:
 
 
 def age_seconds(doc: dict, now: datetime | None = None) -> float | None:
-    from angles.decisions import parse_timestamp
+    from angles.engines.decision_model import parse_timestamp
 
     try:
         stamp = parse_timestamp(doc["time"])
@@ -171,7 +171,7 @@ def history_point(doc: dict) -> dict:
 
 def read_history(settings, now: datetime | None = None) -> list[dict]:
     """Points of the last 24 h, oldest first; unreadable lines are skipped."""
-    from angles.decisions import parse_timestamp
+    from angles.engines.decision_model import parse_timestamp
 
     path = history_path(settings)
     try:
@@ -207,7 +207,7 @@ def append_history(settings, doc: dict, now: datetime) -> None:
 
 def iso_to_epoch(stamp) -> float | None:
     """Unix time of an ISO timestamp, None for anything else."""
-    from angles.decisions import parse_timestamp
+    from angles.engines.decision_model import parse_timestamp
 
     if not isinstance(stamp, str) or not stamp:
         return None

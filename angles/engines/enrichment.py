@@ -16,7 +16,7 @@ import time
 from collections import Counter
 from datetime import timedelta
 
-from angles.decisions import PRIORITIES, TYPES, parse_timestamp, text_hash, to_iso, utc_now
+from angles.engines.decision_model import PRIORITIES, TYPES, parse_timestamp, text_hash, to_iso, utc_now
 from angles.errors import ExternalServiceError
 
 logger = logging.getLogger(__name__)

@@ -292,7 +292,7 @@ class BackupClone:
         return bool(self.git("status", "--porcelain", "--", name).strip())
 
     def head_lines(self, name: str) -> Iterator[bytes]:
-        from angles.snapshot import iter_lines
+        from angles.engines.backup_format import iter_lines
 
         data = self.head_file(name)
         return iter_lines([data]) if data else iter(())
@@ -386,7 +386,7 @@ def _as_moment(at: str) -> str:
     from datetime import UTC, datetime
     from datetime import time as dtime
 
-    from angles.decisions import parse_timestamp
+    from angles.engines.decision_model import parse_timestamp
 
     try:
         if re.fullmatch(r"\d{4}-\d{2}-\d{2}", at):

@@ -11,9 +11,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from angles import snapshot
-from angles.backup import BackupClone, BackupRemote
+from angles.engines import backup_format as snapshot
 from angles.errors import AnglesError
+from angles.services.git_remote import BackupClone, BackupRemote
 from angles.storage import migrations
 
 logger = logging.getLogger(__name__)

@@ -1,0 +1,1 @@
+"""Clients of external services: one module per service, owning its retries, limits and error mapping."""
