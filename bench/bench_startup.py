@@ -35,13 +35,19 @@ def _median_seconds(cmd: list[str], env: dict) -> float:
 def bench_help(ctx) -> list[Row]:
     home = Path(tempfile.mkdtemp(prefix="bench-startup-"))
     env = bench_env(home)
-    baseline = _median_seconds([python(), "-c", "pass"], env)
-    rows = []
+    baselines = [_median_seconds([python(), "-c", "pass"], env)]
+    timings = {}
     for script in SCRIPTS:
         try:
-            seconds = _median_seconds([python(), script, "--help"], env)
+            timings[script] = _median_seconds([python(), script, "--help"], env)
         except RuntimeError as exc:
-            rows.append(Row(f"{script} --help", None, "s", "≤ 0.3 s above baseline", False, note=str(exc)))
+            timings[script] = exc
+    baselines.append(_median_seconds([python(), "-c", "pass"], env))
+    baseline = min(baselines)
+    rows = []
+    for script, seconds in timings.items():
+        if isinstance(seconds, RuntimeError):
+            rows.append(Row(f"{script} --help", None, "s", "≤ 0.3 s above baseline", False, note=str(seconds)))
             continue
         over = seconds - baseline
         rows.append(
@@ -54,6 +60,7 @@ def bench_help(ctx) -> list[Row]:
                 baseline=round(baseline, 3),
                 ratio=round(seconds / baseline, 2),
                 note=f"+{over:.3f} s",
+                baselines=[round(b, 3) for b in baselines],
             )
         )
     return rows

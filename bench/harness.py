@@ -8,7 +8,7 @@ import sys
 import time
 import uuid
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,9 +25,46 @@ class Row:
     baseline: float | None = None
     ratio: float | None = None
     note: str = ""
+    # Every measurement of the baseline in this run; when they disagree by more than NOISE the machine was busy.
+    baselines: list[float] = field(default_factory=list)
+    machine: str = ""
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def baseline_spread(self) -> float | None:
+        """How far the baseline moved between its repeats (0.25 = 25%); None with fewer than two."""
+        if len(self.baselines) < 2 or min(self.baselines) <= 0:
+            return None
+        return max(self.baselines) / min(self.baselines) - 1
+
+    @property
+    def noisy(self) -> bool:
+        spread = self.baseline_spread
+        return spread is not None and spread > NOISE
+
+
+NOISE = 0.20
+
+
+def ratio_row(
+    benchmark: str, measured: float, baselines: list[float], unit: str, limit: float, target: str, **extra
+) -> Row:
+    """A row judged by measured / baseline ≤ limit; the baseline is the fastest of its repeats (the strictest ratio)."""
+    base = min(baselines)
+    ratio = measured / base
+    return Row(
+        benchmark,
+        round(measured, 3),
+        unit,
+        target,
+        ratio <= limit,
+        baseline=round(base, 3),
+        ratio=round(ratio, 2),
+        baselines=[round(b, 3) for b in baselines],
+        **extra,
+    )
 
 
 def timed(fn, *args, **kwargs) -> tuple[float, object]:
