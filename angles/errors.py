@@ -1,4 +1,4 @@
-"""Domain errors, each carrying the exit code of SPEC section 5."""
+"""Domain errors, each carrying the exit code of the table in the README."""
 
 from __future__ import annotations
 

@@ -99,7 +99,7 @@ class DaemonOptions:
 
 
 def default_jobs(settings) -> list[JobSpec]:
-    """SPEC section 6: health every 5 min, sync every 6 h, backup daily, drill and rotation weekly, cleanup daily."""
+    """Health every 5 min, sync every 6 h, backup daily, drill and rotation weekly, cleanup daily (all UTC)."""
     return [
         JobSpec(
             "health_check", "angles.actions.monitor:run_monitor", every_seconds=settings.health_interval_minutes * 60
