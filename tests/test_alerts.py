@@ -147,9 +147,7 @@ def test_the_daemon_pings_every_scheduled_run_and_a_job_override_takes_its_own_u
 
 
 @pytest.mark.parametrize("fault", ["down", "500"])
-def test_a_target_that_is_down_or_answers_500_never_fails_the_job_and_is_logged_once(
-    home, receiver, run_script, fault
-):
+def test_a_target_that_is_down_or_answers_500_never_fails_the_job_and_is_logged_once(home, receiver, run_script, fault):
     if fault == "down":
         receiver.stop()
     else:
@@ -193,9 +191,7 @@ def test_a_hanging_target_delays_a_run_by_at_most_about_10_s_per_target(home, re
     assert "flaky failed" in log and "alert target" in log
 
 
-def test_the_alerts_check_warns_while_the_last_delivery_failed_and_clears_when_one_succeeds(
-    configure, receiver
-):
+def test_the_alerts_check_warns_while_the_last_delivery_failed_and_clears_when_one_succeeds(configure, receiver):
     from angles.health.alerts import AlertsCheck
 
     settings = configure(ALERT_URLS=receiver.webhook_url())
@@ -248,7 +244,8 @@ def test_health_changes_notify_once_per_change_naming_the_checks_and_recover(con
 
 def test_while_critical_a_reminder_comes_every_alert_repeat_hours(configure, receiver):
     settings = configure(ALERT_URLS=receiver.webhook_url(), ALERT_REPEAT_HOURS="6")
-    doc = {"status": CRITICAL, "host": "vault", "checks": {"disk": {"label": "Disk", "status": CRITICAL, "reason": "97%"}}}
+    disk = {"label": "Disk", "status": CRITICAL, "reason": "97%"}
+    doc = {"status": CRITICAL, "host": "vault", "checks": {"disk": disk}}
     for hours in (0, 1, 5.9, 6, 7, 11.9, 12):
         alerts.health_evaluated(settings, doc, now=T0 + timedelta(hours=hours))
     assert titles(receiver) == ["Health critical", "Health still critical", "Health still critical"]
