@@ -19,6 +19,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -230,9 +231,9 @@ def _job_condition(job: str, level: str, details: str, now: datetime) -> Observa
         level=level,
         titles={ALERT: f"{job} failed", RECOVERY: f"{job} recovered", REMINDER: f"{job} still failing"},
         bodies={
-            ALERT: f"{job} failed on {host} at {when}: {details}",
-            RECOVERY: f"{job} completed on {host} at {when}; it had been failing since {{since}}.",
-            REMINDER: f"{job} has been failing on {host} since {{since}}; last error: {{detail}}",
+            ALERT: lambda w: f"{job} failed on {host} at {when}: {details}",
+            RECOVERY: lambda w: f"{job} completed on {host} at {when}; it had been failing since {w['since']}.",
+            REMINDER: lambda w: f"{job} has been failing on {host} since {w['since']}; last error: {details}",
         },
         detail=details,
     )
@@ -240,12 +241,15 @@ def _job_condition(job: str, level: str, details: str, now: datetime) -> Observa
 
 @dataclass
 class Observation:
-    """One condition as just seen, with the words to notify each kind of change."""
+    """One condition as just seen, with the words to notify each kind of change.
+
+    Each body is a function of {"since": when the current level began, "previous": the level notified before}.
+    """
 
     key: str
     level: str
-    titles: dict
-    bodies: dict
+    titles: dict[str, str]
+    bodies: dict[str, Callable[[dict], str]]
     detail: str = ""
     extra: dict | None = None  # kept in the condition's record (the health checks' statuses)
     changed: tuple[str, ...] = ()  # for health: the checks whose status changed since the last notification
@@ -263,9 +267,8 @@ def health_evaluated(settings, doc: dict, *, now: datetime | None = None) -> Non
             return
         checks = {name: c for name, c in (doc.get("checks") or {}).items() if isinstance(c, dict)}
         observations = [_health_condition(doc, checks, _previous_checks(settings), now)]
-        backup = checks.get("backup")
-        if backup:
-            observations.append(_backup_condition(backup, settings))
+        if "backup" in checks:
+            observations.append(_backup_condition(doc, checks["backup"], settings))
         _observe(settings, observations, now, remind_all=True)
     except Exception:
         logger.warning("alerts: the health hook failed", exc_info=True)
@@ -300,9 +303,9 @@ def _health_condition(doc: dict, checks: dict, before: dict, now: datetime) -> O
         level=status,
         titles={ALERT: f"Health {status}", RECOVERY: "Health ok again", REMINDER: f"Health still {status}"},
         bodies={
-            ALERT: f"{head} (was {{previous}}).{changes}{now_failing}",
-            RECOVERY: f"{head} (was {{previous}}).{changes}",
-            REMINDER: f"{head} since {{since}}.{now_failing}",
+            ALERT: lambda w: f"{head} (was {w['previous']}).{changes}{now_failing}",
+            RECOVERY: lambda w: f"{head} (was {w['previous']}).{changes}",
+            REMINDER: lambda w: f"{head} since {w['since']}.{now_failing}",
         },
         detail="; ".join(problems[:MAX_LISTED]),
         extra={"checks": statuses},
@@ -310,22 +313,24 @@ def _health_condition(doc: dict, checks: dict, before: dict, now: datetime) -> O
     )
 
 
-def _backup_condition(backup: dict, settings) -> Observation:
-    reason = backup.get("reason") or ""
+def _backup_condition(doc: dict, backup: dict, settings) -> Observation:
+    """How old the last good backup is; a failed run with a recent good backup is the backup job's alert."""
+    age = (doc.get("metrics") or {}).get("backup_age_hours")
+    if isinstance(age, int | float):
+        level = alerting.rising(age, settings.backup_warning_hours, settings.backup_critical_hours)
+        detail = f"the last good backup is {age:.1f} h old (alert after {settings.backup_warning_hours:g} h)"
+    else:
+        level, detail = backup.get("status", OK), str(backup.get("reason") or "no good backup recorded")
     return Observation(
         key="backup",
-        level=backup.get("status", OK),
-        titles={
-            ALERT: f"Backup {backup.get('status')}",
-            RECOVERY: "Backup ok again",
-            REMINDER: "Backup still critical",
-        },
+        level=level,
+        titles={ALERT: "Backup overdue", RECOVERY: "Backup current again", REMINDER: "Backup still overdue"},
         bodies={
-            ALERT: f"{reason} (warning after {settings.backup_warning_hours:g} h without a good backup)",
-            RECOVERY: f"Backups are current again: {reason}",
-            REMINDER: f"Still no good backup since {{since}}: {reason}",
+            ALERT: lambda w: f"{detail}. Run python run_backup_now.py and see logs/active/backup.log.",
+            RECOVERY: lambda w: f"Backups are current again: {detail}.",
+            REMINDER: lambda w: f"No good backup since {w['since']}: {detail}.",
         },
-        detail=reason,
+        detail=detail,
     )
 
 
@@ -361,9 +366,9 @@ def heartbeat_evaluated(settings, state: dict | None, *, now: datetime | None = 
                 REMINDER: "Scheduler still down",
             },
             bodies={
-                ALERT: f"{detail}. Start it: bash deploy/start.sh or systemctl start angles-scheduler.",
-                RECOVERY: f"{detail} (down since {{since}}).",
-                REMINDER: f"{detail}; down since {{since}}.",
+                ALERT: lambda w: f"{detail}. Start it: bash deploy/start.sh or systemctl start angles-scheduler.",
+                RECOVERY: lambda w: f"{detail} (down since {w['since']}).",
+                REMINDER: lambda w: f"{detail}; down since {w['since']}.",
             },
             detail=detail,
         )
@@ -410,17 +415,17 @@ def _observe(settings, observations: list[Observation], now: datetime, *, remind
                 # What a notification names as changed is measured from the last notification.
                 new.update({k: record[k] for k in (obs.extra or {}) if k in record})
             since = (new.get("since") or to_iso(now))[:19] + "Z"
-            words = {"since": since, "previous": decision.previous_level, "detail": obs.detail}
+            words = {"since": since, "previous": decision.previous_level}
             new.update(
                 detail=redact(obs.detail)[:300],
                 reminder_title=obs.titles[REMINDER],
-                reminder_body=redact(obs.bodies[REMINDER].format(**words)),
+                reminder_body=redact(obs.bodies[REMINDER](words)),
             )
             conditions[obs.key] = new
             if decision.kind is None or (obs.key in told and decision.kind != REMINDER):
                 continue
             told.update(obs.changed)
-            body = obs.bodies[decision.kind].format(**words)
+            body = obs.bodies[decision.kind](words)
             messages.append((obs.titles[decision.kind], body, decision.level))
         if remind_all:
             seen = {obs.key for obs in observations}

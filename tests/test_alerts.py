@@ -198,14 +198,14 @@ def test_the_alerts_check_warns_while_the_last_delivery_failed_and_clears_when_o
     check = AlertsCheck()
     assert check.run(settings, Context(settings)).status == OK
     receiver.mode = "500"
-    alerts.job_finished(settings, "backup", "failed", "GitCommandError: push refused", now=T0)
+    alerts.job_finished(settings, "backup", "failed", "KeyError: {'remote'} not in {0}", now=T0)
     result = check.run(settings, Context(settings))
     assert result.status == WARNING and "json://127.0.0.1" in result.reason and "500" in result.reason
     assert "/hook/alerts" not in result.reason
     receiver.mode = "ok"
     alerts.job_finished(settings, "backup", "completed", "exit code 0", now=T0 + timedelta(hours=1))
     assert check.run(settings, Context(settings)).status == OK
-    assert titles(receiver) == ["backup recovered"]
+    assert titles(receiver) == ["backup recovered"], "the failure was lost to the 500; the recovery arrives"
 
 
 # What is notified, and when
@@ -254,12 +254,12 @@ def test_while_critical_a_reminder_comes_every_alert_repeat_hours(configure, rec
 def test_a_failed_job_is_reminded_by_the_health_runs_until_it_recovers(configure, receiver):
     settings = configure(ALERT_URLS=receiver.webhook_url())
     ok_doc = {"status": OK, "checks": {"disk": {"status": OK, "reason": "fine"}}}
-    alerts.job_finished(settings, "backup", "failed", "BackupAuthError: token refused", now=T0)
+    alerts.job_finished(settings, "backup", "failed", "BackupAuthError: token refused {scope: repo}", now=T0)
     alerts.health_evaluated(settings, ok_doc, now=T0 + timedelta(hours=23))
     alerts.health_evaluated(settings, ok_doc, now=T0 + timedelta(hours=24))
     alerts.health_evaluated(settings, ok_doc, now=T0 + timedelta(hours=25))
     assert titles(receiver) == ["backup failed", "backup still failing"]
-    assert "BackupAuthError: token refused" in messages(receiver)[1]["message"]
+    assert "BackupAuthError: token refused {scope: repo}" in messages(receiver)[1]["message"]
 
 
 def test_alert_level_critical_keeps_warnings_quiet(configure, receiver):
@@ -273,23 +273,35 @@ def test_alert_level_critical_keeps_warnings_quiet(configure, receiver):
 def test_a_backup_older_than_26_hours_is_told_even_while_health_is_already_warning(configure, receiver):
     settings = configure(ALERT_URLS=receiver.webhook_url())
     load = {"label": "Load", "status": WARNING, "reason": "load 2.1"}
-    fresh = {"label": "Backup", "status": OK, "reason": "last backup 3.0 h ago"}
-    stale = {"label": "Backup", "status": WARNING, "reason": "last backup 27.0 h ago (warning after 26 h)"}
-    alerts.health_evaluated(settings, {"status": WARNING, "checks": {"load": load, "backup": fresh}}, now=T0)
-    alerts.health_evaluated(
-        settings, {"status": WARNING, "checks": {"load": load, "backup": stale}}, now=T0 + timedelta(hours=24)
-    )
-    assert titles(receiver) == ["Health warning", "Backup warning"]
-    assert "27.0 h ago" in messages(receiver)[1]["message"]
+    backup = {"label": "Backup", "status": OK, "reason": "last backup 3.0 h ago succeeded"}
+
+    def evaluate(hours: float, age: float, status: str = OK):
+        doc = {
+            "status": WARNING,
+            "checks": {"load": load, "backup": {**backup, "status": status}},
+            "metrics": {"backup_age_hours": age},
+        }
+        alerts.health_evaluated(settings, doc, now=T0 + timedelta(hours=hours))
+
+    evaluate(0, 3.0)
+    evaluate(1, 4.0, WARNING)  # the last run failed: that is the backup job's alert, not an overdue backup
+    evaluate(24, 27.0, WARNING)
+    evaluate(25, 28.0, WARNING)
+    evaluate(26, 0.5)
+    assert titles(receiver) == ["Health warning", "Backup overdue", "Backup current again"]
+    assert "the last good backup is 27.0 h old (alert after 26 h)" in messages(receiver)[1]["message"]
 
 
 def test_a_stale_backup_that_changes_the_health_status_is_one_notification(configure, receiver):
     settings = configure(ALERT_URLS=receiver.webhook_url())
-    stale = {"label": "Backup", "status": WARNING, "reason": "last backup 27.0 h ago (warning after 26 h)"}
-    alerts.health_evaluated(settings, {"status": OK, "checks": {"backup": {"status": OK}}}, now=T0)
-    alerts.health_evaluated(settings, {"status": WARNING, "checks": {"backup": stale}}, now=T0 + timedelta(hours=1))
+    fresh = {"label": "Backup", "status": OK, "reason": "last backup 3.0 h ago succeeded"}
+    stale = {"label": "Backup", "status": WARNING, "reason": "last successful backup 27.0 h ago (warning after 26 h)"}
+    doc = {"status": OK, "checks": {"backup": fresh}, "metrics": {"backup_age_hours": 3.0}}
+    alerts.health_evaluated(settings, doc, now=T0)
+    doc = {"status": WARNING, "checks": {"backup": stale}, "metrics": {"backup_age_hours": 27.0}}
+    alerts.health_evaluated(settings, doc, now=T0 + timedelta(hours=24))
     assert titles(receiver) == ["Health warning"]
-    assert "Backup: ok -> warning" in messages(receiver)[0]["message"]
+    assert "Backup: ok -> warning (last successful backup 27.0 h ago" in messages(receiver)[0]["message"]
 
 
 def test_the_dashboard_tells_when_the_scheduler_heartbeat_goes_stale_and_when_it_beats_again(configure, receiver):

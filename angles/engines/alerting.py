@@ -23,6 +23,13 @@ class Decision:
     record: dict
 
 
+def rising(value: float, warning: float, critical: float) -> str:
+    """The level of a value where higher is worse."""
+    if value >= critical:
+        return CRITICAL
+    return WARNING if value >= warning else OK
+
+
 def notified_level(level: str, threshold: str) -> str:
     """The level as notifications see it: below ALERT_LEVEL counts as ok."""
     return level if SEVERITY.get(level, 2) >= SEVERITY[threshold] else OK
