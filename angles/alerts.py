@@ -425,8 +425,11 @@ def _observe(settings, observations: list[Observation], now: datetime, *, remind
             if decision.kind is None or (obs.key in told and decision.kind != REMINDER):
                 continue
             told.update(obs.changed)
-            body = obs.bodies[decision.kind](words)
-            messages.append((obs.titles[decision.kind], body, decision.level))
+            title = obs.titles[decision.kind]
+            if decision.kind == RECOVERY and obs.level != OK:
+                # Below ALERT_LEVEL now, yet not ok: say what it is rather than "ok again".
+                title = f"{obs.titles[ALERT]} (no longer {decision.previous_level})"
+            messages.append((title, obs.bodies[decision.kind](words), decision.level))
         if remind_all:
             seen = {obs.key for obs in observations}
             for key, record in conditions.items():

@@ -267,7 +267,7 @@ def test_alert_level_critical_keeps_warnings_quiet(configure, receiver):
     for minutes, status in enumerate((WARNING, CRITICAL, WARNING, OK)):
         doc = {"status": status, "checks": {"load": {"label": "Load", "status": status, "reason": "load"}}}
         alerts.health_evaluated(settings, doc, now=T0 + timedelta(minutes=minutes))
-    assert titles(receiver) == ["Health critical", "Health ok again"]
+    assert titles(receiver) == ["Health critical", "Health warning (no longer critical)"]
 
 
 def test_a_backup_older_than_26_hours_is_told_even_while_health_is_already_warning(configure, receiver):
