@@ -145,11 +145,6 @@ class JobRun:
         self.thread = threading.get_ident()
         self.reported_health = False
         self.lines: collections.deque[str] = collections.deque(maxlen=FAIL_BODY_LINES)
-        self.capture = _LineCapture(self)
-        logging.getLogger().addHandler(self.capture)
-
-    def close(self) -> None:
-        logging.getLogger().removeHandler(self.capture)
 
     def failure_report(self, details: str) -> str:
         """The fail ping's body: the run's last lines, at most 100 lines and 10 KB, ending with the error."""
@@ -162,23 +157,27 @@ class JobRun:
         return text.encode()[-FAIL_BODY_BYTES:].decode("utf-8", "ignore")
 
 
-class _LineCapture(logging.Handler):
-    def __init__(self, run: JobRun):
+class _RunLines(logging.Handler):
+    """One handler for every run, kept on the root logger: adding and removing one per run would race
+    other threads walking the root's handler list, and could cost them a line."""
+
+    def __init__(self):
         super().__init__()
-        self.run = run
         self.setFormatter(UTCFormatter(LOG_FORMAT))
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.thread != self.run.thread:
+        run = _runs.get(record.thread)
+        if run is None:
             return
         try:
-            self.run.lines.extend(self.format(record).splitlines())
+            run.lines.extend(self.format(record).splitlines())
         except Exception:
             self.handleError(record)
 
 
-_runs: dict[tuple[str, int], JobRun] = {}
+_runs: dict[int, JobRun] = {}  # the run going on in each thread
 _runs_lock = threading.Lock()
+_run_lines = _RunLines()
 
 
 def job_started(settings, job: str) -> None:
@@ -186,12 +185,12 @@ def job_started(settings, job: str) -> None:
     try:
         if not targets(settings):
             return
+        root = logging.getLogger()
+        if _run_lines not in root.handlers:
+            root.addHandler(_run_lines)
         run = JobRun(settings, job)
         with _runs_lock:
-            previous = _runs.pop((job, run.thread), None)
-            _runs[(job, run.thread)] = run
-        if previous is not None:
-            previous.close()
+            _runs[run.thread] = run
         found = ping_target(settings, job)
         if found:
             target, url = found
@@ -204,9 +203,9 @@ def job_finished(settings, job: str, status: str, details: str, *, now: datetime
     """Ping success or fail (with the run's last log lines) and notify a failure, a recovery or a reminder."""
     try:
         with _runs_lock:
-            run = _runs.pop((job, threading.get_ident()), None)
-        if run is not None:
-            run.close()
+            run = _runs.pop(threading.get_ident(), None)
+        if run is not None and run.job != job:
+            run = None
         failed = status != "completed"
         found = ping_target(settings, job)
         if found:
@@ -259,10 +258,9 @@ def health_evaluated(settings, doc: dict, *, now: datetime | None = None) -> Non
     """After a health snapshot: overall status changes (naming the checks that changed) and a stale backup."""
     try:
         now = _now(now)
-        with _runs_lock:
-            for run in _runs.values():
-                if run.thread == threading.get_ident():
-                    run.reported_health = True
+        run = _runs.get(threading.get_ident())
+        if run is not None:
+            run.reported_health = True
         if not settings.alert_urls:
             return
         checks = {name: c for name, c in (doc.get("checks") or {}).items() if isinstance(c, dict)}

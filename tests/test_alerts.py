@@ -242,6 +242,18 @@ def test_health_changes_notify_once_per_change_naming_the_checks_and_recover(con
     assert "Disk: critical -> ok" in messages(receiver)[-1]["message"]
 
 
+def test_a_health_job_failing_because_health_is_critical_is_told_once_as_the_health_change(configure, receiver):
+    from angles.actions.monitor import run_monitor
+
+    settings = configure(HEALTHCHECKS_URL=receiver.ping_base, ALERT_URLS=receiver.webhook_url())
+    alerts.job_started(settings, "health_check")
+    result = run_monitor(settings, checks=[Fixed("disk", CRITICAL, "disk 97% used")], now=T0)
+    assert result["exit_code"] == 5
+    alerts.job_finished(settings, "health_check", "failed", "exit code 5, status critical", now=T0)
+    assert titles(receiver) == ["Health critical"]
+    assert [p.signal for p in receiver.pings(f"{receiver.ping_key}/health_check")] == ["start", "fail"]
+
+
 def test_while_critical_a_reminder_comes_every_alert_repeat_hours(configure, receiver):
     settings = configure(ALERT_URLS=receiver.webhook_url(), ALERT_REPEAT_HOURS="6")
     disk = {"label": "Disk", "status": CRITICAL, "reason": "97%"}
