@@ -119,11 +119,13 @@ def ping_target(settings, job: str) -> tuple[Target, str] | None:
     """The healthchecks target of one job and its ping URL; None when pings are off for it."""
     from angles.services import healthchecks
 
+    # Healthchecks slugs are lower case, and so are the job names HEALTHCHECKS_URL_<JOB> gives.
+    slug = job.lower()
     overrides = dict(settings.healthchecks_job_urls)
-    if job in overrides:
-        return Target("healthchecks", overrides[job], job), overrides[job]
+    if slug in overrides:
+        return Target("healthchecks", overrides[slug], slug), overrides[slug]
     if settings.healthchecks_url:
-        return Target("healthchecks", settings.healthchecks_url), healthchecks.job_url(settings.healthchecks_url, job)
+        return Target("healthchecks", settings.healthchecks_url), healthchecks.job_url(settings.healthchecks_url, slug)
     return None
 
 
