@@ -58,8 +58,8 @@ def run_job_now(settings, name: str) -> dict:
     host = socket.gethostname()
     record(settings, name, "manual_run", "started", "by hand (--run-now)", started_at=started, host=host)
     status, details, code = execute(spec, settings)
-    alerts.job_finished(settings, name, status, details)
     duration = round(time.monotonic() - clock, 3)
+    alerts.job_finished(settings, name, status, details)
     record(
         settings,
         name,

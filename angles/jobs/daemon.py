@@ -213,9 +213,9 @@ class Daemon:
         except Exception as exc:
             logger.exception("%s failed before it could run", spec.name)
             status, details = "failed", _describe_error(exc)
-        alerts.job_finished(self.settings, spec.name, status, details)
         duration = round(time.monotonic() - clock, 3)
         finished = utc_now()
+        alerts.job_finished(self.settings, spec.name, status, details)
         details = f"slot {to_iso(slot)}; {details}"
         logger.info("%s %s in %.1fs: %s", spec.name, status, duration, details)
         with self._mutex:
