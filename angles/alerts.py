@@ -414,13 +414,14 @@ def _observe(settings, observations: list[Observation], now: datetime, *, remind
             if decision.kind is None and record is not None:
                 # What a notification names as changed is measured from the last notification.
                 new.update({k: record[k] for k in (obs.extra or {}) if k in record})
-            since = (new.get("since") or to_iso(now))[:19] + "Z"
-            words = {"since": since, "previous": decision.previous_level}
+            words = {"since": _moment(new.get("since"), now), "previous": decision.previous_level}
             new.update(
                 detail=redact(obs.detail)[:300],
                 reminder_title=obs.titles[REMINDER],
                 reminder_body=redact(obs.bodies[REMINDER](words)),
             )
+            if decision.kind == RECOVERY:
+                words["since"] = _moment((record or {}).get("since"), now)
             conditions[obs.key] = new
             if decision.kind is None or (obs.key in told and decision.kind != REMINDER):
                 continue
@@ -439,6 +440,11 @@ def _observe(settings, observations: list[Observation], now: datetime, *, remind
                     messages.append((title, record.get("reminder_body") or title, CRITICAL))
     if messages:
         _notify_all(settings, messages, now)
+
+
+def _moment(stamp: str | None, now: datetime) -> str:
+    """A record's timestamp as people read it: to the second, in UTC."""
+    return (stamp or to_iso(now))[:19] + "Z"
 
 
 def _notify_all(settings, messages: list[tuple[str, str, str]], now: datetime) -> None:

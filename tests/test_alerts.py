@@ -206,6 +206,7 @@ def test_the_alerts_check_warns_while_the_last_delivery_failed_and_clears_when_o
     alerts.job_finished(settings, "backup", "completed", "exit code 0", now=T0 + timedelta(hours=1))
     assert check.run(settings, Context(settings)).status == OK
     assert titles(receiver) == ["backup recovered"], "the failure was lost to the 500; the recovery arrives"
+    assert "it had been failing since 2026-03-02T02:00:00Z" in messages(receiver)[0]["message"]
 
 
 # What is notified, and when
