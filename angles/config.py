@@ -77,6 +77,11 @@ class Settings:
     log_max_mb: float = 50.0
     log_archive_max_mb: float = 1000.0
     scheduler_jobs_file: Path | None = None
+    healthchecks_url: str | None = None
+    healthchecks_job_urls: tuple[tuple[str, str], ...] = ()
+    alert_urls: tuple[str, ...] = ()
+    alert_level: str = "warning"
+    alert_repeat_hours: float = 24.0
 
     @property
     def data_dir(self) -> Path:
@@ -126,8 +131,26 @@ class Settings:
             _url_password(self.database_url),
             _url_password(self.backup_remote or ""),
             *self.extra_secrets,
+            *(part for url in self.alert_target_urls for part in _alert_url_secrets(url)),
         ]
         return tuple(v for v in values if v and len(v) >= 6)
+
+    @property
+    def alert_target_urls(self) -> tuple[str, ...]:
+        """Every configured alert URL (healthchecks bases and Apprise URLs); each may carry a key in its path."""
+        return tuple(
+            u for u in (self.healthchecks_url, *(u for _, u in self.healthchecks_job_urls), *self.alert_urls) if u
+        )
+
+
+def _alert_url_secrets(url: str) -> list[str]:
+    """A ping key, webhook token or password inside an alert URL: the whole URL and every long dot-free part.
+
+    Host names keep their dots and stay readable in logs; keys and tokens (ping keys, UUIDs, Slack or Telegram
+    tokens) are long runs without one.
+    """
+    parts = re.split(r"[/:@?&=#]", url.split("://", 1)[-1])
+    return [url, *(p for p in parts if len(p) >= 16 and "." not in p)]
 
 
 def _url_password(url: str) -> str | None:
@@ -313,7 +336,24 @@ def load_settings(env: dict[str, str] | None = None, *, dotenv: bool = True) -> 
         log_max_mb=r.number("LOG_MAX_MB", 50, minimum=0.001),
         log_archive_max_mb=r.number("LOG_ARCHIVE_MAX_MB", 1000, minimum=0.001),
         scheduler_jobs_file=_optional_path(home, r.text("SCHEDULER_JOBS_FILE")),
+        healthchecks_url=r.url("HEALTHCHECKS_URL", r.text("HEALTHCHECKS_URL"), ("https", "http")),
+        healthchecks_job_urls=_healthchecks_job_urls(r),
+        alert_urls=tuple(u.strip() for u in (r.text("ALERT_URLS") or "").split(",") if u.strip()),
+        alert_level=r.choice("ALERT_LEVEL", "WARNING", ("WARNING", "CRITICAL")).lower(),
+        alert_repeat_hours=r.number("ALERT_REPEAT_HOURS", 24),
     )
+
+
+def _healthchecks_job_urls(r: _Reader) -> tuple[tuple[str, str], ...]:
+    """HEALTHCHECKS_URL_<JOB> overrides as (job, URL) pairs; HEALTHCHECKS_URL_BACKUP belongs to the job backup."""
+    prefix = "HEALTHCHECKS_URL_"
+    names = sorted(name for name in r.env if name.startswith(prefix) and len(name) > len(prefix))
+    pairs = []
+    for name in names:
+        url = r.url(name, r.text(name), ("https", "http"))
+        if url:
+            pairs.append((name[len(prefix) :].lower(), url))
+    return tuple(pairs)
 
 
 def _rising_pair(r: _Reader, prefix: str, warn: float, crit: float, *, suffix: str = "") -> tuple[float, float]:

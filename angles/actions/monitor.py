@@ -8,6 +8,7 @@ import threading
 import time
 from datetime import UTC, datetime
 
+from angles import alerts
 from angles.health import health_file as snapshot
 from angles.health.base import CRITICAL, WARNING, Check, CheckResult, Context, one_line
 
@@ -35,6 +36,7 @@ def run_monitor(settings, *, checks: list[Check] | None = None, now: datetime | 
     doc = snapshot.build(results, settings, now=now, duration_s=time.monotonic() - started, host=socket.gethostname())
     doc = _redact(doc, settings)
     write_error = _persist(settings, doc, now)
+    alerts.health_evaluated(settings, doc, now=now)
     level = {CRITICAL: logging.ERROR, WARNING: logging.WARNING}.get(doc["status"], logging.INFO)
     problems = [f"{name}: {c['reason']}" for name, c in doc["checks"].items() if c["status"] != "ok"]
     logger.log(

@@ -6,6 +6,7 @@ import logging
 import socket
 import time
 
+from angles import alerts
 from angles.engines.decision_model import utc_now
 from angles.errors import AnglesError, ConfigError
 from angles.jobs.daemon import Daemon, build_schedule, execute, next_runs, prepare_database, read_state, record
@@ -53,10 +54,12 @@ def run_job_now(settings, name: str) -> dict:
     prepare_database(settings)
     started, clock = utc_now(), time.monotonic()
     logger.info("%s started by hand (--run-now)", name)
+    alerts.job_started(settings, name)
     host = socket.gethostname()
     record(settings, name, "manual_run", "started", "by hand (--run-now)", started_at=started, host=host)
     status, details, code = execute(spec, settings)
     duration = round(time.monotonic() - clock, 3)
+    alerts.job_finished(settings, name, status, details)
     record(
         settings,
         name,

@@ -300,6 +300,27 @@ def check_logs_for_secrets(settings) -> dict:
     return _line("secrets in logs", PASS, "no configured secret or token shape in logs/active/*.log")
 
 
+def check_alerts(settings) -> list[dict]:
+    from angles import alerts
+
+    configured = alerts.targets(settings)
+    if not configured:
+        return [
+            _line("alerts", WARN, "no alert target: nobody hears of a failed job", "set HEALTHCHECKS_URL or ALERT_URLS")
+        ]
+    lines = []
+    for target in configured:
+        problem = alerts.probe(target)
+        if problem is None:
+            lines.append(_line(f"alert target {target.name}", PASS, "reachable (TCP connect; nothing sent)"))
+        elif problem == "not probed":
+            lines.append(_line(f"alert target {target.name}", PASS, "valid URL (this service is not probed)"))
+        else:
+            hint = "check the URL and the network; python backend_monitor.py --test-alerts sends a test"
+            lines.append(_line(f"alert target {target.name}", WARN, problem, hint))
+    return lines
+
+
 CHECKS: tuple[Callable, ...] = (
     check_environment,
     check_env_permissions,
@@ -313,4 +334,5 @@ CHECKS: tuple[Callable, ...] = (
     check_dashboard,
     check_disk,
     check_logs_for_secrets,
+    check_alerts,
 )

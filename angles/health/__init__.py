@@ -7,6 +7,7 @@ from angles.health.base import CRITICAL, OK, WARNING, Check, CheckResult, Contex
 
 def default_checks() -> list[Check]:
     """Every check backend_monitor.py runs, in display order."""
+    from angles.health.alerts import AlertsCheck
     from angles.health.backup import BackupAgeCheck, BackupRemoteCheck, BackupVerificationCheck
     from angles.health.dashboard import DashboardCheck
     from angles.health.database import DatabaseCheck
@@ -29,6 +30,7 @@ def default_checks() -> list[Check]:
         SchedulerCheck(),
         DashboardCheck(),
         SyncRateCheck(),
+        AlertsCheck(),
     ]
 
 

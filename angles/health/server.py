@@ -13,6 +13,7 @@ from pathlib import Path
 from flask import Flask, Response, g, render_template_string, request
 from werkzeug.exceptions import HTTPException
 
+from angles import alerts
 from angles.errors import AnglesError
 from angles.health import health_file as snapshot
 from angles.health import page, prometheus
@@ -254,6 +255,7 @@ def serve(settings, host: str | None = None, port: int | None = None, threads: i
         logger.warning("dashboard bound to %s: it is reachable from other hosts (read-only)", host)
     logger.info("health dashboard listening on http://%s:%s/", shown, server.effective_port)
     print(f"health dashboard on http://{shown}:{server.effective_port}/ (Ctrl+C to stop)", flush=True)
+    alerts.watch_heartbeat(settings)
     try:
         server.run()
     except KeyboardInterrupt:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import schedule
 
+from angles import alerts
 from angles.engines.decision_model import parse_timestamp, to_iso, utc_now
 from angles.jobs.locks import HostLock, PostgresLeader, lock_path
 from angles.jobs.specs import DaemonOptions, JobSpec
@@ -203,6 +204,7 @@ class Daemon:
                     self.status[spec.name]["running"] = False
                 return
             logger.info("%s started (slot %s)", spec.name, to_iso(slot))
+            alerts.job_started(self.settings, spec.name)
             # A "started" row shows a run that a crash or kill -9 interrupted, which never gets its final row.
             _record_quietly(
                 storage, spec.name, action, "started", f"slot {to_iso(slot)}", started_at=started, host=self.host
@@ -213,6 +215,7 @@ class Daemon:
             status, details = "failed", _describe_error(exc)
         duration = round(time.monotonic() - clock, 3)
         finished = utc_now()
+        alerts.job_finished(self.settings, spec.name, status, details)
         details = f"slot {to_iso(slot)}; {details}"
         logger.info("%s %s in %.1fs: %s", spec.name, status, duration, details)
         with self._mutex:
