@@ -33,7 +33,7 @@ def main(args, settings) -> int:
 
     if args.verify_only:
         if args.restore_decisions or args.prune:
-            print("error: --verify-only writes nothing; drop --restore-decisions/--prune", file=sys.stderr)
+            cli.print_error("--verify-only writes nothing; drop --restore-decisions/--prune")
             return 1
         result = restore.run_verify(settings, level=args.level or "restore", at=args.at)
         cli.emit(result, args.json, _verify_text)

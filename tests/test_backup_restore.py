@@ -516,6 +516,17 @@ def test_restore_at_an_older_commit_or_date_picks_that_backup(home, run_script):
     assert too_early.returncode == 1 and "no backup at or before 2001-01-01" in too_early.stderr
 
 
+def test_a_date_shifted_out_of_range_is_one_line_naming_at(home, run_script):
+    settings = make_settings(home)
+    seed(settings, varied_decisions(2))
+    run_backup(settings)
+    for at in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"):
+        done = run_script("restore_from_github.py", "--dry-run", "--at", at)
+        assert done.returncode == 1
+        assert done.stderr.strip().splitlines() == [done.stderr.strip()]
+        assert "--at" in done.stderr and "unexpected" not in done.stderr
+
+
 def test_restore_drill_verifies_a_fresh_clone_and_records_both_state_keys(home, run_script):
     settings = make_settings(home)
     seed(settings, varied_decisions(50))

@@ -466,6 +466,17 @@ def test_port_in_use_is_one_clear_line_and_exit_1(run_script):
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize(
+    "args,env,named",
+    [(["--host", "no.such.host.invalid"], {}, "--host"), ([], {"HEALTH_HOST": "no.such.host.invalid"}, "HEALTH_HOST")],
+)
+def test_an_unresolvable_host_is_one_line_naming_where_it_came_from(run_script, args, env, named):
+    done = run_script("tools/health_server.py", *args, "--port", "0", env=env, timeout=30)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()]
+    assert named in done.stderr and "no.such.host.invalid" in done.stderr and "unexpected" not in done.stderr
+
+
 def raw_exchange(port: int, payload: bytes) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         sock.sendall(payload)

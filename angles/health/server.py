@@ -228,6 +228,7 @@ def serve(settings, host: str | None = None, port: int | None = None, threads: i
     """Serve the dashboard with waitress until interrupted."""
     from waitress.server import create_server
 
+    source = "--host" if host else "HEALTH_HOST"
     host = host or settings.health_host
     port = settings.health_port if port is None else port
     app = create_app(settings)
@@ -243,6 +244,9 @@ def serve(settings, host: str | None = None, port: int | None = None, threads: i
         )
     except OSError as exc:
         raise AnglesError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    except ValueError:
+        # waitress resolves the address first and says only "Invalid host/port specified".
+        raise AnglesError(f"{source} {host!r} is not an address this machine can listen on") from None
 
     def stop(signum, frame):
         raise KeyboardInterrupt
