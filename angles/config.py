@@ -147,10 +147,10 @@ def _url_password(url: str) -> str | None:
 
 
 def _shown(value: str) -> str:
-    """A setting's value as an error message may show it: quoted when short, described when long."""
+    """What follows a variable's name in an error message: `='value'` when short, described when long."""
     if len(value) > SHOWN_VALUE_MAX:
-        return f"(a value of {len(value)} characters)"
-    return repr(value)
+        return f" (a value of {len(value)} characters)"
+    return f"={value!r}"
 
 
 def env_secrets(env: dict[str, str]) -> tuple[str, ...]:
@@ -189,10 +189,10 @@ class _Reader:
             value = int(raw) if integer else float(raw)
         except ValueError:
             kind = "a whole number" if integer else "a number"
-            raise ConfigError(f"{name}={_shown(raw)} is not {kind}") from None
+            raise ConfigError(f"{name}{_shown(raw)} is not {kind}") from None
         # NaN fails both comparisons, infinity the second.
         if not minimum <= value <= maximum:
-            raise ConfigError(f"{name}={_shown(raw)} must lie between {minimum:g} and {maximum:g}")
+            raise ConfigError(f"{name}{_shown(raw)} must lie between {minimum:g} and {maximum:g}")
         return value
 
     def port(self, name: str, default: int) -> int:
@@ -201,19 +201,19 @@ class _Reader:
     def clock(self, name: str, default: str) -> str:
         raw = self.text(name, default=default)
         if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", raw):
-            raise ConfigError(f"{name}={_shown(raw)} is not a UTC time of day as HH:MM")
+            raise ConfigError(f"{name}{_shown(raw)} is not a UTC time of day as HH:MM")
         return raw
 
     def weekday(self, name: str, default: str) -> str:
         raw = self.text(name, default=default).lower()
         if raw not in WEEKDAYS:
-            raise ConfigError(f"{name}={_shown(raw)} is not a weekday name (monday … sunday)")
+            raise ConfigError(f"{name}{_shown(raw)} is not a weekday name (monday … sunday)")
         return raw
 
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
         raw = self.text(name, default=default).upper()
         if raw not in choices:
-            raise ConfigError(f"{name}={_shown(raw)} must be one of {', '.join(choices)}")
+            raise ConfigError(f"{name}{_shown(raw)} must be one of {', '.join(choices)}")
         return raw
 
     def url(self, name: str, value: str | None, schemes: tuple[str, ...]) -> str | None:
@@ -248,7 +248,9 @@ def _database_url(reader: _Reader) -> str:
         if not raw.startswith("sqlite:///") or len(raw) <= len("sqlite:///"):
             raise ConfigError("DATABASE_URL must look like sqlite:///relative/path.db or sqlite:////absolute/path.db")
         return raw
-    raise ConfigError(f"DATABASE_URL scheme {_shown(scheme)} is not supported (use postgresql:// or sqlite:///)")
+    raise ConfigError(
+        f"DATABASE_URL scheme {scheme[:SHOWN_VALUE_MAX]!r} is not supported (use postgresql:// or sqlite:///)"
+    )
 
 
 def _backup_remote(reader: _Reader) -> str | None:
@@ -261,7 +263,7 @@ def _backup_remote(reader: _Reader) -> str | None:
     if repo.startswith(("https://", "git@", "ssh://", "file://", "/")):
         return repo
     if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo):
-        raise ConfigError(f"GITHUB_REPO={_shown(repo)} must be owner/name")
+        raise ConfigError(f"GITHUB_REPO{_shown(repo)} must be owner/name")
     return f"https://github.com/{repo.removesuffix('.git')}.git"
 
 
