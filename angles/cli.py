@@ -42,6 +42,13 @@ def run(component: str, parser: argparse.ArgumentParser, main: Callable, argv: l
         log.warning("%s interrupted", component)
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        # A full disk, a read-only folder: the operator's to fix, so one line, not "unexpected".
+        where = f" {exc.filename}" if exc.filename else ""
+        message = f"cannot write{where}: {exc.strerror or exc}"
+        log.error("%s failed: %s", component, message, exc_info=True)
+        print_error(message)
+        return 1
     except Exception as exc:
         log.exception("%s failed with an unexpected error", component)
         print(
