@@ -44,8 +44,7 @@ def run(component: str, parser: argparse.ArgumentParser, main: Callable, argv: l
         return 130
     except OSError as exc:
         # A full disk, a read-only folder: the operator's to fix, so one line, not "unexpected".
-        where = f" {exc.filename}" if exc.filename else ""
-        message = f"cannot write{where}: {exc.strerror or exc}"
+        message = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
         log.error("%s failed: %s", component, message, exc_info=True)
         print_error(message)
         return 1
