@@ -692,6 +692,28 @@ def test_a_sqlite_backup_restores_into_postgres_row_for_row(home, pg_url):
     assert run_restore(pg_settings, dry_run=True)["drift"]["unchanged"] == 2_000
 
 
+@pytest.mark.postgres
+def test_a_nul_row_from_an_old_sqlite_vault_is_skipped_by_a_postgres_restore_not_fatal(home, pg_url, run_script):
+    sqlite_settings = make_settings(home)
+    rows = varied_decisions(50, seed=12)
+    poisoned = rows[20]["id"]
+    rows[20] = {**rows[20], "decision": "stored before validation \u0000 refused it"}
+    # Straight through storage, as SQLite accepted it before validate() refused NUL characters.
+    seed(sqlite_settings, rows)
+    migrated = run_script("run_migration.py")
+    assert migrated.returncode == 0 and poisoned in migrated.stdout and "NUL character" in migrated.stdout
+    run_backup(sqlite_settings)
+
+    done = run_script("restore_from_github.py", "--restore-decisions", env={"DATABASE_URL": pg_url})
+
+    assert done.returncode == 1, done.stderr
+    assert "restored: 49 decisions upserted" in done.stdout
+    assert "1 decision(s) not restored" in done.stdout and poisoned in done.stdout
+    pg_settings = make_settings(home, DATABASE_URL=pg_url)
+    restored = {row["id"] for row in dump(pg_settings)}
+    assert restored == {row["id"] for row in rows} - {poisoned}
+
+
 def test_restore_writes_each_linked_row_once_with_its_target_first():
     from angles.engines.restore_plan import in_link_order
 

@@ -374,3 +374,21 @@ def test_commands_on_an_unmigrated_postgres_say_to_run_the_migration(run_script,
     assert "run python run_migration.py" in result.stderr
     assert run_script("run_migration.py", env={"DATABASE_URL": pg_url}).returncode == 0
     assert run_script("memory_sync.py", "--export-only", env={"DATABASE_URL": pg_url}).returncode == 0
+
+
+def test_migration_names_every_sqlite_row_holding_a_nul_character(sqlite_storage, run_script):
+    ids = [str(uuid.UUID(int=n, version=4)) for n in range(1, 6)]
+    sqlite_storage.upsert_decisions(
+        [
+            {"id": ids[0], "decision": "clean text", "type": "other", "date": "2025-01-01"},
+            {"id": ids[1], "decision": "in the text \x00", "type": "other", "date": "2025-01-01"},
+            {"id": ids[2], "decision": "c", "comment": "in \x00 the comment", "type": "other", "date": "2025-01-01"},
+            {"id": ids[3], "decision": "a", "ai_analysis": {"summary": "\x00"}, "type": "other", "date": "2025-01-01"},
+            # Looks like an escaped NUL in the stored JSON, but is a backslash followed by text: not one.
+            {"id": ids[4], "decision": "l", "ai_analysis": {"note": "\\u0000"}, "type": "other", "date": "2025-01-01"},
+        ]
+    )
+    assert sqlite_storage.ids_with_nul_text() == sorted(ids[1:4])
+    done = run_script("run_migration.py", "--json")
+    assert done.returncode == 0
+    assert json.loads(done.stdout)["nul_text_ids"] == sorted(ids[1:4])

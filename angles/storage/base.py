@@ -99,6 +99,13 @@ class Storage(ABC):
     @abstractmethod
     def count_decisions(self) -> int: ...
 
+    def ids_with_nul_text(self) -> list[str]:
+        """Ids of decisions holding a NUL character, which PostgreSQL cannot store and validate() refuses.
+
+        Only SQLite ever stored one (before validation refused it); the other backends hold none.
+        """
+        return []
+
     @abstractmethod
     def delete_decisions(self, ids: Iterable[str]) -> int:
         """Hard-delete rows by id (restore --prune only)."""

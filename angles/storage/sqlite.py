@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from angles.engines.decision_model import COLUMNS, utc_now
+from angles.engines.decision_model import COLUMNS, JSON_COLUMNS, unstorable_field, utc_now
 from angles.errors import DatabaseError
 from angles.storage.base import Storage
 from angles.storage.rows import decode, decode_activity, prepare
@@ -204,6 +204,17 @@ class SQLiteStorage(Storage):
             if not self._table_exists(conn, "decision_vault"):
                 return 0
             return conn.execute("SELECT count(*) FROM decision_vault").fetchone()[0]
+
+    def ids_with_nul_text(self) -> list[str]:
+        text = [c for c in COLUMNS if c not in JSON_COLUMNS]
+        # Plain text holds the NUL byte itself; JSON text holds it escaped (or a lookalike, ruled out below).
+        raw = " OR ".join(f"instr(CAST({c} AS BLOB), x'00') > 0" for c in text)
+        escaped = " OR ".join(f"instr({c}, '\\u0000') > 0" for c in JSON_COLUMNS)
+        with self._guard() as conn:
+            if not self._table_exists(conn, "decision_vault"):
+                return []
+            rows = conn.execute(f"SELECT * FROM decision_vault WHERE {raw} OR {escaped} ORDER BY id").fetchall()
+        return [row["id"] for row in rows if unstorable_field(decode(dict(row))) is not None]
 
     def delete_decisions(self, ids: Iterable[str]) -> int:
         ids = list(ids)
