@@ -455,6 +455,25 @@ def test_real_server_stops_cleanly_on_sigterm(served):
     assert "Traceback" not in process.stderr.read()
 
 
+def test_health_answers_with_200_idle_connections_open(served):
+    port, process = served
+    idle = []
+    try:
+        for _ in range(200):
+            idle.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        # Let the server accept every one of them before asking.
+        time.sleep(0.5)
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        connection.request("GET", "/health")
+        response = connection.getresponse()
+        assert response.status == 200
+        assert json.loads(response.read())["status"] == "ok"
+        connection.close()
+    finally:
+        for sock in idle:
+            sock.close()
+
+
 def test_port_in_use_is_one_clear_line_and_exit_1(run_script):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
