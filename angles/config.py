@@ -39,6 +39,7 @@ class Settings:
     database_url: str
     supabase_url: str | None
     supabase_key: str | None
+    supabase_rpm: float
     notion_token: str | None
     notion_database_id: str | None
     notion_base_url: str
@@ -328,6 +329,7 @@ def _settings(home: Path, r: _Reader) -> Settings:
         database_url=database_url,
         supabase_url=supabase_url,
         supabase_key=supabase_key,
+        supabase_rpm=r.number("SUPABASE_RPM", 100, minimum=1),
         notion_token=r.text("NOTION_TOKEN", "NOTION_API_KEY"),
         notion_database_id=r.text("NOTION_DATABASE_ID"),
         notion_base_url=r.url(

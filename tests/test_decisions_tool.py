@@ -247,7 +247,8 @@ def test_import_is_idempotent_over_supabase_rest(run_script, home):
     key = fake_service_key()
     with FakePostgrest(key) as fake:
         fake.create_schema()
-        env = {"SUPABASE_URL": fake.url, "SUPABASE_KEY": key}
+        # A fast client-side limit: these tests are about the answers, not the pacing.
+        env = {"SUPABASE_URL": fake.url, "SUPABASE_KEY": key, "SUPABASE_RPM": "6000"}
         path = home / "export.json"
         path.write_text(json.dumps(ORIGINAL_EXPORT), encoding="utf-8")
         first = run_script(TOOL, "import", str(path), env=env)

@@ -200,7 +200,8 @@ def test_connect_failure_never_shows_the_password(run_script):
 def test_supabase_rest_prints_the_sql_to_apply_instead_of_running_it(run_script, home):
     key = fake_service_key()
     with FakePostgrest(key) as fake:
-        env = {"SUPABASE_URL": fake.url, "SUPABASE_KEY": key}
+        # A fast client-side limit: these tests are about the answers, not the pacing.
+        env = {"SUPABASE_URL": fake.url, "SUPABASE_KEY": key, "SUPABASE_RPM": "6000"}
         dry = run_script("run_migration.py", "--dry-run", env=env)
         assert dry.returncode == 0, dry.stderr
         assert "CREATE TABLE IF NOT EXISTS decision_vault" in dry.stdout
