@@ -45,7 +45,7 @@ def run(component: str, parser: argparse.ArgumentParser, main: Callable, argv: l
     except OSError as exc:
         # A full disk, a read-only folder: the operator's to fix, so one line, not "unexpected".
         message = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
-        log.error("%s failed: %s", component, message, exc_info=True)
+        log.error("%s failed: %s", component, message)
         print_error(message)
         return 1
     except Exception as exc:

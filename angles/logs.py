@@ -178,7 +178,9 @@ class ReopeningFileHandler(logging.FileHandler):
                     "warnings and errors go to stderr instead\n"
                 )
             if record.levelno >= logging.WARNING:
-                sys.stderr.write(self.format(record) + "\n")
+                # One line per record: a traceback belongs in the file, not in the operator's terminal.
+                bare = {**record.__dict__, "exc_info": None, "exc_text": None, "stack_info": None}
+                sys.stderr.write(self.format(logging.makeLogRecord(bare)) + "\n")
             sys.stderr.flush()
         except (OSError, ValueError):
             pass  # stderr is gone too: nothing left to tell
