@@ -206,16 +206,17 @@ class _Reader:
         return raw
 
     def weekday(self, name: str, default: str) -> str:
-        raw = self.text(name, default=default).lower()
-        if raw not in WEEKDAYS:
+        raw = self.text(name, default=default)
+        if raw.lower() not in WEEKDAYS:
+            # The value as given: a secret pasted here must still match the redactor.
             raise ConfigError(f"{name}{_shown(raw)} is not a weekday name (monday … sunday)")
-        return raw
+        return raw.lower()
 
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
-        raw = self.text(name, default=default).upper()
-        if raw not in choices:
+        raw = self.text(name, default=default)
+        if raw.upper() not in choices:
             raise ConfigError(f"{name}{_shown(raw)} must be one of {', '.join(choices)}")
-        return raw
+        return raw.upper()
 
     def url(self, name: str, value: str | None, schemes: tuple[str, ...]) -> str | None:
         if value is None:
