@@ -39,7 +39,7 @@ def main(args, settings) -> int:
         if text:
             cli.emit(result, False, lambda _: text)
     if result["write_error"]:
-        print(f"error: {result['write_error']}", file=sys.stderr)
+        cli.print_error(result["write_error"])
     return result["exit_code"]
 
 

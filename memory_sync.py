@@ -40,7 +40,7 @@ def main(args, settings) -> int:
         )
         cli.emit(result, args.json, _sync_text)
         if result["error"]:
-            print(f"error: {result['error']}", file=sys.stderr)
+            cli.print_error(result["error"])
     return result["exit_code"]
 
 

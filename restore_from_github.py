@@ -33,7 +33,7 @@ def main(args, settings) -> int:
 
     if args.verify_only:
         if args.restore_decisions or args.prune:
-            print("error: --verify-only writes nothing; drop --restore-decisions/--prune", file=sys.stderr)
+            cli.print_error("--verify-only writes nothing; drop --restore-decisions/--prune")
             return 1
         result = restore.run_verify(settings, level=args.level or "restore", at=args.at)
         cli.emit(result, args.json, _verify_text)
@@ -87,6 +87,11 @@ def _restore_text(result) -> str:
     if result.get("restored"):
         r = result["restored"]
         lines.append(f"restored: {r['upserted']} decisions upserted in one transaction, {r['pruned']} pruned")
+        if r.get("skipped"):
+            lines.append(
+                f"warning: {len(r['skipped'])} decision(s) not restored: each holds a NUL character or other text "
+                f"no backend stores alike (reasons in logs/active/restore.log): {', '.join(r['skipped'])}"
+            )
     elif result.get("would_restore"):
         w = result["would_restore"]
         lines.append(f"would restore: {w['upsert']} decisions upserted, {w['prune']} pruned (dry run)")

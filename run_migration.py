@@ -35,6 +35,12 @@ def _text(result) -> str:
     else:
         lines.append(f"nothing pending: schema version {result['schema_version']} is current{suffix}")
     lines.append(f"schema version: {result['schema_version']} (latest {result['latest_version']})")
+    if result["nul_text_ids"]:
+        lines.append(
+            f"warning: {len(result['nul_text_ids'])} decision(s) hold a NUL character (\\u0000), which PostgreSQL "
+            f"cannot store and a restore there skips; re-import them by id with the text fixed: "
+            f"{', '.join(result['nul_text_ids'])}"
+        )
     return "\n".join(lines)
 
 

@@ -20,13 +20,14 @@ def run(component: str, parser: argparse.ArgumentParser, main: Callable, argv: l
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 1
-    from angles.config import load_settings
+    from angles.config import ensure_home, load_settings
     from angles.logs import redactor, setup_logging
 
     try:
         settings = load_settings()
+        ensure_home(settings)
     except AnglesError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print_error(str(exc))
         return exc.exit_code
     log = setup_logging(component, settings, console=False)
     try:
@@ -35,12 +36,18 @@ def run(component: str, parser: argparse.ArgumentParser, main: Callable, argv: l
     except AnglesError as exc:
         message = redactor()(str(exc))
         log.error("%s failed: %s", component, message)
-        print(f"error: {message}", file=sys.stderr)
+        print_error(message)
         return exc.exit_code
     except KeyboardInterrupt:
         log.warning("%s interrupted", component)
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        # A full disk, a read-only folder: the operator's to fix, so one line, not "unexpected".
+        message = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+        log.error("%s failed: %s", component, message)
+        print_error(message)
+        return 1
     except Exception as exc:
         log.exception("%s failed with an unexpected error", component)
         print(
@@ -54,7 +61,7 @@ def _one_line_errors(parser: argparse.ArgumentParser) -> None:
     """Bad arguments are one line and exit 1, not argparse's usage block and exit 2."""
 
     def error(message: str):
-        print(f"error: {message} (see {parser.prog} --help)", file=sys.stderr)
+        print_error(f"{message} (see {parser.prog} --help)")
         raise SystemExit(1)
 
     parser.error = error
@@ -62,6 +69,13 @@ def _one_line_errors(parser: argparse.ArgumentParser) -> None:
         if isinstance(action, argparse._SubParsersAction):
             for sub in action.choices.values():
                 _one_line_errors(sub)
+
+
+def print_error(message: str) -> None:
+    """One `error:` line on stderr, through the redactor like every other line a command prints."""
+    from angles.logs import redactor
+
+    print(f"error: {redactor()(message)}", file=sys.stderr)
 
 
 def emit(result, as_json: bool, text: Callable[[object], str] | None = None) -> None:

@@ -19,6 +19,15 @@ SUPABASE_KEY_NAMES = (
     "SUPABASE_SERVICE_KEY",
     "SUPABASE_ANON_KEY",
 )
+# Every variable that holds a credential: a malformed setting's error message never shows their values.
+SECRET_NAMES = (*SUPABASE_KEY_NAMES, "NOTION_TOKEN", "NOTION_API_KEY", "OPENAI_API_KEY", "GITHUB_TOKEN")
+# A value longer than this is described in an error message, not quoted: it may be a pasted key.
+SHOWN_VALUE_MAX = 24
+# The largest number any numeric setting accepts unless it has a tighter bound: beyond it timers and timeouts overflow.
+NUMBER_MAX = 1e9
+MINUTES_PER_WEEK = 7 * 24 * 60
+HOURS_PER_YEAR = 366 * 24
+SECONDS_PER_HOUR = 3600
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -30,6 +39,7 @@ class Settings:
     database_url: str
     supabase_url: str | None
     supabase_key: str | None
+    supabase_rpm: float
     notion_token: str | None
     notion_database_id: str | None
     notion_base_url: str
@@ -160,6 +170,20 @@ def _url_password(url: str) -> str | None:
         return None
 
 
+def _shown(value: str) -> str:
+    """What follows a variable's name in an error message: `='value'` when short, described when long."""
+    if len(value) > SHOWN_VALUE_MAX:
+        return f" (a value of {len(value)} characters)"
+    return f"={value!r}"
+
+
+def env_secrets(env: dict[str, str]) -> tuple[str, ...]:
+    """Credential values present in raw settings, for redacting an error met before Settings exists."""
+    values = [env.get(name) for name in SECRET_NAMES]
+    values += [_url_password(env.get(name) or "") for name in ("DATABASE_URL", "BACKUP_REMOTE", "REPO_URL")]
+    return tuple(v.strip() for v in values if v and len(v.strip()) >= 6)
+
+
 class _Reader:
     """Reads variables from the merged environment, collecting the first error."""
 
@@ -173,7 +197,15 @@ class _Reader:
                 return value.strip()
         return default
 
-    def number(self, name: str, default: float, *, minimum: float = 0.0, integer: bool = False):
+    def number(
+        self,
+        name: str,
+        default: float,
+        *,
+        minimum: float = 0.0,
+        maximum: float = NUMBER_MAX,
+        integer: bool = False,
+    ):
         raw = self.text(name)
         if raw is None:
             return int(default) if integer else default
@@ -181,49 +213,59 @@ class _Reader:
             value = int(raw) if integer else float(raw)
         except ValueError:
             kind = "a whole number" if integer else "a number"
-            raise ConfigError(f"{name}={raw!r} is not {kind}") from None
-        if value < minimum or (not integer and value != value):
-            raise ConfigError(f"{name}={raw!r} must be at least {minimum:g}")
+            raise ConfigError(f"{name}{_shown(raw)} is not {kind}") from None
+        # NaN fails both comparisons, infinity the second.
+        if not minimum <= value <= maximum:
+            raise ConfigError(f"{name}{_shown(raw)} must lie between {minimum:g} and {maximum:g}")
         return value
 
     def port(self, name: str, default: int) -> int:
-        value = self.number(name, default, minimum=1, integer=True)
-        if value > 65535:
-            raise ConfigError(f"{name}={value} is not a TCP port (1-65535)")
-        return value
+        return self.number(name, default, minimum=1, maximum=65535, integer=True)
 
     def clock(self, name: str, default: str) -> str:
         raw = self.text(name, default=default)
         if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", raw):
-            raise ConfigError(f"{name}={raw!r} is not a UTC time of day as HH:MM")
+            raise ConfigError(f"{name}{_shown(raw)} is not a UTC time of day as HH:MM")
         return raw
 
     def weekday(self, name: str, default: str) -> str:
-        raw = self.text(name, default=default).lower()
-        if raw not in WEEKDAYS:
-            raise ConfigError(f"{name}={raw!r} is not a weekday name (monday … sunday)")
-        return raw
+        raw = self.text(name, default=default)
+        if raw.lower() not in WEEKDAYS:
+            # The value as given: a secret pasted here must still match the redactor.
+            raise ConfigError(f"{name}{_shown(raw)} is not a weekday name (monday … sunday)")
+        return raw.lower()
 
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
-        raw = self.text(name, default=default).upper()
-        if raw not in choices:
-            raise ConfigError(f"{name}={raw!r} must be one of {', '.join(choices)}")
-        return raw
+        raw = self.text(name, default=default)
+        if raw.upper() not in choices:
+            raise ConfigError(f"{name}{_shown(raw)} must be one of {', '.join(choices)}")
+        return raw.upper()
 
     def url(self, name: str, value: str | None, schemes: tuple[str, ...]) -> str | None:
         if value is None:
             return None
-        parsed = urlparse(value)
+        parsed = _parse_url(name, value, port=True)
         if parsed.scheme not in schemes or not parsed.netloc:
             raise ConfigError(f"{name} must be an {' or '.join(schemes)} URL, got {parsed.scheme or 'no'} scheme")
         return value.rstrip("/")
+
+
+def _parse_url(name: str, value: str, *, port: bool = False):
+    try:
+        parsed = urlparse(value)
+        if port:
+            # Parsed lazily by urllib; reading it here makes "host:abc" this one error too.
+            parsed.port  # noqa: B018
+    except ValueError as exc:
+        raise ConfigError(f"{name} is not a valid URL ({exc})") from None
+    return parsed
 
 
 def _database_url(reader: _Reader) -> str:
     raw = reader.text("DATABASE_URL", default=DEFAULT_DATABASE_URL)
     scheme = raw.split(":", 1)[0].lower()
     if scheme in ("postgres", "postgresql"):
-        parsed = urlparse(raw)
+        parsed = _parse_url("DATABASE_URL", raw)
         if not parsed.hostname and "host=" not in parsed.query:
             raise ConfigError("DATABASE_URL has no host (expected postgresql://user:pass@host:port/db)")
         return raw
@@ -231,7 +273,9 @@ def _database_url(reader: _Reader) -> str:
         if not raw.startswith("sqlite:///") or len(raw) <= len("sqlite:///"):
             raise ConfigError("DATABASE_URL must look like sqlite:///relative/path.db or sqlite:////absolute/path.db")
         return raw
-    raise ConfigError(f"DATABASE_URL scheme {scheme!r} is not supported (use postgresql:// or sqlite:///)")
+    raise ConfigError(
+        f"DATABASE_URL scheme {scheme[:SHOWN_VALUE_MAX]!r} is not supported (use postgresql:// or sqlite:///)"
+    )
 
 
 def _backup_remote(reader: _Reader) -> str | None:
@@ -244,18 +288,39 @@ def _backup_remote(reader: _Reader) -> str | None:
     if repo.startswith(("https://", "git@", "ssh://", "file://", "/")):
         return repo
     if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo):
-        raise ConfigError(f"GITHUB_REPO={repo!r} must be owner/name")
+        raise ConfigError(f"GITHUB_REPO{_shown(repo)} must be owner/name")
     return f"https://github.com/{repo.removesuffix('.git')}.git"
 
 
 def load_settings(env: dict[str, str] | None = None, *, dotenv: bool = True) -> Settings:
-    """Read and validate every setting; the real environment wins over `.env`."""
+    """Read and validate every setting; the real environment wins over `.env`.
+
+    A malformed setting raises ConfigError naming the variable, with no credential in its message.
+    """
     if env is None:
         env = dict(os.environ)
     home = Path(env.get("ANGLES_HOME") or PROJECT_ROOT).resolve()
     if dotenv:
         env = {**_read_dotenv(home / ".env"), **env}
-    r = _Reader(env)
+    try:
+        return _settings(home, _Reader(env))
+    except ConfigError as exc:
+        from angles.logs import Redactor
+
+        raise ConfigError(Redactor(env_secrets(env))(str(exc))) from None
+
+
+def ensure_home(settings: Settings) -> None:
+    """Create ANGLES_HOME when missing; ConfigError naming it when that is impossible."""
+    try:
+        settings.home.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"ANGLES_HOME={settings.home} cannot be created: {exc.strerror or exc}") from None
+    if not settings.home.is_dir():
+        raise ConfigError(f"ANGLES_HOME={settings.home} is not a directory")
+
+
+def _settings(home: Path, r: _Reader) -> Settings:
     supabase_url = r.url("SUPABASE_URL", r.text("SUPABASE_URL"), ("https", "http"))
     database_url = _database_url(r)
     supabase_key = r.text(*SUPABASE_KEY_NAMES)
@@ -265,7 +330,7 @@ def load_settings(env: dict[str, str] | None = None, *, dotenv: bool = True) -> 
         database_kind = "supabase"
     else:
         database_kind = "sqlite"
-    health_interval = r.number("HEALTH_INTERVAL_MINUTES", 5, minimum=0.01)
+    health_interval = r.number("HEALTH_INTERVAL_MINUTES", 5, minimum=0.01, maximum=MINUTES_PER_WEEK)
     thresholds = {}
     for metric, warn, crit in (("CPU", 80, 95), ("MEMORY", 80, 95), ("DISK", 85, 95)):
         w = r.number(f"{metric}_WARNING", warn)
@@ -288,6 +353,7 @@ def load_settings(env: dict[str, str] | None = None, *, dotenv: bool = True) -> 
         database_url=database_url,
         supabase_url=supabase_url,
         supabase_key=supabase_key,
+        supabase_rpm=r.number("SUPABASE_RPM", 100, minimum=1),
         notion_token=r.text("NOTION_TOKEN", "NOTION_API_KEY"),
         notion_database_id=r.text("NOTION_DATABASE_ID"),
         notion_base_url=r.url(
@@ -307,7 +373,7 @@ def load_settings(env: dict[str, str] | None = None, *, dotenv: bool = True) -> 
         health_port=r.port("HEALTH_PORT", 5000),
         log_level=r.choice("LOG_LEVEL", "INFO", LOG_LEVELS),
         health_interval_minutes=health_interval,
-        sync_interval_hours=r.number("SYNC_INTERVAL_HOURS", 6, minimum=0.001),
+        sync_interval_hours=r.number("SYNC_INTERVAL_HOURS", 6, minimum=0.001, maximum=HOURS_PER_YEAR),
         backup_time=r.clock("BACKUP_TIME", "02:00"),
         restore_drill_day=r.weekday("RESTORE_DRILL_DAY", "sunday"),
         restore_drill_time=r.clock("RESTORE_DRILL_TIME", "03:00"),
@@ -330,7 +396,7 @@ def load_settings(env: dict[str, str] | None = None, *, dotenv: bool = True) -> 
         sync_success_warning=sync_warning,
         sync_success_critical=sync_critical,
         scheduler_stale_seconds=r.number("SCHEDULER_STALE_SECONDS", 180, minimum=1),
-        health_timeout_seconds=r.number("HEALTH_TIMEOUT_SECONDS", 5, minimum=0.1),
+        health_timeout_seconds=r.number("HEALTH_TIMEOUT_SECONDS", 5, minimum=0.1, maximum=SECONDS_PER_HOUR),
         health_disabled_checks=_name_list(r.text("HEALTH_DISABLED_CHECKS", default="")),
         batch_size=r.number("BATCH_SIZE", 500, integer=True, minimum=1),
         log_max_mb=r.number("LOG_MAX_MB", 50, minimum=0.001),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -114,27 +115,31 @@ class UTCFormatter(logging.Formatter):
 
 
 class ReopeningFileHandler(logging.FileHandler):
-    """Appends to a file and reopens it when log rotation has moved it away."""
+    """Appends to a file and reopens it when log rotation has moved it away; never fails the caller.
+
+    A log file that cannot be opened or written (a read-only folder, files left by a `sudo` run, a full
+    disk) costs one warning line on stderr; records of WARNING and above then go to stderr instead.
+    """
 
     def emit(self, record):
+        try:
+            self._reopen_if_moved()
+        except OSError as exc:
+            self._unwritable(exc, record)
+            return
+        super().emit(record)
+
+    def _reopen_if_moved(self) -> None:
         try:
             stat = Path(self.baseFilename).stat()
             moved = self.stream is not None and (stat.st_ino, stat.st_dev) != self._ident
         except FileNotFoundError:
             moved = True
         if moved and self.stream is not None:
-            self.acquire()
-            try:
-                self.stream.close()
-                self.stream = None
-            finally:
-                self.release()
+            self._drop_stream()
         if self.stream is None:
             Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
             self.stream = self._open()
-            stat = Path(self.baseFilename).stat()
-            self._ident = (stat.st_ino, stat.st_dev)
-        super().emit(record)
 
     def _open(self):
         stream = super()._open()
@@ -142,7 +147,47 @@ class ReopeningFileHandler(logging.FileHandler):
         self._ident = (stat.st_ino, stat.st_dev)
         return stream
 
+    def handleError(self, record):  # noqa: N802 - logging's API
+        # Called by StreamHandler.emit from its except clause; logging's own version prints a traceback per record.
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, OSError):
+            super().handleError(record)
+            return
+        self._drop_stream()
+        self._unwritable(exc, record)
 
+    def _drop_stream(self) -> None:
+        self.acquire()
+        try:
+            if self.stream is not None:
+                try:
+                    self.stream.close()
+                except OSError:
+                    pass  # the buffered lines cannot be written anywhere
+                self.stream = None
+        finally:
+            self.release()
+
+    def _unwritable(self, exc: OSError, record: logging.LogRecord) -> None:
+        try:
+            if self.baseFilename not in _UNWRITABLE:
+                _UNWRITABLE.add(self.baseFilename)
+                reason = exc.strerror or type(exc).__name__
+                sys.stderr.write(
+                    f"warning: cannot write the log file {self.baseFilename} ({reason}); "
+                    "warnings and errors go to stderr instead\n"
+                )
+            if record.levelno >= logging.WARNING:
+                # One line per record: a traceback belongs in the file, not in the operator's terminal.
+                bare = {**record.__dict__, "exc_info": None, "exc_text": None, "stack_info": None}
+                sys.stderr.write(self.format(logging.makeLogRecord(bare)) + "\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass  # stderr is gone too: nothing left to tell
+
+
+# Log files already reported unwritable in this process: one warning each, not one per record or handler.
+_UNWRITABLE: set[str] = set()
 _redactor = Redactor()
 
 
@@ -163,7 +208,6 @@ def setup_logging(component: str, settings, *, console: bool = True, level: str 
     formatter = UTCFormatter(LOG_FORMAT)
     redacting = RedactingFilter(_redactor)
     path = settings.active_logs_dir / f"{component}.log"
-    path.parent.mkdir(parents=True, exist_ok=True)
     handlers: list[logging.Handler] = [ReopeningFileHandler(path, encoding="utf-8", delay=True)]
     if console:
         stream = logging.StreamHandler()

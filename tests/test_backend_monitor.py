@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from datetime import UTC, datetime, timedelta
@@ -232,3 +233,116 @@ def test_a_database_that_never_answers_is_critical_at_the_deadline(home):
     assert "did not finish" in result["checks"]["database"]["reason"]
     assert result["checks"]["cpu"]["status"] == "ok"
     assert result["exit_code"] == 5
+
+
+def _damaged_vault(run_script, home, rows: int = 3000):
+    """A migrated vault with enough decisions to span many pages, then 8 KiB of garbage in its middle."""
+    import os
+    import sqlite3
+
+    assert run_script("run_migration.py").returncode == 0
+    path = home / "rows.json"
+    path.write_text(json.dumps([{"decision": f"decision {n} " + "x" * 300} for n in range(rows)]))
+    assert run_script("tools/decisions.py", "import", str(path)).returncode == 0
+    db = home / "data" / "angles.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    size = db.stat().st_size
+    with open(db, "r+b") as handle:
+        handle.seek(size // 2)
+        handle.write(os.urandom(8192))
+    return db
+
+
+def test_a_damaged_sqlite_file_is_critical_not_ok_and_every_command_says_so(run_script, home):
+    _damaged_vault(run_script, home)
+    done = run_script("backend_monitor.py", "--json", env={QUIET_CHECKS: "cpu,load,memory,disk,dashboard"})
+    assert done.returncode == 5
+    database = json.loads(done.stdout)["checks"]["database"]
+    assert database["status"] == "critical" and "damaged" in database["reason"]
+    for command in (["tools/decisions.py", "list"], ["memory_sync.py", "--export-only"], ["run_backup_now.py"]):
+        failed = run_script(*command)
+        assert failed.returncode == 2, command
+        assert failed.stderr.strip().splitlines() == [failed.stderr.strip()], failed.stderr
+        assert "is damaged" in failed.stderr and "restore_from_github.py" in failed.stderr
+
+
+def test_a_broken_index_is_found_by_the_quick_check(settings, sqlite_storage):
+    import sqlite3
+
+    sqlite_storage.upsert_decisions(
+        [
+            {"decision": f"indexed decision {n} " + "y" * 200, "type": "other", "notion_page_id": f"p{n}"}
+            for n in range(2000)
+        ]
+    )
+    sqlite_storage.close()
+    db = settings.sqlite_path
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        root = conn.execute(
+            "SELECT rootpage FROM sqlite_master WHERE type='index' AND tbl_name='decision_vault' AND sql IS NOT NULL"
+            " ORDER BY rootpage DESC LIMIT 1"
+        ).fetchone()[0]
+    with open(db, "r+b") as handle:
+        handle.seek((root - 1) * page_size + 8)
+        handle.write(b"\xff" * 64)
+    result = DatabaseCheck().run(settings, _context(settings))
+    assert result.status == CRITICAL and result.value == "damaged"
+
+
+def _context(settings):
+    from angles.health.base import Context
+
+    return Context(settings)
+
+
+def test_the_quick_check_runs_again_only_when_the_file_changed_or_an_hour_passed(settings, sqlite_storage, monkeypatch):
+    from angles.storage.sqlite import SQLiteStorage
+
+    calls = []
+    real = SQLiteStorage.check_integrity
+
+    def counted(self, budget_s=None):
+        calls.append(budget_s)
+        return real(self, budget_s)
+
+    monkeypatch.setattr(SQLiteStorage, "check_integrity", counted)
+    checks = [DatabaseCheck()]
+    now = datetime.now(UTC)
+    first = run_monitor(settings, checks=checks, now=now)
+    assert first["checks"]["database"]["status"] == OK and len(calls) == 1
+    run_monitor(settings, checks=checks, now=now + timedelta(minutes=5))
+    assert len(calls) == 1, "an unchanged file is not read again"
+    sqlite_storage.upsert_decisions([{"decision": "a change", "type": "other"}])
+    run_monitor(settings, checks=checks, now=now + timedelta(minutes=10))
+    assert len(calls) == 1, "an intact file that changed waits for the hour"
+    run_monitor(settings, checks=checks, now=now + timedelta(minutes=70))
+    assert len(calls) == 2
+
+
+def test_a_zero_byte_database_is_refused_not_given_a_fresh_schema(run_script, home):
+    (home / "data").mkdir()
+    db = home / "data" / "angles.db"
+    db.write_bytes(b"")
+    for command in (["memory_sync.py", "--export-only"], ["tools/decisions.py", "list"], ["run_migration.py"]):
+        done = run_script(*command)
+        assert done.returncode == 2, (command, done.stdout, done.stderr)
+        assert done.stderr.strip().splitlines() == [done.stderr.strip()]
+        assert "empty file (0 bytes)" in done.stderr
+        assert db.stat().st_size == 0
+    assert not list((home / "export").glob("*.json")) if (home / "export").exists() else True
+    monitor = run_script("backend_monitor.py", "--json", env={QUIET_CHECKS: "cpu,load,memory,disk,dashboard"})
+    assert json.loads(monitor.stdout)["checks"]["database"]["status"] == "critical"
+
+
+def test_a_quick_check_over_its_time_budget_is_left_for_later_not_reported_damaged(settings, sqlite_storage):
+    from angles.health import database
+
+    sqlite_storage.upsert_decisions([{"decision": f"decision {n} " + "z" * 200, "type": "other"} for n in range(3000)])
+    with pytest.raises(TimeoutError):
+        sqlite_storage.check_integrity(budget_s=0)
+    hurried = dataclasses.replace(settings, health_timeout_seconds=0)
+    result = database.DatabaseCheck().run(hurried, _context(hurried))
+    assert result.status == OK and "skipped" in result.details["integrity"]

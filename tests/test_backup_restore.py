@@ -516,6 +516,17 @@ def test_restore_at_an_older_commit_or_date_picks_that_backup(home, run_script):
     assert too_early.returncode == 1 and "no backup at or before 2001-01-01" in too_early.stderr
 
 
+def test_a_date_shifted_out_of_range_is_one_line_naming_at(home, run_script):
+    settings = make_settings(home)
+    seed(settings, varied_decisions(2))
+    run_backup(settings)
+    for at in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"):
+        done = run_script("restore_from_github.py", "--dry-run", "--at", at)
+        assert done.returncode == 1
+        assert done.stderr.strip().splitlines() == [done.stderr.strip()]
+        assert "--at" in done.stderr and "unexpected" not in done.stderr
+
+
 def test_restore_drill_verifies_a_fresh_clone_and_records_both_state_keys(home, run_script):
     settings = make_settings(home)
     seed(settings, varied_decisions(50))
@@ -679,6 +690,28 @@ def test_a_sqlite_backup_restores_into_postgres_row_for_row(home, pg_url):
     assert result["restored"]["upserted"] == 2_000
     assert dump(pg_settings) == before
     assert run_restore(pg_settings, dry_run=True)["drift"]["unchanged"] == 2_000
+
+
+@pytest.mark.postgres
+def test_a_nul_row_from_an_old_sqlite_vault_is_skipped_by_a_postgres_restore_not_fatal(home, pg_url, run_script):
+    sqlite_settings = make_settings(home)
+    rows = varied_decisions(50, seed=12)
+    poisoned = rows[20]["id"]
+    rows[20] = {**rows[20], "decision": "stored before validation \u0000 refused it"}
+    # Straight through storage, as SQLite accepted it before validate() refused NUL characters.
+    seed(sqlite_settings, rows)
+    migrated = run_script("run_migration.py")
+    assert migrated.returncode == 0 and poisoned in migrated.stdout and "NUL character" in migrated.stdout
+    run_backup(sqlite_settings)
+
+    done = run_script("restore_from_github.py", "--restore-decisions", env={"DATABASE_URL": pg_url})
+
+    assert done.returncode == 1, done.stderr
+    assert "restored: 49 decisions upserted" in done.stdout
+    assert "1 decision(s) not restored" in done.stdout and poisoned in done.stdout
+    pg_settings = make_settings(home, DATABASE_URL=pg_url)
+    restored = {row["id"] for row in dump(pg_settings)}
+    assert restored == {row["id"] for row in rows} - {poisoned}
 
 
 def test_restore_writes_each_linked_row_once_with_its_target_first():

@@ -60,6 +60,16 @@ def test_github_repo_alias_becomes_https_remote(home, clean_env):
         ("OPENAI_BASE_URL", "localhost:8080", "OPENAI_BASE_URL"),
         ("GITHUB_REPO", "not a repo", "GITHUB_REPO"),
         ("CPU_CRITICAL", "50", "CPU_CRITICAL"),
+        ("DATABASE_URL", "postgresql://u:p@[::1/db", "DATABASE_URL"),
+        ("SUPABASE_URL", "https://[abc.supabase.co", "SUPABASE_URL"),
+        ("NOTION_BASE_URL", "http://[notion", "NOTION_BASE_URL"),
+        ("NOTION_BASE_URL", "http://notion:port", "NOTION_BASE_URL"),
+        ("SYNC_INTERVAL_HOURS", "inf", "SYNC_INTERVAL_HOURS"),
+        ("SYNC_INTERVAL_HOURS", "1e300", "SYNC_INTERVAL_HOURS"),
+        ("HEALTH_INTERVAL_MINUTES", "inf", "HEALTH_INTERVAL_MINUTES"),
+        ("HEALTH_INTERVAL_MINUTES", "nan", "HEALTH_INTERVAL_MINUTES"),
+        ("HEALTH_TIMEOUT_SECONDS", "1e300", "HEALTH_TIMEOUT_SECONDS"),
+        ("BATCH_SIZE", "9" * 40, "BATCH_SIZE"),
     ],
 )
 def test_malformed_value_is_one_clear_line_and_exit_1(run_script, name, value, fragment):
@@ -83,3 +93,57 @@ def test_bad_arguments_are_one_line_and_exit_1(run_script, script, args):
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:")
+
+
+@pytest.mark.parametrize("script", ["scheduler.py", "backend_monitor.py"])
+@pytest.mark.parametrize(
+    "name,value",
+    [("SYNC_INTERVAL_HOURS", "inf"), ("HEALTH_INTERVAL_MINUTES", "inf"), ("HEALTH_TIMEOUT_SECONDS", "1e300")],
+)
+def test_an_endless_interval_or_timeout_is_refused_before_any_job_runs(run_script, home, script, name, value):
+    result = run_script(script, "--list" if script == "scheduler.py" else "--quiet", env={name: value})
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()] and name in result.stderr
+    assert not (home / "logs" / "active" / "system_health.json").exists()
+
+
+def _api_key() -> str:
+    # Built at run time so no token-shaped literal is committed.
+    return "sk-proj-" + "".join("abcdefghijKLMNOPQRST0123456789"[i % 30] for i in range(40))
+
+
+@pytest.mark.parametrize("script", ["run_migration.py", "scheduler.py", "tools/health_server.py"])
+def test_a_key_pasted_into_the_wrong_setting_is_never_echoed(run_script, script):
+    key = _api_key()
+    plain = "a-plain-configured-token-value"
+    short = "hunter2hunter"
+    for env in (
+        {"HEALTH_PORT": key},
+        {"NOTION_TOKEN": plain, "HEALTH_PORT": plain},
+        {"BACKUP_TIME": plain},
+        {"OPENAI_API_KEY": short, "LOG_LEVEL": short},
+        {"GITHUB_TOKEN": short, "RESTORE_DRILL_DAY": short},
+    ):
+        result = run_script(script, env=env, timeout=30)
+        assert result.returncode == 1
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+        for secret in (key, plain, short):
+            assert secret.lower() not in result.stderr.lower()
+        assert list(env)[-1] in result.stderr
+
+
+def test_a_secret_in_a_bad_argument_is_redacted(run_script):
+    key = _api_key()
+    result = run_script("tools/health_server.py", "--port", key)
+    assert result.returncode == 1 and key not in result.stderr and "--port" in result.stderr
+
+
+def test_an_angles_home_that_cannot_be_created_is_one_line_naming_it(run_script, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    for home in (blocker / "home", blocker, "/proc/angles-home"):
+        result = run_script("run_migration.py", env={"ANGLES_HOME": str(home)}, cwd=tmp_path)
+        assert result.returncode == 1, result.stderr
+        assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+        assert "ANGLES_HOME" in result.stderr and "Traceback" not in result.stderr

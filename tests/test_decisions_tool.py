@@ -247,7 +247,8 @@ def test_import_is_idempotent_over_supabase_rest(run_script, home):
     key = fake_service_key()
     with FakePostgrest(key) as fake:
         fake.create_schema()
-        env = {"SUPABASE_URL": fake.url, "SUPABASE_KEY": key}
+        # A fast client-side limit: these tests are about the answers, not the pacing.
+        env = {"SUPABASE_URL": fake.url, "SUPABASE_KEY": key, "SUPABASE_RPM": "6000"}
         path = home / "export.json"
         path.write_text(json.dumps(ORIGINAL_EXPORT), encoding="utf-8")
         first = run_script(TOOL, "import", str(path), env=env)
@@ -268,3 +269,99 @@ def test_a_large_import_is_idempotent_too(vault, home):
     second = json.loads(vault("import", str(path), "--json").stdout)
     assert (second["new"], second["updated"], second["unchanged"]) == (0, 1, 179)
     assert as_json(vault("list", "--json"))["count"] == 180
+
+
+# Each value is one bad row; the file around it holds good rows before and after.
+BAD_ROWS = {
+    "numeric timestamp": {"decision": "numeric stamp", "created_at": 1735689600},
+    "boolean timestamp": {"decision": "boolean stamp", "updated_at": True},
+    "year past 9999 in UTC": {"decision": "far future", "created_at": "9999-12-31T23:30:00-05:00"},
+    "lone surrogate": {"decision": "broken \ud800 text"},
+    "NUL character": {"decision": "nul \u0000 inside"},
+    "NUL in a comment": {"decision": "nul in the comment", "comment": "a\u0000b"},
+    "NUL in the analysis": {"decision": "nul in the analysis", "ai_analysis": {"summary": "x\u0000"}},
+    "trailing garbage after a date": {"decision": "garbage date", "date": "2025-01-01garbage"},
+    "numeric date": {"decision": "numeric date", "date": 20250101},
+    "NaN": {"decision": "nan analysis", "ai_analysis": {"confidence": float("nan")}},
+    "Infinity": {"decision": "infinite analysis", "ai_analysis": {"score": float("inf")}},
+    "deep nesting": {"decision": "deep", "ai_analysis": json.loads("[" * 500 + "]" * 500)},
+}
+
+
+def good(n: int) -> dict:
+    return {"decision": f"good decision {n}", "type": "technical", "date": "2025-02-01"}
+
+
+def test_each_bad_row_is_skipped_with_one_line_and_every_good_row_imports(vault, home):
+    rows, bad_at = [], {}
+    for n, (label, bad) in enumerate(BAD_ROWS.items()):
+        rows.append(good(n))
+        bad_at[f"[{len(rows)}]"] = label
+        rows.append(bad)
+    rows.append(good(len(BAD_ROWS)))
+    path = home / "mixed.json"
+    # allow_nan: the file holds NaN/Infinity literally, as other tools write them.
+    path.write_text(json.dumps(rows, allow_nan=True), encoding="utf-8")
+    result = vault("import", str(path), "--json")
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr and "unexpected" not in result.stderr
+    report = json.loads(result.stdout)
+    assert {p["where"]: bad_at.get(p["where"]) for p in report["invalid"]} == {w: bad_at[w] for w in bad_at}
+    assert report["new"] == len(BAD_ROWS) + 1
+    text = vault("import", str(path)).stdout
+    assert all(sum(line.startswith(f"{where}: ") for line in text.splitlines()) == 1 for where in bad_at)
+    listed = as_json(vault("list", "--json"))
+    assert sorted(d["decision"] for d in listed["decisions"]) == sorted(f"good decision {n}" for n in range(13))
+
+
+def test_an_export_after_a_rejected_nan_is_valid_json(vault, home, run_script):
+    path = home / "nan.json"
+    path.write_text('[{"decision": "fine", "ai_analysis": {"confidence": NaN}}, {"decision": "ok"}]')
+    assert vault("import", str(path)).returncode == 1
+    assert run_script("memory_sync.py", "--export-only").returncode == 0
+    exported = next((home / "export").glob("*.json")).read_text()
+    assert "NaN" not in exported
+    json.loads(exported, parse_constant=lambda name: pytest.fail(f"{name} in the export"))
+
+
+def test_json_nested_too_deeply_to_read_is_one_line(vault, home):
+    path = home / "deep.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    result = vault("import", str(path))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert "nested too deeply" in result.stderr and "RecursionError" not in result.stderr
+
+
+def test_a_csv_field_over_128_kib_is_imported_not_fatal(vault, home):
+    long_text = "long " * 40_000
+    path = home / "long.csv"
+    path.write_text(f'decision,type\nfirst,other\n"{long_text}",other\nlast,other\n', encoding="utf-8")
+    result = vault("import", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    stored = as_json(vault("list", "--json"))["decisions"]
+    assert sorted(len(d["decision"]) for d in stored) == [4, 5, len(long_text.strip())]
+
+
+def test_a_duplicate_id_inside_one_file_is_reported_and_exits_1(vault, home):
+    same = "0b5e4c1e-1111-4c43-9a55-0f7b1b5f3d11"
+    path = home / "dup.json"
+    path.write_text(
+        json.dumps([{"id": same, "decision": "first"}, {"id": same, "decision": "second"}, {"decision": "other"}])
+    )
+    result = vault("import", str(path))
+    assert result.returncode == 1
+    assert f"[1]: same id as [0] ({same}), skipped" in result.stdout
+    assert "2 new" in result.stdout and "1 duplicate ids" in result.stdout
+    assert as_json(vault("show", same, "--json"))["decision"]["decision"] == "first"
+
+
+@pytest.mark.postgres
+def test_a_nul_row_is_skipped_on_postgres_and_the_rows_after_it_import(run_script, home, pg_url):
+    env = {"DATABASE_URL": pg_url}
+    assert run_script("run_migration.py", env=env).returncode == 0
+    path = home / "nul.json"
+    path.write_text(json.dumps([good(1), {"decision": "a\u0000b"}, good(2), good(3)]))
+    result = run_script(TOOL, "import", str(path), env=env)
+    assert result.returncode == 1 and "3 new" in result.stdout
+    assert "[1]: decision holds a NUL character" in result.stdout

@@ -98,3 +98,16 @@ def test_keys_are_checked_like_supabase(api):
         f"{url}/sync_state", headers={"apikey": api.headers["apikey"], "Authorization": "Bearer forged"}
     )
     assert bad_jwt.status_code == 401 and bad_jwt.json()["code"] == "PGRST301"
+
+
+def test_over_the_configured_rate_is_429_with_retry_after():
+    key = fake_service_key()
+    with FakePostgrest(key, rpm=60) as fake:
+        fake.create_schema()
+        headers = {"apikey": key, "Authorization": f"Bearer {key}"}
+        with httpx.Client(base_url=f"{fake.url}/rest/v1", headers=headers) as client:
+            first = client.get("/sync_state")
+            second = client.get("/sync_state")
+    assert first.status_code == 200
+    assert second.status_code == 429 and int(second.headers["Retry-After"]) >= 1
+    assert fake.rate_limited == 1

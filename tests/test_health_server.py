@@ -455,6 +455,25 @@ def test_real_server_stops_cleanly_on_sigterm(served):
     assert "Traceback" not in process.stderr.read()
 
 
+def test_health_answers_with_200_idle_connections_open(served):
+    port, process = served
+    idle = []
+    try:
+        for _ in range(200):
+            idle.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        # Let the server accept every one of them before asking.
+        time.sleep(0.5)
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        connection.request("GET", "/health")
+        response = connection.getresponse()
+        assert response.status == 200
+        assert json.loads(response.read())["status"] == "ok"
+        connection.close()
+    finally:
+        for sock in idle:
+            sock.close()
+
+
 def test_port_in_use_is_one_clear_line_and_exit_1(run_script):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -464,6 +483,17 @@ def test_port_in_use_is_one_clear_line_and_exit_1(run_script):
     assert done.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "args,env,named",
+    [(["--host", "no.such.host.invalid"], {}, "--host"), ([], {"HEALTH_HOST": "no.such.host.invalid"}, "HEALTH_HOST")],
+)
+def test_an_unresolvable_host_is_one_line_naming_where_it_came_from(run_script, args, env, named):
+    done = run_script("tools/health_server.py", *args, "--port", "0", env=env, timeout=30)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()]
+    assert named in done.stderr and "no.such.host.invalid" in done.stderr and "unexpected" not in done.stderr
 
 
 def raw_exchange(port: int, payload: bytes) -> bytes:

@@ -595,7 +595,7 @@ def test_full_sync_against_postgres(notion, pg_url, monkeypatch):
 
 
 def test_rate_limiter_spaces_requests_to_the_configured_average():
-    from angles.services.notion import TokenBucket
+    from angles.rate_limit import TokenBucket
 
     now = [0.0]
     bucket = TokenBucket(3, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))

@@ -200,7 +200,8 @@ def test_connect_failure_never_shows_the_password(run_script):
 def test_supabase_rest_prints_the_sql_to_apply_instead_of_running_it(run_script, home):
     key = fake_service_key()
     with FakePostgrest(key) as fake:
-        env = {"SUPABASE_URL": fake.url, "SUPABASE_KEY": key}
+        # A fast client-side limit: these tests are about the answers, not the pacing.
+        env = {"SUPABASE_URL": fake.url, "SUPABASE_KEY": key, "SUPABASE_RPM": "6000"}
         dry = run_script("run_migration.py", "--dry-run", env=env)
         assert dry.returncode == 0, dry.stderr
         assert "CREATE TABLE IF NOT EXISTS decision_vault" in dry.stdout
@@ -374,3 +375,21 @@ def test_commands_on_an_unmigrated_postgres_say_to_run_the_migration(run_script,
     assert "run python run_migration.py" in result.stderr
     assert run_script("run_migration.py", env={"DATABASE_URL": pg_url}).returncode == 0
     assert run_script("memory_sync.py", "--export-only", env={"DATABASE_URL": pg_url}).returncode == 0
+
+
+def test_migration_names_every_sqlite_row_holding_a_nul_character(sqlite_storage, run_script):
+    ids = [str(uuid.UUID(int=n, version=4)) for n in range(1, 6)]
+    sqlite_storage.upsert_decisions(
+        [
+            {"id": ids[0], "decision": "clean text", "type": "other", "date": "2025-01-01"},
+            {"id": ids[1], "decision": "in the text \x00", "type": "other", "date": "2025-01-01"},
+            {"id": ids[2], "decision": "c", "comment": "in \x00 the comment", "type": "other", "date": "2025-01-01"},
+            {"id": ids[3], "decision": "a", "ai_analysis": {"summary": "\x00"}, "type": "other", "date": "2025-01-01"},
+            # Looks like an escaped NUL in the stored JSON, but is a backslash followed by text: not one.
+            {"id": ids[4], "decision": "l", "ai_analysis": {"note": "\\u0000"}, "type": "other", "date": "2025-01-01"},
+        ]
+    )
+    assert sqlite_storage.ids_with_nul_text() == sorted(ids[1:4])
+    done = run_script("run_migration.py", "--json")
+    assert done.returncode == 0
+    assert json.loads(done.stdout)["nul_text_ids"] == sorted(ids[1:4])

@@ -346,6 +346,49 @@ def test_supabase_rest_retries_a_busy_gateway_and_honours_retry_after(supabase_f
     storage.close()
 
 
+def test_supabase_rest_at_the_configured_rate_is_never_refused(home, clean_env):
+    from angles.config import load_settings
+    from angles.storage import open_storage
+
+    # 600 a minute on both sides keeps the test short; the default is 100 (SUPABASE_RPM).
+    with FakePostgrest(fake_service_key(), rpm=600) as fake:
+        fake.create_schema()
+        clean_env.setenv("SUPABASE_URL", fake.url)
+        clean_env.setenv("SUPABASE_KEY", fake.key)
+        clean_env.setenv("SUPABASE_RPM", "600")
+        with open_storage(load_settings()) as storage:
+            for n in range(25):
+                storage.set_state(f"key {n}", "value")
+            storage.record_activity("tests", "rate")
+        assert len(fake.requests) == 26 and fake.rate_limited == 0
+
+
+def test_supabase_rest_over_the_rate_waits_out_each_429_and_loses_nothing():
+    from angles.storage.supabase_rest import SupabaseStorage
+
+    with FakePostgrest(fake_service_key(), rpm=120) as fake:
+        fake.create_schema()
+        # No client-side limit: this client sends faster than the server allows.
+        storage = SupabaseStorage(fake.url, fake.key, backoff=0.01)
+        for n in range(6):
+            storage.record_activity("tests", f"burst {n}")
+        assert fake.rate_limited > 0
+        assert [r["action"] for r in fake.rows("agent_activity")] == [f"burst {n}" for n in range(6)]
+        storage.close()
+
+
+def test_supabase_rpm_defaults_to_100_a_minute(home, clean_env):
+    from angles.config import load_settings
+    from angles.storage import open_storage
+
+    clean_env.setenv("SUPABASE_URL", "http://127.0.0.1:1")
+    clean_env.setenv("SUPABASE_KEY", fake_service_key())
+    settings = load_settings()
+    assert settings.supabase_rpm == 100
+    with open_storage(settings) as storage:
+        assert storage.bucket.rate == pytest.approx(100 / 60)
+
+
 def test_supabase_rest_streams_everything_when_the_server_caps_page_size(supabase_fake):
     from angles.storage.supabase_rest import SupabaseStorage
 

@@ -23,7 +23,7 @@ def main(args, settings) -> int:
     from angles.health.server import serve
 
     if args.port is not None and not 0 <= args.port <= 65535:
-        print(f"error: --port {args.port} is not a TCP port (0-65535)", file=sys.stderr)
+        cli.print_error(f"--port {args.port} is not a TCP port (0-65535)")
         return 1
     serve(settings, host=args.host, port=args.port, threads=max(1, args.threads))
     return 0

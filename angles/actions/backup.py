@@ -317,7 +317,6 @@ def component_log(settings, component: str):
     if any(getattr(h, "baseFilename", None) == str(path) for h in root.handlers):
         yield
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
     handler = ReopeningFileHandler(path, encoding="utf-8", delay=True)
     handler.setFormatter(UTCFormatter(LOG_FORMAT))
     # The scheduler runs other jobs in other threads meanwhile; their lines belong in their own logs.

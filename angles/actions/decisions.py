@@ -22,10 +22,15 @@ EDITABLE = ("decision", "date", "type", "priority", "tags", "active", "comment")
 WRITE_BATCH = 500
 # Beyond this many rows a paged scan of the vault is cheaper than a lookup per row (over REST especially).
 LOOKUP_LIMIT = 50
+CSV_FIELD_LIMIT = 1 << 30
 
 
 class NotFoundError(AnglesError):
     """No decision matches the id given."""
+
+
+class CsvProblem(str):
+    """A CSV record the reader could not parse; reported and skipped like an invalid row."""
 
 
 def _writable(storage) -> None:
@@ -124,6 +129,8 @@ def _read_json(path: Path, raw: str) -> list[tuple[str, object]]:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise ValidationError(f"{path.name}: not valid JSON (line {exc.lineno}, column {exc.colno})") from None
+    except RecursionError:
+        raise ValidationError(f"{path.name}: JSON nested too deeply to read") from None
     if isinstance(data, dict) and isinstance(data.get("decisions"), list):
         return [(f"decisions[{i}]", item) for i, item in enumerate(data["decisions"])]
     if isinstance(data, list):
@@ -132,17 +139,31 @@ def _read_json(path: Path, raw: str) -> list[tuple[str, object]]:
 
 
 def _read_csv(path: Path, raw: str) -> list[tuple[str, object]]:
+    # csv refuses fields over 128 KiB by default; a decision may well be longer, and the file is in memory anyway.
+    csv.field_size_limit(max(csv.field_size_limit(), CSV_FIELD_LIMIT))
     reader = csv.DictReader(raw.splitlines(keepends=True))
-    header = [h.strip().lower() for h in reader.fieldnames or []]
+    try:
+        header = [h.strip().lower() for h in reader.fieldnames or []]
+    except csv.Error as exc:
+        raise ValidationError(f"{path.name}: the CSV header cannot be read ({exc})") from None
     if "decision" not in header:
         raise ValidationError(f"{path.name}: the CSV header must name a 'decision' column (found {header or 'none'})")
-    records = []
-    for row in reader:
+    records: list[tuple[str, object]] = []
+    rows = iter(reader)
+    while True:
+        try:
+            row = next(rows)
+        except StopIteration:
+            return records
+        except csv.Error as exc:
+            # The reader resumes at the next line, so one malformed record costs only itself.
+            where = f"line {reader.line_num}"
+            records.append((where, CsvProblem(f"{where}: not a readable CSV record ({exc})")))
+            continue
         cleaned = {
             (k or "").strip().lower(): (v.strip() if isinstance(v, str) else v) for k, v in row.items() if k is not None
         }
         records.append((f"line {reader.line_num}", {k: v for k, v in cleaned.items() if v not in ("", None)}))
-    return records
 
 
 def read_records(path: Path) -> list[tuple[str, object]]:
@@ -179,27 +200,33 @@ def run_import(settings, path: Path, *, dry_run: bool = False) -> dict:
     invalid, duplicates = [], []
     candidates: dict[str, tuple[dict, tuple[str, ...]]] = {}
     for where, record in records:
+        if isinstance(record, CsvProblem):
+            invalid.append({"where": where, "error": str(record)})
+            continue
         if not isinstance(record, dict):
             invalid.append({"where": where, "error": f"{where}: not an object"})
             continue
         record = {str(k).strip().lower(): v for k, v in record.items()}
         if record.get("id") in (None, "") and str(record.get("decision") or "").strip():
-            record["id"] = _content_id(record)
+            try:
+                record["id"] = _content_id(record)
+            except UnicodeEncodeError:
+                pass  # a lone surrogate: validate() below names the field
         try:
             row = validate(record, where)
         except ValidationError as exc:
             invalid.append({"where": where, "error": str(exc)})
             continue
         if row["id"] in candidates:
-            duplicates.append({"where": where, "id": row["id"]})
+            duplicates.append({"where": where, "id": row["id"], "first": candidates[row["id"]][2]})
             continue
-        candidates[row["id"]] = (row, tuple(f for f in EDITABLE if f in record))
+        candidates[row["id"]] = (row, tuple(f for f in EDITABLE if f in record), where)
     new, updates, unchanged = [], [], 0
     with open_storage(settings, create=False) as storage:
         if not dry_run:
             _writable(storage)
         existing = _existing(storage, candidates)
-        for row, provided in candidates.values():
+        for row, provided, _ in candidates.values():
             current = existing.get(row["id"])
             if current is None:
                 new.append(row)
@@ -216,13 +243,15 @@ def run_import(settings, path: Path, *, dry_run: bool = False) -> dict:
             storage.record_activity(
                 "decisions",
                 "import",
-                "completed" if not invalid else "completed_with_errors",
+                "completed" if not (invalid or duplicates) else "completed_with_errors",
                 f"{Path(path).name}: {len(new)} new, {len(updates)} updated, {unchanged} unchanged, "
-                f"{len(invalid)} invalid",
+                f"{len(invalid)} invalid, {len(duplicates)} duplicate ids",
             )
     suffix = " (dry run)" if dry_run else ""
     for problem in invalid:
         logger.warning("import skipped %s%s", problem["error"], suffix)
+    for duplicate in duplicates:
+        logger.warning("import skipped %s%s", duplicate_line(duplicate), suffix)
     logger.info(
         "import of %s completed%s: %d new, %d updated, %d unchanged, %d invalid, %d duplicates",
         Path(path).name,
@@ -242,8 +271,12 @@ def run_import(settings, path: Path, *, dry_run: bool = False) -> dict:
         "unchanged": unchanged,
         "duplicates": duplicates,
         "invalid": invalid,
-        "exit_code": 1 if invalid else 0,
+        "exit_code": 1 if invalid or duplicates else 0,
     }
+
+
+def duplicate_line(duplicate: dict) -> str:
+    return f"{duplicate['where']}: same id as {duplicate['first']} ({duplicate['id']}), skipped"
 
 
 def _one_line(text: str, width: int) -> str:
@@ -288,9 +321,10 @@ def text_add(result: dict) -> str:
 def text_import(result: dict) -> str:
     verb = "would import" if result["dry_run"] else "imported"
     lines = [problem["error"] for problem in result["invalid"]]
-    lines += [f"{d['where']}: same id as an earlier row ({d['id']}), skipped" for d in result["duplicates"]]
+    lines += [duplicate_line(d) for d in result["duplicates"]]
+    duplicates = f", {len(result['duplicates'])} duplicate ids" if result["duplicates"] else ""
     lines.append(
         f"{verb} {result['file']}: {result['new']} new, {result['updated']} updated, {result['unchanged']} unchanged, "
-        f"{len(result['invalid'])} invalid{' (dry run)' if result['dry_run'] else ''}"
+        f"{len(result['invalid'])} invalid{duplicates}{' (dry run)' if result['dry_run'] else ''}"
     )
     return "\n".join(lines)

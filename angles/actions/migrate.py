@@ -23,6 +23,13 @@ def run_migrate(settings, *, dry_run: bool = False) -> dict:
         else:
             migrations.migrate(storage, dry_run=dry_run)
         version = storage.schema_version()
+        with_nul = storage.ids_with_nul_text()
+        if with_nul:
+            logger.warning(
+                "%d decision(s) hold a NUL character, which PostgreSQL cannot store and a restore there skips: %s",
+                len(with_nul),
+                ", ".join(with_nul),
+            )
         result = {
             "database": storage.describe(),
             "dry_run": dry_run,
@@ -30,6 +37,7 @@ def run_migrate(settings, *, dry_run: bool = False) -> dict:
             "schema_version": version,
             "latest_version": migrations.latest_version(storage.dialect),
             "sql": sql,
+            "nul_text_ids": with_nul,
             "exit_code": exit_code,
         }
     logger.info(

@@ -60,7 +60,9 @@ def run_restore(
                 record_run(settings, storage, "restore", "failed", f"failed: {message}", started, clock)
                 append_history(settings, f"restore failed (exit {exc.exit_code}): {message}")
             raise
-        result.update(dry_run=dry_run, restore_decisions=restore_decisions, prune=prune, exit_code=0)
+        # Rows skipped as unstorable: the rest is restored and committed, but a script must notice the gap.
+        skipped = result.get("restored", {}).get("skipped")
+        result.update(dry_run=dry_run, restore_decisions=restore_decisions, prune=prune, exit_code=1 if skipped else 0)
         result["duration_s"] = round(time.monotonic() - clock, 3)
         logger.info("restore completed%s: %s", suffix, restore_summary(result))
         if writes:
@@ -146,6 +148,8 @@ def restore_summary(result: dict) -> str:
     )
     if "restored" in result:
         text += f"; restored {result['restored']['upserted']}, pruned {result['restored']['pruned']}"
+        if result["restored"].get("skipped"):
+            text += f", skipped {len(result['restored']['skipped'])} unstorable"
     return text
 
 

@@ -35,7 +35,12 @@ def run_verify_deployment(settings) -> dict:
         checks.extend(found if isinstance(found, list) else [found])
     summary = {status: sum(1 for c in checks if c["status"] == status) for status in (PASS, WARN, FAIL)}
     result = {"checked_at": utc_now(), "summary": summary, "checks": checks, "exit_code": 1 if summary[FAIL] else 0}
-    write_json_atomic(settings.active_logs_dir / "verification_results.json", result)
+    target = settings.active_logs_dir / "verification_results.json"
+    try:
+        write_json_atomic(target, result)
+    except OSError as exc:
+        # The folder check above already reports an unwritable logs/active; the results are printed anyway.
+        logger.warning("cannot write %s: %s", target, exc.strerror or exc)
     logger.info("verification completed: %d pass, %d warn, %d fail", summary[PASS], summary[WARN], summary[FAIL])
     return result
 

@@ -7,7 +7,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from itertools import repeat
 from pathlib import Path
@@ -204,7 +204,7 @@ def write_table(
         pending.clear()
 
     vouched = open(target, "rb") if shapes_checked and target.is_file() else nullcontext()  # noqa: SIM115
-    with open(tmp, "wb") as out, vouched as old:
+    with _discarded_on_failure(tmp), open(tmp, "wb") as out, vouched as old:
         for record in records:
             key = record.get("id")
             if last is not None and key <= last:
@@ -231,6 +231,19 @@ def write_table(
     return result
 
 
+@contextmanager
+def _discarded_on_failure(tmp: Path) -> Iterator[None]:
+    """Remove a half-written temporary file when writing it fails: on a full disk it holds the space."""
+    try:
+        yield
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise AnglesError(f"cannot write the backup file {tmp.name}: {exc.strerror or exc}") from exc
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def _clean_line(table: Table, record: dict, text: str, scanner: SecretScanner, redactions: list[dict]) -> str:
     if not scanner.line_has_secret(text):
         return text
@@ -255,7 +268,7 @@ def write_manifest(directory: Path, manifest: dict) -> None:
 
 def atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as out:
+    with _discarded_on_failure(tmp), open(tmp, "wb") as out:
         out.write(data)
         out.flush()
         os.fsync(out.fileno())

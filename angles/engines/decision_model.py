@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import uuid
 from datetime import UTC, date, datetime
@@ -73,7 +74,11 @@ CANONICAL_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 
 
 def to_iso(value) -> str | None:
-    """Normalise a timestamp to one UTC text form, whatever backend it came from."""
+    """Normalise a timestamp to one UTC text form, whatever backend it came from.
+
+    ValueError for text that is not a timestamp or leaves years 1-9999 in UTC, TypeError for anything
+    but text and datetimes (a number or a boolean is not a timestamp).
+    """
     if value is None or value == "":
         return None
     if isinstance(value, str):
@@ -81,9 +86,15 @@ def to_iso(value) -> str | None:
             # Already in the form this function writes (SQLite stores it so): skip parsing, it adds up per row.
             return value
         value = parse_timestamp(value)
+    elif not isinstance(value, datetime):
+        raise TypeError(f"{type(value).__name__} is not a timestamp")
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    try:
+        value = value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the timestamp lies outside years 1-9999 in UTC") from None
+    return value.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def parse_timestamp(text: str) -> datetime:
@@ -103,11 +114,63 @@ def _date(value, where: str) -> str:
         return value.date().isoformat()
     if isinstance(value, date):
         return value.isoformat()
-    text = str(value).strip()
+    if not isinstance(value, str):
+        raise ValidationError(f"{where}: date {value!r} is not a date (YYYY-MM-DD)")
+    text = value.strip()
     try:
+        if DAY.fullmatch(text):
+            return date.fromisoformat(text).isoformat()
+        # A whole timestamp is accepted too (older exports wrote one); its date is the day as written.
+        parse_timestamp(text)
         return date.fromisoformat(text[:10]).isoformat()
     except ValueError:
-        raise ValidationError(f"{where}: date {text!r} is not a date (YYYY-MM-DD)") from None
+        raise ValidationError(f"{where}: date {_shown(text)} is not a date (YYYY-MM-DD)") from None
+
+
+DAY = re.compile(r"\d{4}-\d\d-\d\d")
+# Deeper JSON than this in a decision is refused: it is no analysis a person or model writes, and encoding
+# it again (export, backup, PostgreSQL) would exhaust Python's recursion limit.
+MAX_NESTING = 64
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _shown(text: str, limit: int = 60) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "…")
+
+
+def unstorable(value, depth: int = 0) -> str | None:
+    """Why a field's value cannot be stored alike on every backend and exported as JSON, or None.
+
+    A NUL character (SQLite keeps it, PostgreSQL refuses it), a lone surrogate (no UTF-8 form), NaN or
+    infinity (no JSON form), nesting deeper than MAX_NESTING.
+    """
+    kind = type(value)
+    if kind is str:
+        if "\x00" in value:
+            return "holds a NUL character (\\u0000)"
+        if not value.isascii() and _SURROGATE.search(value):
+            return "holds a lone surrogate (text with no UTF-8 form)"
+        return None
+    if kind is float:
+        return None if math.isfinite(value) else f"holds {value}, which JSON cannot carry"
+    if kind is dict or kind is list:
+        if depth >= MAX_NESTING:
+            return f"is nested more than {MAX_NESTING} levels deep"
+        items = value.items() if kind is dict else enumerate(value)
+        for key, item in items:
+            problem = (kind is dict and unstorable(key, depth + 1)) or unstorable(item, depth + 1)
+            if problem:
+                return problem
+    return None
+
+
+def unstorable_field(record: dict) -> tuple[str, str] | None:
+    """The first field of a record (and why) that unstorable() refuses, or None."""
+    for name, value in record.items():
+        problem = unstorable(value)
+        if problem:
+            return str(name), problem
+    return None
 
 
 def _bool(value, default: bool) -> bool:
@@ -143,6 +206,9 @@ def _tags(value) -> list[str]:
 def validate(record: dict, where: str = "decision") -> dict:
     """Return a normalised copy of a decision, or raise ValidationError naming the problem."""
     row = {k: record.get(k) for k in COLUMNS if k in record}
+    refused = unstorable_field(row)
+    if refused:
+        raise ValidationError(f"{where}: {refused[0]} {refused[1]}")
     text = record.get("decision")
     if text is None or not str(text).strip():
         raise ValidationError(f"{where}: decision text is empty")
@@ -185,7 +251,8 @@ def validate(record: dict, where: str = "decision") -> dict:
             try:
                 row[column] = to_iso(record[column])
             except (ValueError, TypeError):
-                raise ValidationError(f"{where}: {column} {record[column]!r} is not a timestamp") from None
+                shown = _shown(record[column]) if isinstance(record[column], str) else repr(record[column])
+                raise ValidationError(f"{where}: {column} {shown} is not a timestamp") from None
     row.setdefault("type_source", "person" if record.get("type") not in (None, "") else "ai")
     if row.get("priority_source") is None and row["priority"] is not None:
         row["priority_source"] = "person"

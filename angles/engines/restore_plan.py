@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from angles.engines import backup_format as snapshot
+from angles.engines.decision_model import unstorable_field
 from angles.errors import AnglesError
 from angles.services.git_remote import BackupClone, BackupRemote
 from angles.storage import migrations
@@ -127,18 +128,32 @@ def drift(checkout: Checkout, storage, scanner: snapshot.SecretScanner) -> Drift
     return result
 
 
-def restore_rows(checkout: Checkout, storage, ids: set[str], live_ids: set[str]) -> Iterator[dict]:
-    """The backup's rows for `ids`, redacted fields replaced by live values, ordered so links resolve."""
+def restore_rows(
+    checkout: Checkout, storage, ids: set[str], live_ids: set[str], skipped: list[str] | None = None
+) -> Iterator[dict]:
+    """The backup's rows for `ids`, redacted fields replaced by live values, ordered so links resolve.
+
+    A row no backend can store alike (a NUL character, kept by SQLite before validation refused it) is
+    left out with a warning and its id appended to `skipped`: one such row must not fail the whole restore.
+    """
     redacted = {key: fields for key, fields in checkout.redacted_fields().items() if key in ids}
     # Read before the write transaction starts, so no backend has to read inside its own upsert.
     live_rows = {key: storage.get_decision(key) for key in redacted}
-    return in_link_order(_ordered_rows(checkout, ids, redacted, live_rows), set(live_ids))
+    rows = _ordered_rows(checkout, ids, redacted, live_rows, [] if skipped is None else skipped)
+    return in_link_order(rows, set(live_ids))
 
 
-def _ordered_rows(checkout: Checkout, ids: set[str], redacted: dict, live_rows: dict) -> Iterator[dict]:
+def _ordered_rows(
+    checkout: Checkout, ids: set[str], redacted: dict, live_rows: dict, skipped: list[str]
+) -> Iterator[dict]:
     for record in snapshot.iter_records(checkout.path(snapshot.DECISIONS)):
         key = str(record["id"])
         if key not in ids:
+            continue
+        refused = unstorable_field(record)
+        if refused:
+            logger.warning("decision %s is not restored: its %s %s", key, *refused)
+            skipped.append(key)
             continue
         if key in redacted:
             live = live_rows.get(key)
@@ -158,10 +173,11 @@ def restore_decisions(checkout: Checkout, storage, found: Drift, *, prune: bool 
     """Upsert the missing and changed rows by id in one transaction; delete rows only live only with prune."""
     migrations.migrate(storage)
     ids = set(found.only_backup) | set(found.changed)
-    rows = restore_rows(checkout, storage, ids, found.live_ids)
+    skipped: list[str] = []
+    rows = restore_rows(checkout, storage, ids, found.live_ids, skipped)
     written = storage.upsert_decisions(rows, atomic=True) if ids else 0
     pruned = storage.delete_decisions(found.only_live) if prune and found.only_live else 0
-    return {"upserted": len(ids), "written": written, "pruned": pruned}
+    return {"upserted": len(ids) - len(skipped), "written": written, "pruned": pruned, "skipped": sorted(skipped)}
 
 
 def scratch_restore(checkout: Checkout) -> dict:

@@ -34,6 +34,12 @@ BASE_HEADERS = {
     "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
     "Cache-Control": "no-store",
 }
+# Connections the dashboard keeps open at once, and file descriptors kept back for logs, snapshots, the database.
+MAX_CONNECTIONS = 1000
+FD_RESERVE = 64
+# An idle connection is closed after this many seconds; waitress looks for idle ones this often.
+CHANNEL_TIMEOUT_S = 30
+CLEANUP_INTERVAL_S = 10
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 
 
@@ -225,10 +231,33 @@ def _render_page(settings, doc, reason, age, stale, jobs) -> str:
     )
 
 
+def connection_limit() -> int:
+    """How many connections waitress keeps open at once (its default, 100, lets idle clients lock /health out).
+
+    Each connection may hold up to three file descriptors: the soft limit is raised toward the hard one
+    where the system allows, and the connection limit kept within it.
+    """
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = FD_RESERVE + 3 * MAX_CONNECTIONS
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    if soft == resource.RLIM_INFINITY:
+        return MAX_CONNECTIONS
+    return max(1, min(MAX_CONNECTIONS, (soft - FD_RESERVE) // 3))
+
+
 def serve(settings, host: str | None = None, port: int | None = None, threads: int = 8) -> None:
     """Serve the dashboard with waitress until interrupted."""
     from waitress.server import create_server
 
+    source = "--host" if host else "HEALTH_HOST"
     host = host or settings.health_host
     port = settings.health_port if port is None else port
     app = create_app(settings)
@@ -240,10 +269,15 @@ def serve(settings, host: str | None = None, port: int | None = None, threads: i
             threads=threads,
             ident="angles-health",
             clear_untrusted_proxy_headers=True,
-            channel_timeout=30,
+            connection_limit=connection_limit(),
+            channel_timeout=CHANNEL_TIMEOUT_S,
+            cleanup_interval=CLEANUP_INTERVAL_S,
         )
     except OSError as exc:
         raise AnglesError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    except ValueError:
+        # waitress resolves the address first and says only "Invalid host/port specified".
+        raise AnglesError(f"{source} {host!r} is not an address this machine can listen on") from None
 
     def stop(signum, frame):
         raise KeyboardInterrupt

@@ -393,9 +393,12 @@ def _as_moment(at: str) -> str:
             moment = datetime.combine(datetime.fromisoformat(at).date(), dtime(23, 59, 59), tzinfo=UTC)
         else:
             moment = parse_timestamp(at)
+        return moment.astimezone(UTC).isoformat()
     except ValueError:
         raise AnglesError(f"--at {at!r} is neither a commit of the backup remote nor a date (YYYY-MM-DD)") from None
-    return moment.astimezone(UTC).isoformat()
+    except OverflowError:
+        # A time-zone shift out of years 1-9999, e.g. 0001-01-01T00:00:00+01:00.
+        raise AnglesError(f"--at {at!r} lies outside the dates a backup can have") from None
 
 
 class _MissingBranchError(Exception):

@@ -17,7 +17,7 @@ def open_storage(settings, *, create: bool = True) -> Storage:
     if settings.database_kind == "supabase":
         from angles.storage.supabase_rest import SupabaseStorage
 
-        return SupabaseStorage(settings.supabase_url, settings.supabase_key)
+        return SupabaseStorage(settings.supabase_url, settings.supabase_key, rpm=settings.supabase_rpm)
     from angles.storage.sqlite import SQLiteStorage
 
     return SQLiteStorage(settings.sqlite_path, create=create)

@@ -37,6 +37,14 @@ class Storage(ABC):
 
     # schema
 
+    def check_integrity(self, budget_s: float | None = None) -> str | None:
+        """None when the database's own consistency check finds nothing, else its first finding.
+
+        TimeoutError when the check needs longer than `budget_s`. Server databases check their pages
+        themselves, so only the embedded file has a check here.
+        """
+        return None
+
     @abstractmethod
     def applied_migrations(self) -> list[dict]:
         """Rows of schema_migrations (version, name, checksum, applied_at); [] when the table is absent."""
@@ -98,6 +106,13 @@ class Storage(ABC):
 
     @abstractmethod
     def count_decisions(self) -> int: ...
+
+    def ids_with_nul_text(self) -> list[str]:
+        """Ids of decisions holding a NUL character, which PostgreSQL cannot store and validate() refuses.
+
+        Only SQLite ever stored one (before validation refused it); the other backends hold none.
+        """
+        return []
 
     @abstractmethod
     def delete_decisions(self, ids: Iterable[str]) -> int:

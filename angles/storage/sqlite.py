@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from angles.engines.decision_model import COLUMNS, utc_now
+from angles.engines.decision_model import COLUMNS, JSON_COLUMNS, unstorable_field, utc_now
 from angles.errors import DatabaseError
 from angles.storage.base import Storage
 from angles.storage.rows import decode, decode_activity, prepare
+
+# SQLite's words for a file whose pages are not what they should be.
+DAMAGE = re.compile(r"malformed|not a database|corrupt", re.IGNORECASE)
+# Virtual-machine steps between two looks at the clock during quick_check.
+PROGRESS_STEPS = 10_000
 
 
 class SQLiteStorage(Storage):
@@ -27,6 +34,13 @@ class SQLiteStorage(Storage):
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             else:
                 target = ":memory:"
+        elif self.path.is_file() and self.path.stat().st_size == 0:
+            # This class never leaves an empty file (opening writes the header at once): something truncated
+            # the vault. A fresh schema over it would hide that and back up an empty vault.
+            raise DatabaseError(
+                f"the SQLite database {self.path} is an empty file (0 bytes), not a database: move it away, "
+                "then restore with restore_from_github.py --restore-decisions (or run run_migration.py for a new vault)"
+            )
         try:
             self.conn = sqlite3.connect(target, isolation_level=None, check_same_thread=False, timeout=30)
             self.conn.row_factory = sqlite3.Row
@@ -35,7 +49,7 @@ class SQLiteStorage(Storage):
             self.conn.execute("PRAGMA foreign_keys=ON")
             self.conn.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.Error as exc:
-            raise DatabaseError(f"cannot open SQLite database {self.path}: {exc}") from exc
+            raise DatabaseError(self._reason(exc, f"cannot open SQLite database {self.path}")) from exc
 
     def close(self) -> None:
         with self._lock:
@@ -44,13 +58,44 @@ class SQLiteStorage(Storage):
     def describe(self) -> str:
         return f"sqlite:///{self.path}"
 
+    def _reason(self, exc: sqlite3.Error, context: str) -> str:
+        if isinstance(exc, sqlite3.DatabaseError) and DAMAGE.search(str(exc)):
+            return (
+                f"the SQLite database {self.path} is damaged ({exc}): move it away (with its -wal file) and "
+                "restore with restore_from_github.py --restore-decisions"
+            )
+        return f"{context}: {exc}"
+
     @contextmanager
     def _guard(self):
         with self._lock:
             try:
                 yield self.conn
             except sqlite3.Error as exc:
-                raise DatabaseError(f"SQLite error on {self.path.name}: {exc}") from exc
+                raise DatabaseError(self._reason(exc, f"SQLite error on {self.path.name}")) from exc
+
+    def check_integrity(self, budget_s: float | None = None) -> str | None:
+        deadline = None if budget_s is None else time.monotonic() + budget_s
+
+        def over_budget() -> int:
+            return int(time.monotonic() > deadline)
+
+        with self._lock:
+            if deadline is not None:
+                self.conn.set_progress_handler(over_budget, PROGRESS_STEPS)
+            try:
+                rows = self.conn.execute("PRAGMA quick_check(1)").fetchall()
+            except sqlite3.OperationalError as exc:
+                if deadline is not None and "interrupt" in str(exc):
+                    raise TimeoutError(f"quick_check needs more than {budget_s:g} s") from None
+                return str(exc)
+            except sqlite3.DatabaseError as exc:
+                # Damage bad enough that the check cannot even start reading.
+                return str(exc)
+            finally:
+                self.conn.set_progress_handler(None, 0)
+        finding = rows[0][0] if rows else "ok"
+        return None if finding == "ok" else " ".join(finding.split())
 
     @contextmanager
     def _transaction(self):
@@ -204,6 +249,17 @@ class SQLiteStorage(Storage):
             if not self._table_exists(conn, "decision_vault"):
                 return 0
             return conn.execute("SELECT count(*) FROM decision_vault").fetchone()[0]
+
+    def ids_with_nul_text(self) -> list[str]:
+        text = [c for c in COLUMNS if c not in JSON_COLUMNS]
+        # Plain text holds the NUL byte itself; JSON text holds it escaped (or a lookalike, ruled out below).
+        raw = " OR ".join(f"instr(CAST({c} AS BLOB), x'00') > 0" for c in text)
+        escaped = " OR ".join(f"instr({c}, '\\u0000') > 0" for c in JSON_COLUMNS)
+        with self._guard() as conn:
+            if not self._table_exists(conn, "decision_vault"):
+                return []
+            rows = conn.execute(f"SELECT * FROM decision_vault WHERE {raw} OR {escaped} ORDER BY id").fetchall()
+        return [row["id"] for row in rows if unstorable_field(decode(dict(row))) is not None]
 
     def delete_decisions(self, ids: Iterable[str]) -> int:
         ids = list(ids)

@@ -10,6 +10,7 @@ from urllib.parse import urlparse
 
 from angles.engines.decision_model import COLUMNS, to_iso, utc_now
 from angles.errors import DatabaseError, ExternalServiceError, MigrationError
+from angles.rate_limit import TokenBucket
 from angles.storage.base import Storage
 from angles.storage.rows import decode, decode_activity, prepare
 
@@ -17,6 +18,8 @@ logger = logging.getLogger(__name__)
 
 # Statuses worth another try: rate limited, gateway trouble, PostgREST's pool exhausted.
 RETRY_STATUSES = frozenset({429, 502, 503, 504, 520})
+# Answers of 429 (over the project's request rate) waited out in a row before giving up.
+RATE_LIMITED_RETRIES = 5
 MISSING_TABLE_CODES = frozenset({"PGRST205", "42P01"})
 AUTH_CODES = frozenset({"PGRST301", "PGRST302", "PGRST303", "42501"})
 WRITE_BATCH = 500
@@ -29,7 +32,17 @@ class SupabaseStorage(Storage):
     kind = "supabase"
     dialect = "postgres"
 
-    def __init__(self, url: str, key: str, *, timeout: float = 30.0, retries: int = 2, backoff: float = 0.5):
+    def __init__(
+        self,
+        url: str,
+        key: str,
+        *,
+        timeout: float = 30.0,
+        retries: int = 2,
+        backoff: float = 0.5,
+        rpm: float | None = None,
+    ):
+        """`rpm`: requests per minute this client sends at most (SUPABASE_RPM); None sends as fast as answered."""
         # supabase-py pulls in auth, realtime and storage clients: import it only when this backend is chosen.
         import httpx
         from supabase import ClientOptions, SupabaseException, create_client
@@ -38,6 +51,7 @@ class SupabaseStorage(Storage):
         self.host = urlparse(self.url).netloc or self.url
         self.retries = retries
         self.backoff = backoff
+        self.bucket = TokenBucket(rpm / 60.0) if rpm else None
         self._local = threading.local()
         self._http = httpx.Client(
             timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)),
@@ -84,10 +98,12 @@ class SupabaseStorage(Storage):
         import httpx
         from postgrest import APIError
 
-        attempt = 0
+        attempt = limited = 0
         while True:
             self._local.status = None
             self._local.retry_after = None
+            if self.bucket is not None:
+                self.bucket.acquire()
             try:
                 return build().execute()
             except APIError as exc:
@@ -96,6 +112,11 @@ class SupabaseStorage(Storage):
                     return None
                 if conflict_ok and exc.code == "23505":
                     return CONFLICT
+                # A 429 was refused before anything ran, so even an insert may be sent again.
+                if status == 429 and limited < RATE_LIMITED_RETRIES:
+                    self._pause(limited, what, "HTTP 429 rate limited")
+                    limited += 1
+                    continue
                 if status in RETRY_STATUSES and idempotent and attempt < self.retries:
                     self._pause(attempt, what, f"HTTP {status}")
                     attempt += 1
@@ -119,7 +140,11 @@ class SupabaseStorage(Storage):
             except ValueError:
                 pass
         logger.warning("Supabase REST %s failed (%s); retrying in %.1f seconds", what, reason, delay)
-        time.sleep(delay)
+        if self.bucket is not None:
+            # Every thread of this client holds off, not only the one that was told to.
+            self.bucket.pause(delay)
+        else:
+            time.sleep(delay)
 
     def _api_error(self, exc, status: int | None, what: str) -> Exception:
         message = (exc.message or "").strip() or "no message"

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import os
 import re
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -275,9 +277,15 @@ def _split_list(text: str) -> list[str]:
 class FakePostgrest:
     """A threaded HTTP server on 127.0.0.1 answering /rest/v1/<table> like PostgREST behind Supabase's gateway."""
 
-    def __init__(self, key: str, *, max_rows: int | None = None):
+    def __init__(self, key: str, *, max_rows: int | None = None, rpm: float | None = None):
+        """`rpm`: enforce a request rate as Supabase's gateway does (429 with Retry-After above it); None: no limit."""
         self.key = key
         self.max_rows = max_rows
+        self.rpm = rpm
+        # A bucket of one second's worth of requests, refilled at rpm / 60 per second.
+        self.allowance = max(1.0, (rpm or 0) / 60.0)
+        self.allowance_at = time.monotonic()
+        self.rate_limited = 0
         self.tables: dict[str, Table] = {}
         self.lock = threading.RLock()
         self.requests: list[dict] = []
@@ -341,6 +349,10 @@ class FakePostgrest:
         if self.failures:
             status, payload, extra = self.failures.pop(0)
             return status, {"Content-Type": "application/json", **extra}, json.dumps(payload).encode()
+        wait = self._over_rate()
+        if wait is not None:
+            headers = {"Content-Type": "application/json", "Retry-After": str(max(1, math.ceil(wait)))}
+            return 429, headers, json.dumps({"message": "API rate limit exceeded"}).encode()
         try:
             self._authorise(headers)
             match = re.fullmatch(r"/rest/v1/([A-Za-z_][A-Za-z0-9_]*)", path)
@@ -371,6 +383,21 @@ class FakePostgrest:
                 raise RestError(405, "PGRST117", f"Unsupported HTTP method: {method}")
         except RestError as err:
             return err.status, {"Content-Type": "application/json; charset=utf-8"}, json.dumps(err.body).encode()
+
+    def _over_rate(self) -> float | None:
+        """None when the request is within the rate; else the seconds until it would be."""
+        if not self.rpm:
+            return None
+        rate = self.rpm / 60.0
+        with self.lock:
+            now = time.monotonic()
+            self.allowance = min(max(1.0, rate), self.allowance + (now - self.allowance_at) * rate)
+            self.allowance_at = now
+            if self.allowance >= 1.0:
+                self.allowance -= 1.0
+                return None
+            self.rate_limited += 1
+            return (1.0 - self.allowance) / rate
 
     def _authorise(self, headers) -> None:
         apikey = headers.get("apikey")
