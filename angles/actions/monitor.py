@@ -8,6 +8,7 @@ import threading
 import time
 from datetime import UTC, datetime
 
+from angles.files import atomic_write
 from angles.health import health_file as snapshot
 from angles.health.base import CRITICAL, WARNING, Check, CheckResult, Context, one_line
 
@@ -121,7 +122,7 @@ def _persist(settings, doc: dict, now: datetime) -> str | None:
     import json
 
     try:
-        snapshot.write_atomic(snapshot.snapshot_path(settings), json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+        atomic_write(snapshot.snapshot_path(settings), json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
         snapshot.append_log(settings, snapshot.log_lines(doc))
         snapshot.append_history(settings, doc, now)
     except OSError as exc:

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
-import time
 from contextlib import ExitStack, contextmanager
 
 from angles.engines import notion_pages as pages
-from angles.engines.decision_model import utc_now
 from angles.engines.json_export import export_path, write_export
 from angles.engines.notion_sync import NotionSync, new_counts
 from angles.errors import AnglesError, DatabaseError, ExternalServiceError
+from angles.locks import locked
 from angles.logs import redactor
+from angles.runs import Run
 from angles.services.notion import NotionAuthError, NotionClient, NotionError
 from angles.storage import migrations, open_storage
 
@@ -45,21 +44,12 @@ def _progress_bar(enabled: bool):
         yield start
 
 
-@contextmanager
 def _run_lock(settings):
     """One sync per host at a time: two would both create pages for the same new decisions."""
-    import fcntl
-
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    with open(settings.data_dir / "memory_sync.lock", "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise AnglesError("another memory_sync run is in progress on this host; try again when it ends") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return locked(
+        settings.data_dir / "memory_sync.lock",
+        busy="another memory_sync run is in progress on this host; try again when it ends",
+    )
 
 
 def _ensure_schema(storage, dry_run: bool) -> None:
@@ -110,7 +100,7 @@ def run_sync(
     progress: bool = False,
 ) -> dict:
     """Pull Notion edits, push the vault's changes, export to JSON; returns counts and an exit code."""
-    started, clock = utc_now(), time.monotonic()
+    run = Run(settings, "memory_sync", "sync" if sync else "export", record=not dry_run)
     suffix = " (dry run)" if dry_run else ""
     result = {
         "dry_run": dry_run,
@@ -130,6 +120,7 @@ def run_sync(
     storage = None
     try:
         storage = open_storage(settings, create=not dry_run)
+        run.storage = storage
         storage.ping()
         _ensure_schema(storage, dry_run)
         with ExitStack() as stack:
@@ -170,7 +161,7 @@ def run_sync(
     except Exception as exc:
         logger.exception("memory_sync stopped on an unexpected error")
         result.update(status="failed", error=redactor()(f"unexpected {type(exc).__name__}: {exc}"), exit_code=1)
-    duration = time.monotonic() - clock
+    duration = run.duration_s
     result["duration_s"] = round(duration, 1)
     if result["status"] == "completed":
         logger.info("memory_sync completed%s: %s, duration %.1fs", suffix, _summary(result), duration)
@@ -178,23 +169,11 @@ def run_sync(
         logger.error("memory_sync failed%s: %s, duration %.1fs", suffix, result["error"], duration)
     if storage is not None:
         try:
-            if not dry_run:
-                details = {k: result.get(k) for k in ("notion", "counts", "notion_requests", "export", "error")}
-                if result.get("ai"):
-                    details["ai"] = {k: result["ai"][k] for k in ("analysed", "online", "offline", "deferred", "model")}
-                details["problems"] = result["problems"][:5]
-                storage.record_activity(
-                    "memory_sync",
-                    "sync" if sync else "export",
-                    result["status"],
-                    json.dumps(details, ensure_ascii=False, default=str),
-                    started_at=started,
-                    finished_at=utc_now(),
-                    duration_s=round(duration, 3),
-                    host=socket.gethostname(),
-                )
-        except DatabaseError as exc:
-            logger.warning("could not record the run in agent_activity: %s", exc)
+            details = {k: result.get(k) for k in ("notion", "counts", "notion_requests", "export", "error")}
+            if result.get("ai"):
+                details["ai"] = {k: result["ai"][k] for k in ("analysed", "online", "offline", "deferred", "model")}
+            details["problems"] = result["problems"][:5]
+            run.finish(result["status"], json.dumps(details, ensure_ascii=False, default=str))
         finally:
             storage.close()
     return result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 import shutil
@@ -17,13 +18,13 @@ logger = logging.getLogger(__name__)
 
 PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
 BACKUP_CHECK_TIMEOUT = 20.0
-CORE_MODULES = ("schedule", "requests", "psutil", "git", "dotenv", "flask", "waitress", "pytz", "rich")
+CORE_MODULES = ("requests", "psutil", "git", "dotenv", "flask", "waitress", "rich")
 HEARTBEAT_STALE_SECONDS = 180  # the monitor's SCHEDULER_STALE_SECONDS default
 
 
 def run_verify_deployment(settings) -> dict:
     """Run every check, write logs/active/verification_results.json, exit 0 when nothing FAILs."""
-    from angles.jobs.daemon import write_json_atomic
+    from angles.files import atomic_write
 
     checks: list[dict] = []
     for check in CHECKS:
@@ -35,7 +36,9 @@ def run_verify_deployment(settings) -> dict:
         checks.extend(found if isinstance(found, list) else [found])
     summary = {status: sum(1 for c in checks if c["status"] == status) for status in (PASS, WARN, FAIL)}
     result = {"checked_at": utc_now(), "summary": summary, "checks": checks, "exit_code": 1 if summary[FAIL] else 0}
-    write_json_atomic(settings.active_logs_dir / "verification_results.json", result)
+    atomic_write(
+        settings.active_logs_dir / "verification_results.json", json.dumps(result, indent=2, default=str) + "\n"
+    )
     logger.info("verification completed: %d pass, %d warn, %d fail", summary[PASS], summary[WARN], summary[FAIL])
     return result
 
@@ -226,8 +229,9 @@ def check_backup_remote(settings) -> list[dict]:
 
 
 def check_scheduler(settings) -> list[dict]:
-    from angles.jobs.daemon import read_state
-    from angles.jobs.locks import is_locked, lock_path, read_holder
+    from angles.jobs.history import read_state
+    from angles.jobs.locks import lock_path, read_holder
+    from angles.locks import is_locked
 
     hint = "bash deploy/start.sh, or systemctl start angles-scheduler"
     if not is_locked(lock_path(settings)):

@@ -18,6 +18,7 @@ from datetime import timedelta
 
 from angles.engines.decision_model import PRIORITIES, TYPES, parse_timestamp, text_hash, to_iso, utc_now
 from angles.errors import ExternalServiceError
+from angles.runs import Run
 
 logger = logging.getLogger(__name__)
 
@@ -453,7 +454,7 @@ def enrich_decisions(storage, settings, *, dry_run: bool = False) -> dict:
         "dry_run": dry_run,
     }
     state = {"analyser": None, "dead": None, "done": 0}
-    started = time.monotonic()
+    run = Run(settings, "ai_enrichment", "analyse", storage=storage, record=not dry_run)
     suffix = " (dry run)" if dry_run else ""
 
     def analyse(row: dict) -> None:
@@ -524,7 +525,7 @@ def enrich_decisions(storage, settings, *, dry_run: bool = False) -> dict:
         counts["tokens"] = state["analyser"].tokens
         counts["requests"] = state["analyser"].requests
     counts["would_analyse"] = state["done"] if dry_run else 0
-    counts["duration_s"] = round(time.monotonic() - started, 3)
+    counts["duration_s"] = run.duration_s
     logger.info(
         "AI enrichment%s: %s %d (%d online with %s, %d offline), %d unchanged, %d deferred by "
         "AI_MAX_PER_RUN=%s, %d requests, %d tokens%s",
@@ -541,10 +542,8 @@ def enrich_decisions(storage, settings, *, dry_run: bool = False) -> dict:
         counts["tokens"],
         f"; fallback: {counts['fallback_reason']}" if counts["fallback_reason"] else "",
     )
-    if not dry_run and counts["pending"]:
-        storage.record_activity(
-            "ai_enrichment",
-            "analyse",
+    if counts["pending"]:
+        run.finish(
             "warning" if online and counts["offline"] else "completed",
             json.dumps(
                 {
@@ -552,6 +551,5 @@ def enrich_decisions(storage, settings, *, dry_run: bool = False) -> dict:
                     for k in ("analysed", "online", "offline", "deferred", "tokens", "model", "fallback_reason")
                 }
             ),
-            duration_s=counts["duration_s"],
         )
     return counts

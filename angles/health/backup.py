@@ -97,10 +97,9 @@ class BackupAgeCheck(Check):
             if not _failed(last.get("result")):
                 success_time = last.get("time")
         if success_time is None:
-            from angles.health.scheduler import read_state
+            from angles.jobs.history import read_state
 
-            state, _ = read_state(settings)
-            job = ((state or {}).get("jobs") or {}).get("backup") or {}
+            job = (read_state(settings).get("jobs") or {}).get("backup") or {}
             if isinstance(job, dict) and isinstance(job.get("last_success"), str):
                 success_time = job["last_success"]
         details["last_success"] = success_time

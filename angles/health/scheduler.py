@@ -2,38 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import os
 import socket
-from pathlib import Path
 
 from angles.health.base import CRITICAL, OK, WARNING, Check, CheckResult, Context, age_hours
+from angles.jobs.history import load_state
 
-STATE_FILE = "scheduler_state.json"
-MAX_STATE_BYTES = 1_000_000
 MAX_JOBS = 32
 JOB_FIELDS = ("schedule", "last_run", "last_result", "last_duration_s", "last_success", "next_run", "running")
 
 
-def read_state(settings) -> tuple[dict | None, str | None]:
-    """The daemon's state file, or None with the reason it cannot be used (None, None when absent)."""
-    path = Path(settings.data_dir) / STATE_FILE
-    try:
-        if path.stat().st_size > MAX_STATE_BYTES:
-            return None, f"{path.name} is larger than {MAX_STATE_BYTES} bytes"
-        state = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None, None
-    except (OSError, ValueError) as exc:
-        return None, f"{path.name} is unreadable or not JSON ({type(exc).__name__})"
-    if not isinstance(state, dict):
-        return None, f"{path.name} is not a JSON object"
-    return state, None
-
-
 def lock_held(settings) -> bool:
     """True when another open file holds the daemon's flock; the probe never steals it."""
-    from angles.jobs.locks import is_locked, lock_path
+    from angles.jobs.locks import lock_path
+    from angles.locks import is_locked
 
     return is_locked(lock_path(settings))
 
@@ -78,7 +60,7 @@ class SchedulerCheck(Check):
         self.lock_probe = lock_probe or lock_held
 
     def run(self, settings, context: Context) -> CheckResult:
-        state, problem = read_state(settings)
+        state, problem = load_state(settings)
         # Inside the daemon (its health job) the answer is known, and not probing avoids touching its own lock.
         held = (state or {}).get("pid") == os.getpid() or self.lock_probe(settings)
         stale_after = float(settings.scheduler_stale_seconds)
