@@ -249,7 +249,7 @@ def check_notion(settings) -> dict:
 
 def check_ai_status(settings) -> dict:
     """One tiny analysis request; status ok, off or fail, with the failure's kind (for --test and verification)."""
-    from angles.engines.enrichment import check_ai
+    from angles.services.openai_model import check_ai
 
     try:
         ai = check_ai(settings)

@@ -56,7 +56,7 @@ class AICheck(Check):
         if not settings.ai_enabled:
             return self.result(OK, "offline", "OPENAI_API_KEY unset: decisions get the offline analysis")
         # Imported here so a run without a key never pays for the openai client.
-        from angles.engines import enrichment as ai
+        from angles.services import openai_model as ai
 
         result = _probe(
             self,
