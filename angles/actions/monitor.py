@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from angles.files import atomic_write
 from angles.health import health_file as snapshot
-from angles.health.base import CRITICAL, WARNING, Check, CheckResult, Context, one_line
+from angles.health.base import CRITICAL, WARNING, Check, CheckResult, Context, one_line, run_check
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def _run_all(checks: list[Check], settings, context: Context) -> tuple[list[Chec
 
     def run_in_order(group: list[Check]) -> None:
         for check in group:
-            result = _safe_run(check, settings, context)
+            result = run_check(check, settings, context)
             with lock:
                 results[id(check)] = result
 
@@ -86,18 +86,6 @@ def _run_all(checks: list[Check], settings, context: Context) -> tuple[list[Chec
                     check.timeout_status, "timeout", f"{check.label} check did not finish in time"
                 )
         return [results[id(c)] for c in checks], finished
-
-
-def _safe_run(check: Check, settings, context: Context) -> CheckResult:
-    """A check that breaks reports itself as a warning; it never takes the monitor down."""
-    try:
-        result = check.run(settings, context)
-        if not result.label:
-            result.label = check.label or check.name
-        return result
-    except Exception as exc:
-        logger.warning("health check %s failed", check.name, exc_info=True)
-        return check.result(WARNING, "error", f"{check.label} check failed: {type(exc).__name__}: {one_line(exc, 150)}")
 
 
 def _redact(value, settings):

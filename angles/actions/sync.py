@@ -9,20 +9,17 @@ from contextlib import ExitStack, contextmanager
 from angles.engines import notion_pages as pages
 from angles.engines.json_export import export_path, write_export
 from angles.engines.notion_sync import NotionSync, new_counts
-from angles.errors import AnglesError, DatabaseError, ExternalServiceError
+from angles.errors import AnglesError
+from angles.health.base import CRITICAL, OK
 from angles.locks import locked
 from angles.logs import redactor
 from angles.runs import Run
-from angles.services.notion import NotionAuthError, NotionClient, NotionError
+from angles.services import notion
 from angles.storage import migrations, open_storage
 
 logger = logging.getLogger(__name__)
 
 NOTION_OFF = "Notion sync is off: NOTION_TOKEN and NOTION_DATABASE_ID are not both set"
-
-
-def notion_client(settings, **options) -> NotionClient:
-    return NotionClient(settings.notion_token, base_url=settings.notion_base_url, rps=settings.notion_rps, **options)
 
 
 @contextmanager
@@ -128,7 +125,7 @@ def run_sync(
             if sync and settings.notion_enabled:
                 if not dry_run:
                     stack.enter_context(_run_lock(settings))
-                client = stack.enter_context(notion_client(settings))
+                client = stack.enter_context(notion.client_for(settings))
                 bar = stack.enter_context(_progress_bar(progress))
                 engine = NotionSync(
                     storage,
@@ -179,94 +176,79 @@ def run_sync(
     return result
 
 
-def _database_check(settings) -> dict:
-    check = {"status": "ok"}
-    try:
-        with open_storage(settings, create=False) as storage:
-            storage.ping()
-            check["database"] = storage.describe()
-            check["schema_version"] = storage.schema_version()
-            check["latest_version"] = migrations.latest_version(storage.dialect)
-            total = pending = interrupted = with_page = 0
-            for row in storage.iter_decisions():
-                total += 1
-                if row.get("notion_page_id"):
-                    with_page += 1
-                    if row.get("notion_sync_hash") != pages.sync_hash(row):
-                        pending += 1
-                elif not row.get("deleted_at"):
-                    pending += 1
-                    if row.get("notion_attempted_at"):
-                        interrupted += 1
-            check.update(decisions=total, with_page=with_page, to_push=pending, interrupted_creates=interrupted)
-            if check["schema_version"] != check["latest_version"]:
-                check["status"] = "warn"
-                check["message"] = (
-                    f"schema version {check['schema_version']}, latest {check['latest_version']}: "
-                    "run python run_migration.py"
-                )
-            elif interrupted:
-                check["status"] = "warn"
-                check["message"] = (
-                    f"{interrupted} decisions were interrupted while their page was being created; "
-                    "the next sync looks their page up before creating one"
-                )
-    except DatabaseError as exc:
-        check = {"status": "fail", "message": redactor()(str(exc))}
+def _backlog(storage) -> dict:
+    """What the next sync has to push, and creates a crash interrupted (the data's integrity, for --test)."""
+    total = pending = interrupted = with_page = 0
+    for row in storage.iter_decisions():
+        total += 1
+        if row.get("notion_page_id"):
+            with_page += 1
+            if row.get("notion_sync_hash") != pages.sync_hash(row):
+                pending += 1
+        elif not row.get("deleted_at"):
+            pending += 1
+            if row.get("notion_attempted_at"):
+                interrupted += 1
+    return {"decisions": total, "with_page": with_page, "to_push": pending, "interrupted_creates": interrupted}
+
+
+def _database_status(result, context) -> dict:
+    if result.status == CRITICAL or "database" not in result.details:
+        return {"status": "fail", "message": result.reason}
+    check = {"status": "ok" if result.status == OK else "warn", **result.details}
+    if result.status != OK:
+        check["message"] = result.reason
+    if context.database_missing():
+        check.update(decisions=0, with_page=0, to_push=0, interrupted_creates=0)
+        return check
+    check.update(_backlog(context.storage()))
+    if check["status"] == "ok" and check["interrupted_creates"]:
+        check["status"] = "warn"
+        check["message"] = (
+            f"{check['interrupted_creates']} decisions were interrupted while their page was being created; "
+            "the next sync looks their page up before creating one"
+        )
     return check
 
 
-def check_notion(settings) -> dict:
-    """Token, database access and properties; status ok, warn, off or fail (for --test, monitors, verification)."""
-    if not settings.notion_enabled:
-        return {"status": "off", "message": NOTION_OFF}
-    try:
-        # A check answers within seconds: fewer attempts and a shorter timeout than a sync's.
-        with notion_client(settings, attempts=3, timeout=10) as client:
-            me = client.me()
-            source_id = client.resolve_data_source(settings.notion_database_id)
-            schema = pages.check_schema(client.retrieve_data_source(source_id))
-    except NotionError as exc:
-        return {
-            "status": "fail",
-            "message": redactor()(str(exc)),
-            "auth": isinstance(exc, NotionAuthError),
-            "http_status": exc.status,
-        }
-    check = {
-        "status": "ok",
-        "integration": me.get("name") or me.get("id"),
-        "data_source_id": source_id,
-        "title_property": schema["title_property"],
-        "missing": schema["missing"],
-        "mistyped": schema["mistyped"],
-    }
-    if schema["missing"] or schema["mistyped"]:
+def _notion_status(access, schema) -> dict:
+    if access.details.get("configured") is False:
+        return {"status": "off", "message": access.reason}
+    if access.status != OK:
+        extra = {k: access.details.get(k) for k in ("auth", "http_status")}
+        return {"status": "fail", "message": access.reason, **extra}
+    check = {"status": "ok", **access.details}
+    if schema is not None and schema.status != OK:
         check["status"] = "warn"
         check["message"] = "properties missing or of the wrong type: run python memory_sync.py --setup-notion"
     return check
 
 
-def check_ai_status(settings) -> dict:
-    """One tiny analysis request; status ok, off or fail, with the failure's kind (for --test and verification)."""
-    from angles.services.openai_model import check_ai
-
-    try:
-        ai = check_ai(settings)
-    except ExternalServiceError as exc:
-        return {"status": "fail", "message": redactor()(str(exc)), "kind": getattr(exc, "kind", None)}
-    if not ai["configured"]:
-        return {"status": "off", "message": ai["detail"]}
-    return {
-        "status": "ok",
-        "message": f"model {ai['model']} answered with a valid analysis in {ai['latency_s']} s ({ai['tokens']} tokens)",
-    }
+def _ai_status(ai) -> dict:
+    if ai.details.get("configured") is False:
+        return {"status": "off", "message": ai.reason}
+    if ai.status != OK:
+        return {"status": "fail", "message": ai.reason, "kind": ai.details.get("kind")}
+    return {"status": "ok", "message": ai.reason}
 
 
 def run_test(settings) -> dict:
     """Read-only check of the database, Notion and AI settings, and of the data's integrity."""
-    checks = {"database": _database_check(settings), "notion": check_notion(settings)}
-    checks["ai"] = check_ai_status(settings)
+    from angles.health.base import Context, run_check
+    from angles.health.database import DatabaseCheck
+    from angles.health.services import AICheck, NotionCheck, NotionSchemaCheck
+
+    context = Context(settings, thorough=True)
+    try:
+        checks = {
+            "database": _database_status(run_check(DatabaseCheck(), settings, context), context),
+            "notion": _notion_status(
+                run_check(NotionCheck(), settings, context), run_check(NotionSchemaCheck(), settings, context)
+            ),
+            "ai": _ai_status(run_check(AICheck(), settings, context)),
+        }
+    finally:
+        context.close()
     exit_code = 0
     if "fail" in (checks["notion"]["status"], checks["ai"]["status"]):
         exit_code = 3
@@ -287,7 +269,7 @@ def run_setup_notion(settings, *, dry_run: bool = False) -> dict:
     """Add the properties the sync needs to the Notion data source; existing ones are left alone."""
     if not settings.notion_enabled:
         return {"status": "off", "message": NOTION_OFF, "exit_code": 1}
-    with notion_client(settings) as client:
+    with notion.client_for(settings) as client:
         source_id = client.resolve_data_source(settings.notion_database_id)
         schema = pages.check_schema(client.retrieve_data_source(source_id))
         if schema["missing"] and not dry_run:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from angles.health.base import CRITICAL, OK, WARNING, Check, CheckResult, Context, one_line
+from angles.health.base import CRITICAL, FAIL, OK, WARNING, Check, CheckResult, Context, one_line
+
+MIGRATE = "python run_migration.py"
 
 
 class DatabaseCheck(Check):
@@ -15,8 +17,11 @@ class DatabaseCheck(Check):
             return self.result(
                 WARNING,
                 "not created",
-                f"database {settings.sqlite_path} does not exist yet: run python run_migration.py",
+                f"database {settings.sqlite_path} does not exist yet: run {MIGRATE}",
                 {"database_up": 0},
+                {"database": str(settings.sqlite_path), "schema_version": None, "latest_version": None},
+                hint=MIGRATE,
+                verdict=FAIL,
             )
         try:
             storage = context.storage()
@@ -26,17 +31,23 @@ class DatabaseCheck(Check):
             latest = latest_version(storage.dialect)
             where = storage.describe()
         except Exception as exc:
-            return self.result(CRITICAL, "unreachable", f"database unreachable: {one_line(exc)}", {"database_up": 0})
+            return self.result(
+                CRITICAL,
+                "unreachable",
+                f"database unreachable: {one_line(exc)}",
+                {"database_up": 0},
+                hint="check DATABASE_URL (or SUPABASE_URL and SUPABASE_KEY) and that the server answers",
+            )
         metrics = {"database_up": 1, "schema_version": version or 0, "schema_latest": latest}
+        details = {"database": where, "schema_version": version, "latest_version": latest}
         value = f"schema {version or 0}/{latest}"
         if version is None:
-            return self.result(WARNING, value, f"{where} has no schema yet: run python run_migration.py", metrics)
+            reason = f"{where} has no schema yet: run {MIGRATE}"
+            return self.result(WARNING, value, reason, metrics, details, hint=MIGRATE, verdict=FAIL)
         if version < latest:
-            return self.result(
-                WARNING, value, f"schema version {version} is behind {latest}: run python run_migration.py", metrics
-            )
+            reason = f"schema version {version} is behind {latest}: run {MIGRATE}"
+            return self.result(WARNING, value, reason, metrics, details, hint=MIGRATE, verdict=FAIL)
         if version > latest:
-            return self.result(
-                WARNING, value, f"schema version {version} is newer than this code knows ({latest}): update", metrics
-            )
-        return self.result(OK, value, f"{where} answers, schema version {version} is current", metrics)
+            reason = f"schema version {version} is newer than this code knows ({latest}): update"
+            return self.result(WARNING, value, reason, metrics, details, hint="update this code to the latest version")
+        return self.result(OK, value, f"{where} answers, schema version {version} is current", metrics, details)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import socket
 
-from angles.health.base import CRITICAL, OK, WARNING, Check, CheckResult, Context, age_hours
+from angles.health.base import CRITICAL, FAIL, OK, WARNING, Check, CheckResult, Context, age_hours
 from angles.jobs.history import load_state
 
 MAX_JOBS = 32
+START = "bash deploy/start.sh (or nohup python scheduler.py &, or systemctl start angles-scheduler)"
+RESTART = "restart it: systemctl restart angles-scheduler, or stop it and bash deploy/start.sh"
 JOB_FIELDS = ("schedule", "last_run", "last_result", "last_duration_s", "last_success", "next_run", "running")
 
 
@@ -92,12 +94,12 @@ class SchedulerCheck(Check):
         if not held:
             if state:
                 when = f"last heartbeat {age_s:.0f} s ago" if age_s is not None else "no readable heartbeat"
-                reason = f"scheduler is not running ({when}): start it with nohup python scheduler.py &"
+                reason = f"scheduler is not running ({when}): start it with {START}"
             else:
-                reason = "scheduler is not running: start it with nohup python scheduler.py &"
+                reason = f"scheduler is not running: start it with {START}"
             if problem:
                 reason += f"; {problem}"
-            return self.result(WARNING, "stopped", reason, metrics, details)
+            return self.result(WARNING, "stopped", reason, metrics, details, hint=START, verdict=FAIL)
         if problem or state is None:
             return self.result(
                 WARNING,
@@ -105,10 +107,17 @@ class SchedulerCheck(Check):
                 f"scheduler holds its lock but its state is unusable: {problem or 'no state file'}",
                 metrics,
                 details,
+                hint=RESTART,
+                verdict=FAIL,
             )
         if age_s is None:
             return self.result(
-                CRITICAL, "no heartbeat", "scheduler holds its lock but records no heartbeat", metrics, details
+                CRITICAL,
+                "no heartbeat",
+                "scheduler holds its lock but records no heartbeat",
+                metrics,
+                details,
+                hint=RESTART,
             )
         if age_s >= stale_after:
             return self.result(
@@ -117,6 +126,7 @@ class SchedulerCheck(Check):
                 f"scheduler is hung: no heartbeat for {age_s:.0f} s (limit {stale_after:g} s)",
                 metrics,
                 details,
+                hint=RESTART,
             )
         failed = [name for name, job in details["jobs"].items() if job.get("last_result") == "failed"]
         role = "standby" if state.get("leader") is False else "leader"
@@ -127,6 +137,7 @@ class SchedulerCheck(Check):
                 f"scheduler running ({role}), last run failed for: {', '.join(failed)}",
                 metrics,
                 details,
+                hint="grep -i error logs/active/scheduler.log",
             )
         return self.result(
             OK,
