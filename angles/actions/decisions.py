@@ -10,7 +10,7 @@ from datetime import date
 from pathlib import Path
 
 from angles.engines.decision_model import PRIORITIES, TYPES, validate
-from angles.errors import AnglesError, DatabaseError, ValidationError
+from angles.errors import AnglesError, ValidationError
 from angles.storage import migrations, open_storage
 
 logger = logging.getLogger(__name__)
@@ -28,15 +28,6 @@ class NotFoundError(AnglesError):
     """No decision matches the id given."""
 
 
-def _writable(storage) -> None:
-    latest = migrations.latest_version(storage.dialect)
-    version = storage.schema_version()
-    if version is None or version < latest:
-        raise DatabaseError(
-            f"the database schema is at version {version or 0} of {latest}; run `python run_migration.py` first"
-        )
-
-
 def run_add(
     settings,
     *,
@@ -50,9 +41,9 @@ def run_add(
     """Validate and store one new decision; returns it as stored."""
     record = {"decision": text, "type": type, "priority": priority, "tags": tags, "comment": comment, "date": on}
     row = validate(record, "decision")
-    # create=False: an SQLite file that does not exist yet is not made here, only by run_migration.py.
-    with open_storage(settings, create=False) as storage:
-        _writable(storage)
+    with open_storage(settings) as storage:
+        # The policy of every door: the embedded database is prepared here, a shared one needs run_migration.py.
+        migrations.ensure_current(storage)
         storage.upsert_decisions([row])
         stored = storage.get_decision(row["id"])
         storage.record_activity("decisions", "add", "completed", f"added {row['id']}")
@@ -195,9 +186,9 @@ def run_import(settings, path: Path, *, dry_run: bool = False) -> dict:
             continue
         candidates[row["id"]] = (row, tuple(f for f in EDITABLE if f in record))
     new, updates, unchanged = [], [], 0
-    with open_storage(settings, create=False) as storage:
+    with open_storage(settings, create=not dry_run) as storage:
         if not dry_run:
-            _writable(storage)
+            migrations.ensure_current(storage)
         existing = _existing(storage, candidates)
         for row, provided in candidates.values():
             current = existing.get(row["id"])
