@@ -313,6 +313,26 @@ def test_start_script_runs_scheduler_and_dashboard_and_ctrl_c_stops_both_cleanly
     assert "scheduler stopped cleanly" in log_text(home)
 
 
+def test_a_first_start_shows_the_dashboard_up_and_the_export_only_sync_that_ran(home, free_port):
+    env = script_env(home, PYTHON=sys.executable, HEALTH_PORT=str(free_port))
+    proc = subprocess.Popen(
+        ["bash", str(ROOT / "deploy" / "start.sh")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    snapshot = home / "logs" / "active" / "system_health.json"
+    try:
+        wait_for(snapshot.exists, timeout=60, what="the first health snapshot")
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=15)
+    checks = json.loads(snapshot.read_text())["checks"]
+    assert checks["dashboard"]["status"] == "ok", checks["dashboard"]["reason"]
+    assert checks["sync"]["reason"] == "1 of 1 memory syncs (export only, Notion off) succeeded in 24 h (100%)"
+
+
 def test_a_jobs_lines_also_go_to_its_own_component_log(home, settings):
     write_jobs(
         home,

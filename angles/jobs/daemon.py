@@ -14,12 +14,13 @@ from angles.engines.decision_model import parse_timestamp, to_iso, utc_now
 from angles.jobs import history
 from angles.jobs.locks import HostLock, PostgresLeader, lock_path
 from angles.jobs.runner import FailureMemory, prepare_database, run_job
-from angles.jobs.specs import DaemonOptions, JobSpec
+from angles.jobs.specs import HEALTH_JOB, DaemonOptions, JobSpec
 from angles.runs import Run
 
 logger = logging.getLogger(__name__)
 
 STANDBY_NOTE_SECONDS = 3600
+CATCH_UP_WAIT_SECONDS = 60.0
 
 
 def next_runs(jobs, now: datetime | None = None) -> dict[str, datetime]:
@@ -174,10 +175,15 @@ class Daemon:
             history.merge(self.status, found, previous)
 
     def _catch_up(self) -> None:
-        """Run once, now, each job whose latest slot passed without a success (not once per missed slot)."""
+        """Run once, now, each job whose latest slot passed without a success (not once per missed slot).
+
+        The health check goes last, once the others finished (or CATCH_UP_WAIT_SECONDS passed), so the first
+        snapshot after a start shows what they did rather than "no run yet".
+        """
         if self.leader is not None:
             self._load_history()
         now = datetime.now(UTC)
+        missed = []
         for spec in self.options.jobs:
             with self._mutex:
                 last_success = self.status[spec.name]["last_success"]
@@ -185,14 +191,27 @@ class Daemon:
             if last_success is None:
                 # An interval job just runs; a daily or weekly job that never ran waits for its time,
                 # so a fresh install does not drill a backup that does not exist yet.
-                missed = spec.kind == "interval"
+                late = spec.kind == "interval"
             else:
-                missed = parse_timestamp(last_success) < slot
-            if missed:
+                late = parse_timestamp(last_success) < slot
+            if late:
                 logger.info(
                     "%s: catching up on slot %s (last success %s)", spec.name, to_iso(slot), last_success or "never"
                 )
-                self.start(spec, slot, "scheduled_run")
+                missed.append((spec, slot))
+        for spec, slot in sorted(missed, key=lambda pair: pair[0].name == HEALTH_JOB):
+            if spec.name == HEALTH_JOB:
+                self._wait_for_workers(CATCH_UP_WAIT_SECONDS)
+            if self.stop.is_set():
+                return
+            self.start(spec, slot, "scheduled_run")
+
+    def _wait_for_workers(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        with self._mutex:
+            running = list(self.workers.values())
+        for thread in running:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def _write_state(self, stopped: bool = False) -> None:
         with self._mutex:
