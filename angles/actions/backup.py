@@ -15,6 +15,7 @@ from angles.engines.decision_model import parse_timestamp
 from angles.errors import AnglesError
 from angles.files import atomic_write
 from angles.logs import redactor
+from angles.progress import Start, counted, progress_bar
 from angles.runs import append_history, component_log, recorded_run, store_state
 from angles.services.git_remote import PUSH_ATTEMPTS, BackupClone, BackupRemote, RemoteMovedError, backup_lock
 from angles.storage import open_storage
@@ -28,19 +29,20 @@ SCANNED = "angles-scanned.json"
 ACTIVITY_ONLY_EVERY = timedelta(hours=24)
 
 
-def run_backup(settings, *, dry_run: bool = False) -> dict:
+def run_backup(settings, *, dry_run: bool = False, progress: bool = False) -> dict:
     """Export every table into the backup clone, commit when something changed, push without force."""
     suffix = " (dry run)" if dry_run else ""
     with (
         component_log(settings, "backup"),
         open_storage(settings, create=False) as storage,
         recorded_run(settings, "backup", "backup", storage=storage, record=not dry_run) as run,
+        progress_bar(progress) as bar,
     ):
         logger.info(
             "backup started%s: remote %s, branch %s", suffix, BackupRemote(settings).describe(), settings.backup_branch
         )
         try:
-            result = _dry_run(settings, storage) if dry_run else _backup(settings, storage)
+            result = _dry_run(settings, storage, bar) if dry_run else _backup(settings, storage, bar)
         except AnglesError as exc:
             if not dry_run:
                 message = redactor()(str(exc))
@@ -88,7 +90,7 @@ def summary(result: dict) -> str:
 
 
 def export(
-    storage, directory: Path, scanner: snapshot.SecretScanner, previous: dict | None = None
+    storage, directory: Path, scanner: snapshot.SecretScanner, previous: dict | None = None, bar: Start | None = None
 ) -> snapshot.Snapshot:
     """Stream every table into its file in `directory` (atomic renames); the manifest is written by the caller."""
     snap = snapshot.Snapshot(schema_version=storage.schema_version())
@@ -99,6 +101,11 @@ def export(
         (snapshot.ACTIVITY, storage.iter_activity()),
     )
     for table, records in sources:
+        if bar is not None:
+            phase, total = (
+                ("decisions", storage.count_decisions()) if table is snapshot.DECISIONS else ("activity", None)
+            )
+            records = counted(records, bar(phase, total))
         path = directory / table.file
         sha256 = known.get(table.file, {}).get("sha256")
         entry = scanned.get(table.file) or {}
@@ -129,20 +136,20 @@ def _keep_scanned(directory: Path, scanned: dict) -> None:
         atomic_write(git_dir / SCANNED, json.dumps(scanned, sort_keys=True).encode("utf-8"))
 
 
-def _backup(settings, storage) -> dict:
+def _backup(settings, storage, bar: Start | None) -> dict:
     remote = BackupRemote(settings)
     with backup_lock(settings):
         remote.create_default()
         with remote.open_clone(settings.data_dir / CLONE_DIR) as clone:
-            return _backup_in(clone, remote, storage, settings)
+            return _backup_in(clone, remote, storage, settings, bar)
 
 
-def _backup_in(clone: BackupClone, remote: BackupRemote, storage, settings) -> dict:
+def _backup_in(clone: BackupClone, remote: BackupRemote, storage, settings, bar: Start | None) -> dict:
     """Reset to the remote tip, export, commit if changed, push; on a moved remote commit on top and retry."""
     clone.fetch()
     clone.reset_to_remote()
     raw = clone.head_file(snapshot.MANIFEST)
-    snap = export(storage, clone.path, snapshot.secret_scanner(settings), json.loads(raw) if raw else None)
+    snap = export(storage, clone.path, snapshot.secret_scanner(settings), json.loads(raw) if raw else None, bar)
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     for attempt in range(1, PUSH_ATTEMPTS + 1):
         outcome = _commit_if_changed(clone, snap, now, storage.kind)
@@ -226,14 +233,14 @@ def _unchanged(snap: snapshot.Snapshot, previous: dict | None) -> bool:
     return age < ACTIVITY_ONLY_EVERY
 
 
-def _dry_run(settings, storage) -> dict:
+def _dry_run(settings, storage, bar: Start | None) -> dict:
     """Export into a temporary folder and compare with the last backup this host knows; write nothing."""
     remote = BackupRemote(settings)
     tip = remote.check()
     clone = remote.existing_clone(settings.data_dir / CLONE_DIR)
     try:
         with tempfile.TemporaryDirectory(prefix="angles-backup-dry-run-") as tmp:
-            outcome = _compare(clone, Path(tmp), storage, settings)
+            outcome = _compare(clone, Path(tmp), storage, settings, bar)
     finally:
         if clone is not None:
             clone.close()
@@ -243,8 +250,8 @@ def _dry_run(settings, storage) -> dict:
     return outcome
 
 
-def _compare(clone: BackupClone | None, directory: Path, storage, settings) -> dict:
-    snap = export(storage, directory, snapshot.secret_scanner(settings))
+def _compare(clone: BackupClone | None, directory: Path, storage, settings, bar: Start | None) -> dict:
+    snap = export(storage, directory, snapshot.secret_scanner(settings), bar=bar)
     raw = clone.head_file(snapshot.MANIFEST) if clone else None
     previous = json.loads(raw) if raw else None
     outcome = _outcome(snap, previous)

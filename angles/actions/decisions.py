@@ -11,6 +11,7 @@ from pathlib import Path
 
 from angles.engines.decision_model import PRIORITIES, TYPES, validate
 from angles.errors import AnglesError, ValidationError
+from angles.progress import counted, progress_bar
 from angles.storage import migrations, open_storage
 
 logger = logging.getLogger(__name__)
@@ -164,7 +165,7 @@ def _existing(storage, candidates: dict) -> dict[str, dict]:
     return {row["id"]: row for row in storage.iter_decisions() if row["id"] in candidates}
 
 
-def run_import(settings, path: Path, *, dry_run: bool = False) -> dict:
+def run_import(settings, path: Path, *, dry_run: bool = False, progress: bool = False) -> dict:
     """Import valid records (new ones inserted, changed ones updated, ids kept); report and skip invalid ones."""
     records = read_records(Path(path))
     invalid, duplicates = [], []
@@ -201,9 +202,11 @@ def run_import(settings, path: Path, *, dry_run: bool = False) -> dict:
             else:
                 unchanged += 1
         if not dry_run:
-            storage.upsert_decisions(new, batch=WRITE_BATCH)
-            for change in updates:
-                storage.update_decision(change["id"], {k: v for k, v in change.items() if k != "id"})
+            with progress_bar(progress) as bar:
+                rows = counted(new, bar("import", len(new)) if bar else None)
+                storage.upsert_decisions(rows, batch=WRITE_BATCH)
+                for change in counted(updates, bar("update", len(updates)) if bar else None):
+                    storage.update_decision(change["id"], {k: v for k, v in change.items() if k != "id"})
             storage.record_activity(
                 "decisions",
                 "import",

@@ -8,6 +8,7 @@ from angles.engines import restore_plan as restore
 from angles.engines.backup_format import secret_scanner
 from angles.errors import AnglesError
 from angles.logs import redactor
+from angles.progress import progress_bar
 from angles.runs import append_history, component_log, recorded_run, store_state
 from angles.storage import migrations, open_storage
 
@@ -24,6 +25,7 @@ def run_restore(
     at: str | None = None,
     prune: bool = False,
     level: str = "checksums",
+    progress: bool = False,
 ) -> dict:
     """Verify a backup, report drift against the live database and, when asked, upsert its decisions."""
     if prune and not restore_decisions:
@@ -37,6 +39,7 @@ def run_restore(
         component_log(settings, "restore"),
         open_storage(settings, create=writes) as storage,
         recorded_run(settings, "restore", "restore", storage=storage, record=writes) as run,
+        progress_bar(progress) as bar,
     ):
         storage.ping()
         try:
@@ -46,10 +49,10 @@ def run_restore(
                     migrations.migrate(storage)
                 result = _describe(checkout)
                 result["verification"] = _levels(checkout, storage, scanner, level)
-                found = restore.drift(checkout, storage, scanner)
+                found = restore.drift(checkout, storage, scanner, bar)
                 result["drift"] = found.report()
                 if writes:
-                    result["restored"] = restore.restore_decisions(checkout, storage, found, prune=prune)
+                    result["restored"] = restore.restore_decisions(checkout, storage, found, prune=prune, bar=bar)
                 elif restore_decisions:
                     result["would_restore"] = {
                         "upsert": len(found.only_backup) + len(found.changed),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 
 from angles.engines import notion_pages as pages
 from angles.engines.json_export import export_path, write_export
@@ -13,6 +13,7 @@ from angles.errors import AnglesError
 from angles.health.base import CRITICAL, OK
 from angles.locks import locked
 from angles.logs import redactor
+from angles.progress import progress_bar
 from angles.runs import Run
 from angles.services import notion
 from angles.storage import migrations, open_storage
@@ -20,25 +21,6 @@ from angles.storage import migrations, open_storage
 logger = logging.getLogger(__name__)
 
 NOTION_OFF = "Notion sync is off: NOTION_TOKEN and NOTION_DATABASE_ID are not both set"
-
-
-@contextmanager
-def _progress_bar(enabled: bool):
-    """A rich progress bar per phase when a person is watching; nothing otherwise."""
-    if not enabled:
-        yield None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
-    ) as bar:
-
-        def start(phase: str, total: int | None):
-            task = bar.add_task(phase, total=total)
-            return lambda: bar.advance(task)
-
-        yield start
 
 
 def _run_lock(settings):
@@ -120,39 +102,10 @@ def run_sync(
         run.storage = storage
         storage.ping()
         _ensure_schema(storage, dry_run)
-        with ExitStack() as stack:
-            engine = None
-            if sync and settings.notion_enabled:
-                if not dry_run:
-                    stack.enter_context(_run_lock(settings))
-                client = stack.enter_context(notion.client_for(settings))
-                bar = stack.enter_context(_progress_bar(progress))
-                engine = NotionSync(
-                    storage,
-                    client,
-                    settings.notion_database_id,
-                    dry_run=dry_run,
-                    push_all=push_all,
-                    progress=bar,
-                )
-                result["counts"] = engine.counts
-                result["problems"] = engine.problems
-                stack.callback(lambda: result.update(notion_requests=client.requests))
-                engine.connect()
-                engine.pull()
-            if sync:
-                # Analyse after the pull (Notion edits count) and before the push (the summary reaches Notion).
-                from angles.engines.enrichment import enrich_decisions
-
-                result["ai"] = enrich_decisions(storage, settings, dry_run=dry_run)
-            if engine is not None:
-                engine.push()
-        if export:
-            if dry_run:
-                result["export"] = {"path": str(export_path(settings)), "count": storage.count_decisions()}
-            else:
-                path = write_export(storage, settings)
-                result["export"] = {"path": str(path), "count": storage.count_decisions()}
+        with progress_bar(progress) as bar:
+            _sync(storage, settings, result, bar, sync=sync, dry_run=dry_run, push_all=push_all)
+            if export:
+                result["export"] = _export(storage, settings, bar, dry_run=dry_run)
     except AnglesError as exc:
         result.update(status="failed", error=redactor()(str(exc)), exit_code=exc.exit_code)
     except Exception as exc:
@@ -190,6 +143,38 @@ def _backlog(storage) -> dict:
             if row.get("notion_attempted_at"):
                 interrupted += 1
     return {"decisions": total, "with_page": with_page, "to_push": pending, "interrupted_creates": interrupted}
+
+
+def _sync(storage, settings, result: dict, bar, *, sync: bool, dry_run: bool, push_all: bool) -> None:
+    """Pull from Notion, analyse, push to Notion: each step that is configured and asked for."""
+    with ExitStack() as stack:
+        engine = None
+        if sync and settings.notion_enabled:
+            if not dry_run:
+                stack.enter_context(_run_lock(settings))
+            client = stack.enter_context(notion.client_for(settings))
+            engine = NotionSync(
+                storage, client, settings.notion_database_id, dry_run=dry_run, push_all=push_all, progress=bar
+            )
+            result["counts"] = engine.counts
+            result["problems"] = engine.problems
+            stack.callback(lambda: result.update(notion_requests=client.requests))
+            engine.connect()
+            engine.pull()
+        if sync:
+            # Analyse after the pull (Notion edits count) and before the push (the summary reaches Notion).
+            from angles.engines.enrichment import enrich_decisions
+
+            result["ai"] = enrich_decisions(storage, settings, dry_run=dry_run)
+        if engine is not None:
+            engine.push()
+
+
+def _export(storage, settings, bar, *, dry_run: bool) -> dict:
+    if dry_run:
+        return {"path": str(export_path(settings)), "count": storage.count_decisions()}
+    path = write_export(storage, settings, progress=bar)
+    return {"path": str(path), "count": storage.count_decisions()}
 
 
 def _database_status(result, context) -> dict:
