@@ -13,7 +13,18 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from angles.engines.decision_model import parse_timestamp, to_iso
-from tests.fakes.daemon import ROOT, activity, log_text, script_env, start, state, stop, wait_for, write_jobs
+from tests.fakes.daemon import (
+    ROOT,
+    activity,
+    log_text,
+    script_env,
+    start,
+    start_script,
+    state,
+    stop,
+    wait_for,
+    write_jobs,
+)
 
 TOKEN = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2"
 
@@ -288,15 +299,7 @@ def test_start_script_runs_scheduler_and_dashboard_and_ctrl_c_stops_both_cleanly
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = script_env(home, PYTHON=sys.executable, HEALTH_PORT=str(port))
-    proc = subprocess.Popen(
-        ["bash", str(ROOT / "deploy" / "start.sh")],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    proc = start_script(home, port, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         wait_for(lambda: state(home).get("pid"), what="the scheduler to start")
         pid = state(home)["pid"]
@@ -314,14 +317,7 @@ def test_start_script_runs_scheduler_and_dashboard_and_ctrl_c_stops_both_cleanly
 
 
 def test_a_first_start_shows_the_dashboard_up_and_the_export_only_sync_that_ran(home, free_port):
-    env = script_env(home, PYTHON=sys.executable, HEALTH_PORT=str(free_port))
-    proc = subprocess.Popen(
-        ["bash", str(ROOT / "deploy" / "start.sh")],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    proc = start_script(home, free_port, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     snapshot = home / "logs" / "active" / "system_health.json"
     try:
         wait_for(snapshot.exists, timeout=60, what="the first health snapshot")

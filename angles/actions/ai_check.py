@@ -119,6 +119,6 @@ def _result(settings, checks: list[dict], requests: int, tokens: int) -> dict:
         "passed": passed,
         "requests": requests,
         "tokens": tokens,
-        # Every check is about the external service, so a failure maps to exit 3 (SPEC section 5).
+        # Every check is about the external service, so a failure maps to exit 3 (external API).
         "exit_code": 0 if passed else (3 if configured else 1),
     }

@@ -1,4 +1,4 @@
-"""How a decision looks as a Notion page (SPEC section 7), and back."""
+"""How a decision looks as a Notion page, and back."""
 
 from __future__ import annotations
 
