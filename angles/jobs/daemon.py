@@ -15,7 +15,7 @@ from angles.jobs import history
 from angles.jobs.locks import HostLock, PostgresLeader, lock_path
 from angles.jobs.runner import FailureMemory, prepare_database, run_job
 from angles.jobs.specs import HEALTH_JOB, DaemonOptions, JobSpec
-from angles.runs import Run
+from angles.runs import Run, describe_error
 
 logger = logging.getLogger(__name__)
 
@@ -71,9 +71,10 @@ class Daemon:
             while not self.stop.is_set():
                 try:
                     self._tick()
-                except Exception:
+                except Exception as exc:
                     # A full disk or a broken state file must not end the daemon; the next tick tries again.
-                    logger.exception("scheduler tick failed")
+                    shown = exc if self.failures.first_time("scheduler tick", exc) else None
+                    logger.error("scheduler tick failed: %s", describe_error(exc), exc_info=shown)
                 self.stop.wait(self._sleep_seconds())
             return self._shutdown()
         finally:
