@@ -13,21 +13,21 @@ class DatabaseCheck(Check):
     timeout_status = CRITICAL
 
     def run(self, settings, context: Context) -> CheckResult:
+        from angles.storage.migrations import latest_version
+
         if context.database_missing():
             return self.result(
                 WARNING,
                 "not created",
                 f"database {settings.sqlite_path} does not exist yet: run {MIGRATE}",
                 {"database_up": 0},
-                {"database": str(settings.sqlite_path), "schema_version": None, "latest_version": None},
+                {"database": str(settings.sqlite_path), "schema_version": None, "latest_version": latest_version()},
                 hint=MIGRATE,
                 verdict=FAIL,
             )
         try:
             storage = context.storage()
             version = storage.schema_version()
-            from angles.storage.migrations import latest_version
-
             latest = latest_version(storage.dialect)
             where = storage.describe()
         except Exception as exc:
