@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(args, settings) -> int:
     from angles.actions import sync
+    from angles.progress import watching
 
     if args.test:
         result = sync.run_test(settings)
@@ -36,7 +37,7 @@ def main(args, settings) -> int:
             export=not args.sync_decisions,
             dry_run=args.dry_run,
             push_all=args.all,
-            progress=sys.stdout.isatty() and not args.json,
+            progress=watching(args.json),
         )
         cli.emit(result, args.json, _sync_text)
         if result["error"]:

@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(args, settings) -> int:
     from angles.actions import restore
+    from angles.progress import watching
 
     if args.verify_only:
         if args.restore_decisions or args.prune:
@@ -45,6 +46,7 @@ def main(args, settings) -> int:
             at=args.at,
             prune=args.prune,
             level=args.level or "checksums",
+            progress=watching(args.json),
         )
         cli.emit(result, args.json, _restore_text)
     return result["exit_code"]

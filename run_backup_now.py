@@ -16,8 +16,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(args, settings) -> int:
     from angles.actions.backup import run_backup
+    from angles.progress import watching
 
-    result = run_backup(settings, dry_run=args.dry_run)
+    result = run_backup(settings, dry_run=args.dry_run, progress=watching(args.json))
     cli.emit(result, args.json, _text)
     return result["exit_code"]
 

@@ -22,7 +22,7 @@ def main(args, settings) -> int:
     if args.list:
         result = scheduler.run_list(settings)
         cli.emit(result, args.json, _list_text)
-    elif args.run_now:
+    elif args.run_now is not None:
         result = scheduler.run_job_now(settings, args.run_now)
         cli.emit(result, args.json, lambda r: f"{r['job']}: {r['status']} in {r['duration_s']:.1f}s ({r['details']})")
     else:

@@ -26,7 +26,7 @@ def _table(result) -> str:
     lines = []
     for check in result["checks"]:
         lines.append(f"{check['status']}  {check['check']:<{width}}  {check['detail']}")
-        if check["hint"]:
+        if check["hint"] and not check["detail"].endswith(check["hint"]):
             lines.append(f"      {'':<{width}}  fix: {check['hint']}")
     s = result["summary"]
     lines.append(f"\n{s['PASS']} passed, {s['WARN']} warnings, {s['FAIL']} failed")

@@ -58,7 +58,7 @@ def run(component: str, parser: argparse.ArgumentParser, main: Callable, argv: l
 
 
 def _one_line_errors(parser: argparse.ArgumentParser) -> None:
-    """Bad arguments are one line and exit 1, not argparse's usage block and exit 2."""
+    """Bad arguments are one line and exit 1, not argparse's usage block and exit 2 (2 means a database problem)."""
 
     def error(message: str):
         print_error(f"{message} (see {parser.prog} --help)")

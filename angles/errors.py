@@ -1,4 +1,4 @@
-"""Domain errors, each carrying the exit code of the table in the README."""
+"""Domain errors, each with its exit code: 1 general, 2 database, 3 external API, 4 backup auth."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up a fresh Debian machine: virtual environment, requirements, schema.
-# --dev also installs what the tests need (test requirements, Chromium, git) and starts PostgreSQL if it is down.
+# --dev also installs what the tests and benchmarks need (test requirements, Chromium, git, wrk, nginx-light)
+# and starts PostgreSQL if it is down.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dev=0
@@ -26,11 +27,15 @@ fi
 if [ "$dev" = 1 ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
   missing=()
-  for pkg in chromium chromium-driver git; do
+  for pkg in chromium chromium-driver git wrk nginx-light; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
   done
   if [ ${#missing[@]} -gt 0 ]; then
     apt_install "${missing[@]}"
+  fi
+  # bench/run.py starts its own nginx on a free port; the packaged site on port 80 it just installed is not wanted.
+  if [[ " ${missing[*]} " == *" nginx-light "* ]] && [ -d /run/systemd/system ]; then
+    $sudo_cmd systemctl disable --now nginx >/dev/null 2>&1 || true
   fi
   if command -v pg_ctlcluster >/dev/null && ! pg_isready -h 127.0.0.1 -p 5432 -q; then
     pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start

@@ -20,6 +20,23 @@ trap ':' INT
 "$python" tools/health_server.py &
 dashboard=$!
 echo "dashboard started (pid $dashboard) on http://${HEALTH_HOST:-127.0.0.1}:${HEALTH_PORT:-5000}/"
+# The scheduler's first health check runs at once: it must find the dashboard answering, not still starting.
+"$python" - "$dashboard" <<'EOF' || echo "dashboard not answering (see logs/active/health_server.log); starting the scheduler anyway"
+import os, sys, time
+from angles.config import load_settings
+from angles.health.base import OK, Context
+from angles.health.dashboard import DashboardCheck
+
+settings, deadline = load_settings(), time.monotonic() + 30
+while DashboardCheck().run(settings, Context(settings)).status != OK:
+    try:
+        os.kill(int(sys.argv[1]), 0)
+    except ProcessLookupError:
+        sys.exit(1)  # the dashboard exited (its port taken?): waiting longer changes nothing
+    if time.monotonic() > deadline:
+        sys.exit(1)
+    time.sleep(0.2)
+EOF
 
 echo "scheduler starting in the foreground; logs in logs/active/scheduler.log; Ctrl-C stops both"
 "$python" scheduler.py &

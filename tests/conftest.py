@@ -68,6 +68,16 @@ def sqlite_storage(settings):
 
 
 @pytest.fixture
+def free_port() -> int:
+    """A loopback port nothing listens on."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
 def notion_api():
     """A local Notion API (tests/fakes/notion_server.py) at Notion's own rate limit."""
     from tests.fakes.notion_server import FakeNotion

@@ -10,6 +10,7 @@ import pytest
 from angles.engines import enrichment as ai
 from angles.engines.decision_model import text_hash, validate
 from angles.errors import ExternalServiceError
+from angles.services import openai_model
 from tests.fakes.openai_server import FakeOpenAI
 
 
@@ -61,7 +62,7 @@ def test_requests_carry_only_parameters_the_model_accepts(storage, ai_settings, 
     ai.enrich_decisions(storage, ai_settings)
     (body,) = api.chat_bodies()
     assert "temperature" not in body and "max_tokens" not in body
-    assert body["max_completion_tokens"] == ai.MAX_COMPLETION_TOKENS
+    assert body["max_completion_tokens"] == openai_model.MAX_COMPLETION_TOKENS
     assert body["reasoning_effort"] == "low"
     assert body["response_format"]["type"] == "json_schema"
 
@@ -122,7 +123,7 @@ def test_check_with_a_rejected_key_raises_an_external_service_error(ai_settings,
     from dataclasses import replace
 
     with pytest.raises(ExternalServiceError) as caught:
-        ai.check_ai(replace(ai_settings, openai_api_key="sk-" + "wrong-0123456789abcdefgh"))
+        openai_model.check_ai(replace(ai_settings, openai_api_key="sk-" + "wrong-0123456789abcdefgh"))
     assert caught.value.exit_code == 3
     assert "OpenAI refused the API key (401 invalid_api_key)" in str(caught.value)
     assert "sk-" + "wrong-0123456789abcdefgh" not in str(caught.value)
@@ -130,13 +131,13 @@ def test_check_with_a_rejected_key_raises_an_external_service_error(ai_settings,
 
 
 def test_check_reports_model_and_tokens(ai_settings, api):
-    result = ai.check_ai(ai_settings)
+    result = openai_model.check_ai(ai_settings)
     assert result["configured"] is True and result["model"] == "gpt-5"
     assert result["requests"] == 1 and result["tokens"] > 0
 
 
 def test_check_without_key_reports_offline_without_a_request(settings, api):
-    assert ai.check_ai(settings)["configured"] is False
+    assert openai_model.check_ai(settings)["configured"] is False
     assert api.requests == []
 
 
@@ -308,7 +309,7 @@ def test_run_is_recorded_in_the_activity_history(storage, ai_settings, api):
 
 
 def test_truncated_answer_is_not_stored_as_an_analysis(storage, ai_settings, api, monkeypatch):
-    monkeypatch.setattr(ai, "MAX_COMPLETION_TOKENS", 80)
+    monkeypatch.setattr(openai_model, "MAX_COMPLETION_TOKENS", 80)
     decision_id = add(storage, "Encrypt the backups.")
     ai.enrich_decisions(storage, ai_settings)
     analysis = storage.get_decision(decision_id)["ai_analysis"]
@@ -332,5 +333,5 @@ def test_ai_client_tool_uses_the_configured_server(run_script, api):
 
 def test_offline_analysis_has_the_model_analysis_shape():
     analysis = ai.offline_analysis("We must rotate passwords after the breach.", "test")
-    assert ai.validate_analysis(analysis)["type"] == "security"
+    assert openai_model.validate_analysis(analysis)["type"] == "security"
     assert analysis["priority"] == "P0" and analysis["model"] == "offline"

@@ -89,11 +89,20 @@ def test_add_rejects_bad_input_with_one_line_and_stores_nothing(vault):
     assert as_json(vault("list", "--json"))["count"] == 0
 
 
-def test_add_before_any_migration_says_to_run_it_and_creates_no_database(run_script, home):
-    result = run_script(TOOL, "add", "Too early")
+def test_add_in_a_fresh_home_prepares_the_embedded_database_itself(run_script, home):
+    result = run_script(TOOL, "add", "First decision, before any migration", "--json")
+    assert result.returncode == 0, result.stderr
+    assert (home / "data" / "angles.db").exists()
+    listed = json.loads(run_script(TOOL, "list", "--json").stdout)
+    assert [d["decision"] for d in listed["decisions"]] == ["First decision, before any migration"]
+
+
+@pytest.mark.postgres
+def test_add_to_a_shared_database_without_its_schema_asks_for_run_migration(run_script, pg_url):
+    result = run_script(TOOL, "add", "Too early", env={"DATABASE_URL": pg_url})
     assert result.returncode == 2
-    assert "run `python run_migration.py` first" in result.stderr
-    assert not (home / "data" / "angles.db").exists()
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert "run python run_migration.py" in result.stderr
 
 
 def test_list_filters_by_type_priority_state_and_date(vault):

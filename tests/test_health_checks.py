@@ -218,15 +218,6 @@ def test_unreachable_ai_server_is_a_warning(home, free_port):
     assert result.metrics["ai_up"] == 0
 
 
-@pytest.fixture
-def free_port():
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_backup_remote_missing_on_a_fresh_install_is_ok(settings):
     assert run(BackupRemoteCheck(), settings).status == "ok"
 

@@ -13,7 +13,18 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from angles.engines.decision_model import parse_timestamp, to_iso
-from tests.fakes.daemon import ROOT, activity, log_text, script_env, start, state, stop, wait_for, write_jobs
+from tests.fakes.daemon import (
+    ROOT,
+    activity,
+    log_text,
+    script_env,
+    start,
+    start_script,
+    state,
+    stop,
+    wait_for,
+    write_jobs,
+)
 
 TOKEN = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2"
 
@@ -22,7 +33,7 @@ def _completed(rows, status="completed"):
     return [r for r in rows if r["status"] == status and r["action"] == "scheduled_run"]
 
 
-def test_a_job_raising_every_time_never_stops_the_daemon_and_every_failure_is_recorded(home, settings):
+def test_a_job_raising_every_time_never_stops_the_daemon_and_logs_its_traceback_once(home, settings):
     write_jobs(
         home,
         [
@@ -47,9 +58,48 @@ def test_a_job_raising_every_time_never_stops_the_daemon_and_every_failure_is_re
     assert all("RuntimeError" in r["details"] and TOKEN not in r["details"] for r in failures)
     assert all("[REDACTED]" in r["details"] and r["duration_s"] is not None for r in failures)
     text = log_text(home)
-    assert text.count("Traceback (most recent call last)") >= 100
+    assert text.count("Traceback (most recent call last)") == 1
+    # One line per failure, however many failures; only the first has the traceback too (three more lines:
+    # the error, the source line that raised it, the exception).
+    told = [line for line in text.splitlines() if "remote said no" in line]
+    assert len(told) == text.count("flaky failed in") + 3
+    assert text.count("flaky failed in") >= len(failures) >= 100
     assert TOKEN not in text and "[REDACTED]" in text
     assert state(home)["jobs"]["flaky"]["last_result"] == "failed"
+
+
+def test_each_distinct_failure_of_a_job_shows_its_traceback_once(home, settings):
+    write_jobs(home, [{"name": "fickle", "call": "explode_two_ways", "every_seconds": 0.05}])
+    proc = start(home, SCHEDULER_JOBS_FILE="jobs.json")
+    try:
+        wait_for(lambda: len(_completed(activity(settings, "fickle"), "failed")) >= 20, what="20 recorded failures")
+    finally:
+        assert stop(proc) == 0
+    text = log_text(home)
+    assert text.count("Traceback (most recent call last)") == 2
+    assert "ValueError" in text and "KeyError" in text
+
+
+def test_run_now_with_an_empty_job_name_exits_1_and_starts_no_daemon(home, run_script):
+    done = run_script("scheduler.py", "--run-now", "")
+    assert done.returncode == 1
+    assert "unknown job ''" in done.stderr
+    assert not (home / "data" / "scheduler_state.json").exists()
+
+
+def test_a_scheduler_whose_database_is_down_says_so_not_that_another_leads(home, free_port):
+    write_jobs(home, [{"name": "steady", "call": "quick", "every_seconds": 60}], leader_retry_seconds=0.2)
+    proc = start(home, SCHEDULER_JOBS_FILE="jobs.json", DATABASE_URL=f"postgresql://angles@127.0.0.1:{free_port}/x")
+    try:
+        wait_for(lambda: "standing by" in log_text(home), what="the standby line")
+        time.sleep(1)
+    finally:
+        assert stop(proc) == 0
+    text = log_text(home)
+    assert "standing by: the database is unreachable" in text
+    assert "another scheduler leads" not in text
+    # Said when it starts (and hourly), not at every retry.
+    assert text.count("standing by") == 1
 
 
 def test_a_slow_job_never_delays_a_fast_one_and_never_overlaps_itself(home, settings):
@@ -104,7 +154,7 @@ def test_a_stop_signal_lets_short_jobs_finish_abandons_long_ones_and_exits_0_wit
     assert [r["status"] for r in activity(settings, "finisher")] == ["started", "completed"]
     sleeper = [(r["status"], r["details"]) for r in activity(settings, "sleeper")]
     assert sleeper[0][0] == "started" and sleeper[1:] == [("failed", "abandoned at shutdown after 8s")]
-    from angles.jobs.locks import is_locked
+    from angles.locks import is_locked
 
     assert not is_locked(home / "data" / "scheduler.lock")
     final = state(home)
@@ -249,15 +299,7 @@ def test_start_script_runs_scheduler_and_dashboard_and_ctrl_c_stops_both_cleanly
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = script_env(home, PYTHON=sys.executable, HEALTH_PORT=str(port))
-    proc = subprocess.Popen(
-        ["bash", str(ROOT / "deploy" / "start.sh")],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    proc = start_script(home, port, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         wait_for(lambda: state(home).get("pid"), what="the scheduler to start")
         pid = state(home)["pid"]
@@ -272,6 +314,19 @@ def test_start_script_runs_scheduler_and_dashboard_and_ctrl_c_stops_both_cleanly
         with pytest.raises(ProcessLookupError):
             os.kill(stopped, 0)
     assert "scheduler stopped cleanly" in log_text(home)
+
+
+def test_a_first_start_shows_the_dashboard_up_and_the_export_only_sync_that_ran(home, free_port):
+    proc = start_script(home, free_port, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    snapshot = home / "logs" / "active" / "system_health.json"
+    try:
+        wait_for(snapshot.exists, timeout=60, what="the first health snapshot")
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=15)
+    checks = json.loads(snapshot.read_text())["checks"]
+    assert checks["dashboard"]["status"] == "ok", checks["dashboard"]["reason"]
+    assert checks["sync"]["reason"] == "1 of 1 memory syncs (export only, Notion off) succeeded in 24 h (100%)"
 
 
 def test_a_jobs_lines_also_go_to_its_own_component_log(home, settings):

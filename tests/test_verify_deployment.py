@@ -171,3 +171,26 @@ def test_a_backup_remote_refusing_the_token_fails_without_showing_it(home, run_s
     assert wrong not in done.stdout + done.stderr
     line = _by_check(json.loads(unreachable.stdout))["backup remote auth"]
     assert line["status"] == "FAIL" and line["detail"].startswith("unreachable")
+
+
+@pytest.mark.parametrize(("stale_seconds", "verdict", "status"), [("600", "PASS", "ok"), ("180", "FAIL", "critical")])
+def test_the_checklist_and_the_monitor_judge_a_heartbeat_by_the_same_limit(home, stale_seconds, verdict, status):
+    import os
+    from datetime import UTC, datetime, timedelta
+
+    from angles.actions.monitor import run_monitor
+    from angles.actions.verify import run_verify_deployment
+    from angles.config import load_settings
+    from angles.engines.decision_model import to_iso
+    from angles.health.scheduler import SchedulerCheck
+
+    settings = load_settings({"ANGLES_HOME": str(home), "SCHEDULER_STALE_SECONDS": stale_seconds}, dotenv=False)
+    settings.data_dir.mkdir(parents=True)
+    now = datetime.now(UTC)
+    state = {"pid": os.getpid(), "started_at": to_iso(now - timedelta(hours=1)), "tick_seconds": 1}
+    state["last_tick"] = to_iso(now - timedelta(seconds=300))
+    (settings.data_dir / "scheduler_state.json").write_text(json.dumps(state))
+    checklist = run_verify_deployment(settings, checks=[("scheduler", SchedulerCheck())])
+    monitor = run_monitor(settings, checks=[SchedulerCheck()])
+    assert checklist["checks"][0]["status"] == verdict
+    assert monitor["checks"]["scheduler"]["status"] == status

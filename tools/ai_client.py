@@ -23,9 +23,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(args, settings) -> int:
     from angles.engines import enrichment as ai
     from angles.errors import ValidationError
+    from angles.services.openai_model import check_ai
 
     if args.check:
-        cli.emit(ai.check_ai(settings), True)
+        cli.emit(check_ai(settings), True)
         return 0
     if not args.text or not args.text.strip():
         raise ValidationError('give the decision text to analyse, e.g. tools/ai_client.py "Use SQLite by default."')

@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(args, settings) -> int:
     from angles.actions import decisions
+    from angles.progress import watching
 
     if args.command == "add":
         result = decisions.run_add(
@@ -67,7 +68,7 @@ def main(args, settings) -> int:
         result = decisions.run_show(settings, args.id)
         cli.emit(result, args.json, decisions.text_show)
     else:
-        result = decisions.run_import(settings, args.file, dry_run=args.dry_run)
+        result = decisions.run_import(settings, args.file, dry_run=args.dry_run, progress=watching(args.json))
         cli.emit(result, args.json, decisions.text_import)
     return result["exit_code"]
 

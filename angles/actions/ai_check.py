@@ -7,8 +7,9 @@ import logging
 import tempfile
 from pathlib import Path
 
-from angles.engines import enrichment as ai
+from angles.engines import enrichment
 from angles.engines.decision_model import text_hash, validate
+from angles.services import openai_model as ai
 from angles.storage import migrations, open_storage
 
 logger = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ def run_ai_check(settings) -> dict:
 
 def _offline_check(settings) -> dict:
     checks: list[dict] = []
-    analysis = ai.offline_analysis(SAMPLE, "OPENAI_API_KEY is not set")
+    analysis = enrichment.offline_analysis(SAMPLE, "OPENAI_API_KEY is not set")
     try:
         ai.validate_analysis(analysis)
         _add(
@@ -87,9 +88,9 @@ def _stored_check(settings, *, expect_model: str) -> tuple[bool, str, dict]:
             migrations.migrate(storage)
             row = validate({"decision": SAMPLE})
             storage.upsert_decisions([row])
-            first = ai.enrich_decisions(storage, scratch)
+            first = enrichment.enrich_decisions(storage, scratch)
             stored = storage.get_decision(row["id"])
-            second = ai.enrich_decisions(storage, scratch)
+            second = enrichment.enrich_decisions(storage, scratch)
     used = {"requests": first["requests"] + second["requests"], "tokens": first["tokens"] + second["tokens"]}
     analysis = (stored or {}).get("ai_analysis") or {}
     if analysis.get("model") != expect_model:

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import socket
 import tempfile
-import threading
 import time
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from angles import __version__
 from angles.engines import backup_format as snapshot
-from angles.engines.decision_model import parse_timestamp, utc_now
-from angles.errors import AnglesError, DatabaseError
-from angles.logs import Redactor, redactor
+from angles.engines.decision_model import parse_timestamp
+from angles.errors import AnglesError
+from angles.files import atomic_write
+from angles.logs import redactor
+from angles.progress import Start, counted, progress_bar
+from angles.runs import append_history, component_log, recorded_run, store_state
 from angles.services.git_remote import PUSH_ATTEMPTS, BackupClone, BackupRemote, RemoteMovedError, backup_lock
 from angles.storage import open_storage
 
@@ -30,25 +29,27 @@ SCANNED = "angles-scanned.json"
 ACTIVITY_ONLY_EVERY = timedelta(hours=24)
 
 
-def run_backup(settings, *, dry_run: bool = False) -> dict:
+def run_backup(settings, *, dry_run: bool = False, progress: bool = False) -> dict:
     """Export every table into the backup clone, commit when something changed, push without force."""
-    started = utc_now()
-    clock = time.monotonic()
     suffix = " (dry run)" if dry_run else ""
-    with component_log(settings, "backup"), open_storage(settings, create=False) as storage:
+    with (
+        component_log(settings, "backup"),
+        open_storage(settings, create=False) as storage,
+        recorded_run(settings, "backup", "backup", storage=storage, record=not dry_run) as run,
+        progress_bar(progress) as bar,
+    ):
         logger.info(
             "backup started%s: remote %s, branch %s", suffix, BackupRemote(settings).describe(), settings.backup_branch
         )
         try:
-            result = _dry_run(settings, storage) if dry_run else _backup(settings, storage)
+            result = _dry_run(settings, storage, bar) if dry_run else _backup(settings, storage, bar)
         except AnglesError as exc:
             if not dry_run:
                 message = redactor()(str(exc))
-                record_run(settings, storage, "backup", "failed", f"failed: {message}", started, clock)
-                store_state(storage, "backup.last", {"time": started, "result": "failed", "error": message})
+                store_state(storage, "backup.last", {"time": run.started, "result": "failed", "error": message})
                 append_history(settings, f"backup failed (exit {exc.exit_code}): {message}")
             raise
-        result.update(dry_run=dry_run, duration_s=round(time.monotonic() - clock, 3), exit_code=0)
+        result.update(dry_run=dry_run, duration_s=run.duration_s, exit_code=0)
         for redaction in result["redactions"]:
             logger.warning(
                 "a %s record (id %s) contained a secret; redacted in the backup only (fields: %s)",
@@ -58,12 +59,12 @@ def run_backup(settings, *, dry_run: bool = False) -> dict:
             )
         logger.info("backup completed%s: %s", suffix, summary(result))
         if not dry_run:
-            record_run(settings, storage, "backup", "completed", summary(result), started, clock)
+            run.finish("completed", summary(result))
             store_state(
                 storage,
                 "backup.last",
                 {
-                    "time": started,
+                    "time": run.started,
                     "result": result["result"],
                     "commit": result["commit"],
                     "decisions": result["decisions"],
@@ -88,12 +89,8 @@ def summary(result: dict) -> str:
     return f"{text}, {result.get('duration_s', 0):.1f}s"
 
 
-def secret_scanner(settings) -> snapshot.SecretScanner:
-    return snapshot.SecretScanner(Redactor((*settings.secrets, *redactor().secrets)))
-
-
 def export(
-    storage, directory: Path, scanner: snapshot.SecretScanner, previous: dict | None = None
+    storage, directory: Path, scanner: snapshot.SecretScanner, previous: dict | None = None, bar: Start | None = None
 ) -> snapshot.Snapshot:
     """Stream every table into its file in `directory` (atomic renames); the manifest is written by the caller."""
     snap = snapshot.Snapshot(schema_version=storage.schema_version())
@@ -104,6 +101,11 @@ def export(
         (snapshot.ACTIVITY, storage.iter_activity()),
     )
     for table, records in sources:
+        if bar is not None:
+            phase, total = (
+                ("decisions", storage.count_decisions()) if table is snapshot.DECISIONS else ("activity", None)
+            )
+            records = counted(records, bar(phase, total))
         path = directory / table.file
         sha256 = known.get(table.file, {}).get("sha256")
         entry = scanned.get(table.file) or {}
@@ -131,23 +133,23 @@ def _scanned(directory: Path) -> dict:
 def _keep_scanned(directory: Path, scanned: dict) -> None:
     git_dir = directory / ".git"
     if git_dir.is_dir():
-        snapshot.atomic_write(git_dir / SCANNED, json.dumps(scanned, sort_keys=True).encode("utf-8"))
+        atomic_write(git_dir / SCANNED, json.dumps(scanned, sort_keys=True).encode("utf-8"))
 
 
-def _backup(settings, storage) -> dict:
+def _backup(settings, storage, bar: Start | None) -> dict:
     remote = BackupRemote(settings)
     with backup_lock(settings):
         remote.create_default()
         with remote.open_clone(settings.data_dir / CLONE_DIR) as clone:
-            return _backup_in(clone, remote, storage, settings)
+            return _backup_in(clone, remote, storage, settings, bar)
 
 
-def _backup_in(clone: BackupClone, remote: BackupRemote, storage, settings) -> dict:
+def _backup_in(clone: BackupClone, remote: BackupRemote, storage, settings, bar: Start | None) -> dict:
     """Reset to the remote tip, export, commit if changed, push; on a moved remote commit on top and retry."""
     clone.fetch()
     clone.reset_to_remote()
     raw = clone.head_file(snapshot.MANIFEST)
-    snap = export(storage, clone.path, secret_scanner(settings), json.loads(raw) if raw else None)
+    snap = export(storage, clone.path, snapshot.secret_scanner(settings), json.loads(raw) if raw else None, bar)
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     for attempt in range(1, PUSH_ATTEMPTS + 1):
         outcome = _commit_if_changed(clone, snap, now, storage.kind)
@@ -231,14 +233,14 @@ def _unchanged(snap: snapshot.Snapshot, previous: dict | None) -> bool:
     return age < ACTIVITY_ONLY_EVERY
 
 
-def _dry_run(settings, storage) -> dict:
+def _dry_run(settings, storage, bar: Start | None) -> dict:
     """Export into a temporary folder and compare with the last backup this host knows; write nothing."""
     remote = BackupRemote(settings)
     tip = remote.check()
     clone = remote.existing_clone(settings.data_dir / CLONE_DIR)
     try:
         with tempfile.TemporaryDirectory(prefix="angles-backup-dry-run-") as tmp:
-            outcome = _compare(clone, Path(tmp), storage, settings)
+            outcome = _compare(clone, Path(tmp), storage, settings, bar)
     finally:
         if clone is not None:
             clone.close()
@@ -248,8 +250,8 @@ def _dry_run(settings, storage) -> dict:
     return outcome
 
 
-def _compare(clone: BackupClone | None, directory: Path, storage, settings) -> dict:
-    snap = export(storage, directory, secret_scanner(settings))
+def _compare(clone: BackupClone | None, directory: Path, storage, settings, bar: Start | None) -> dict:
+    snap = export(storage, directory, snapshot.secret_scanner(settings), bar=bar)
     raw = clone.head_file(snapshot.MANIFEST) if clone else None
     previous = json.loads(raw) if raw else None
     outcome = _outcome(snap, previous)
@@ -262,71 +264,3 @@ def _compare(clone: BackupClone | None, directory: Path, storage, settings) -> d
         added, changed, removed = snapshot.diff_counts(old, snapshot.iter_lines(snapshot.read_chunks(handle)))
     outcome.update(added=added, changed=changed, removed=removed, result="would commit")
     return outcome
-
-
-def record_run(settings, storage, action: str, status: str, details: str, started: str, clock: float) -> None:
-    """One agent_activity row per run; a database that cannot take it never fails the backup."""
-    try:
-        if storage.schema_version() is None:
-            logger.info("no schema in %s yet; %s run not recorded in agent_activity", storage.describe(), action)
-            return
-        storage.record_activity(
-            action,
-            action,
-            status,
-            redactor()(details),
-            started_at=started,
-            finished_at=utc_now(),
-            duration_s=round(time.monotonic() - clock, 3),
-            host=socket.gethostname(),
-        )
-    except DatabaseError as exc:
-        logger.warning("could not record the %s run in agent_activity: %s", action, exc)
-
-
-def store_state(storage, key: str, value: dict) -> None:
-    """The health check reads backup.last and backup.last_verified from here."""
-    try:
-        if storage.schema_version() is None:
-            return
-        storage.set_state(key, json.dumps(value, sort_keys=True))
-    except DatabaseError as exc:
-        logger.warning("could not store %s: %s", key, exc)
-
-
-def append_history(settings, text: str) -> None:
-    """One line per run in logs/backup.log, the history the operations guide tails."""
-    path = settings.logs_dir / "backup.log"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    line = redactor()(f"{stamp} {text}".replace("\n", " ")) + "\n"
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line.encode("utf-8"))
-    finally:
-        os.close(fd)
-
-
-@contextmanager
-def component_log(settings, component: str):
-    """Also write logs/active/<component>.log when called from another process (the scheduler)."""
-    from angles.logs import LOG_FORMAT, RedactingFilter, ReopeningFileHandler, UTCFormatter
-
-    path = settings.active_logs_dir / f"{component}.log"
-    root = logging.getLogger()
-    if any(getattr(h, "baseFilename", None) == str(path) for h in root.handlers):
-        yield
-        return
-    handler = ReopeningFileHandler(path, encoding="utf-8", delay=True)
-    handler.setFormatter(UTCFormatter(LOG_FORMAT))
-    # The scheduler runs other jobs in other threads meanwhile; their lines belong in their own logs.
-    thread = threading.get_ident()
-    handler.addFilter(lambda record: record.thread == thread)
-    handler.addFilter(RedactingFilter(redactor()))
-    package = logging.getLogger("angles")
-    package.addHandler(handler)
-    try:
-        yield
-    finally:
-        package.removeHandler(handler)
-        handler.close()

@@ -10,7 +10,8 @@ from datetime import date
 from pathlib import Path
 
 from angles.engines.decision_model import PRIORITIES, TYPES, validate
-from angles.errors import AnglesError, DatabaseError, ValidationError
+from angles.errors import AnglesError, ValidationError
+from angles.progress import counted, progress_bar
 from angles.storage import migrations, open_storage
 
 logger = logging.getLogger(__name__)
@@ -33,15 +34,6 @@ class CsvProblem(str):
     """A CSV record the reader could not parse; reported and skipped like an invalid row."""
 
 
-def _writable(storage) -> None:
-    latest = migrations.latest_version(storage.dialect)
-    version = storage.schema_version()
-    if version is None or version < latest:
-        raise DatabaseError(
-            f"the database schema is at version {version or 0} of {latest}; run `python run_migration.py` first"
-        )
-
-
 def run_add(
     settings,
     *,
@@ -55,9 +47,9 @@ def run_add(
     """Validate and store one new decision; returns it as stored."""
     record = {"decision": text, "type": type, "priority": priority, "tags": tags, "comment": comment, "date": on}
     row = validate(record, "decision")
-    # create=False: an SQLite file that does not exist yet is not made here, only by run_migration.py.
-    with open_storage(settings, create=False) as storage:
-        _writable(storage)
+    with open_storage(settings) as storage:
+        # The policy of every door: the embedded database is prepared here, a shared one needs run_migration.py.
+        migrations.ensure_current(storage)
         storage.upsert_decisions([row])
         stored = storage.get_decision(row["id"])
         storage.record_activity("decisions", "add", "completed", f"added {row['id']}")
@@ -194,7 +186,7 @@ def _existing(storage, candidates: dict) -> dict[str, dict]:
     return {row["id"]: row for row in storage.iter_decisions() if row["id"] in candidates}
 
 
-def run_import(settings, path: Path, *, dry_run: bool = False) -> dict:
+def run_import(settings, path: Path, *, dry_run: bool = False, progress: bool = False) -> dict:
     """Import valid records (new ones inserted, changed ones updated, ids kept); report and skip invalid ones."""
     records = read_records(Path(path))
     invalid, duplicates = [], []
@@ -222,9 +214,9 @@ def run_import(settings, path: Path, *, dry_run: bool = False) -> dict:
             continue
         candidates[row["id"]] = (row, tuple(f for f in EDITABLE if f in record), where)
     new, updates, unchanged = [], [], 0
-    with open_storage(settings, create=False) as storage:
+    with open_storage(settings, create=not dry_run) as storage:
         if not dry_run:
-            _writable(storage)
+            migrations.ensure_current(storage)
         existing = _existing(storage, candidates)
         for row, provided, _ in candidates.values():
             current = existing.get(row["id"])
@@ -237,9 +229,11 @@ def run_import(settings, path: Path, *, dry_run: bool = False) -> dict:
             else:
                 unchanged += 1
         if not dry_run:
-            storage.upsert_decisions(new, batch=WRITE_BATCH)
-            for change in updates:
-                storage.update_decision(change["id"], {k: v for k, v in change.items() if k != "id"})
+            with progress_bar(progress) as bar:
+                rows = counted(new, bar("import", len(new)) if bar else None)
+                storage.upsert_decisions(rows, batch=WRITE_BATCH)
+                for change in counted(updates, bar("update", len(updates)) if bar else None):
+                    storage.update_decision(change["id"], {k: v for k, v in change.items() if k != "id"})
             storage.record_activity(
                 "decisions",
                 "import",

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import logging
 
+from angles.progress import progress_bar
 from angles.storage import migrations, open_storage
 
 logger = logging.getLogger(__name__)
 
 
-def run_migrate(settings, *, dry_run: bool = False) -> dict:
+def run_migrate(settings, *, dry_run: bool = False, progress: bool = False) -> dict:
     """Bring the schema up to date (or say what would run); returns a report."""
-    with open_storage(settings, create=not dry_run) as storage:
+    with open_storage(settings, create=not dry_run) as storage, progress_bar(progress, "migrations") as bar:
         storage.ping()
         todo = migrations.pending(storage)
         sql = None
@@ -21,7 +22,7 @@ def run_migrate(settings, *, dry_run: bool = False) -> dict:
                 sql = "\n".join(f"-- {m.path.name}\n{m.sql}" for m in todo)
                 exit_code = 0 if dry_run else 1
         else:
-            migrations.migrate(storage, dry_run=dry_run)
+            migrations.migrate(storage, dry_run=dry_run, progress=bar)
         version = storage.schema_version()
         with_nul = storage.ids_with_nul_text()
         if with_nul:

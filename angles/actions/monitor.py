@@ -9,8 +9,9 @@ import time
 from datetime import UTC, datetime
 
 from angles import alerts
+from angles.files import atomic_write
 from angles.health import health_file as snapshot
-from angles.health.base import CRITICAL, WARNING, Check, CheckResult, Context, one_line
+from angles.health.base import CRITICAL, WARNING, Check, CheckResult, Context, one_line, run_check
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def _run_all(checks: list[Check], settings, context: Context) -> tuple[list[Chec
 
     def run_in_order(group: list[Check]) -> None:
         for check in group:
-            result = _safe_run(check, settings, context)
+            result = run_check(check, settings, context)
             with lock:
                 results[id(check)] = result
 
@@ -87,18 +88,6 @@ def _run_all(checks: list[Check], settings, context: Context) -> tuple[list[Chec
                     check.timeout_status, "timeout", f"{check.label} check did not finish in time"
                 )
         return [results[id(c)] for c in checks], finished
-
-
-def _safe_run(check: Check, settings, context: Context) -> CheckResult:
-    """A check that breaks reports itself as a warning; it never takes the monitor down."""
-    try:
-        result = check.run(settings, context)
-        if not result.label:
-            result.label = check.label or check.name
-        return result
-    except Exception as exc:
-        logger.warning("health check %s failed", check.name, exc_info=True)
-        return check.result(WARNING, "error", f"{check.label} check failed: {type(exc).__name__}: {one_line(exc, 150)}")
 
 
 def _redact(value, settings):
@@ -123,7 +112,7 @@ def _persist(settings, doc: dict, now: datetime) -> str | None:
     import json
 
     try:
-        snapshot.write_atomic(snapshot.snapshot_path(settings), json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+        atomic_write(snapshot.snapshot_path(settings), json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
         snapshot.append_log(settings, snapshot.log_lines(doc))
         snapshot.append_history(settings, doc, now)
     except OSError as exc:

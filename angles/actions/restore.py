@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-import time
 
-from angles.actions.backup import append_history, component_log, record_run, secret_scanner, store_state
 from angles.engines import restore_plan as restore
-from angles.engines.decision_model import utc_now
+from angles.engines.backup_format import secret_scanner
 from angles.errors import AnglesError
 from angles.logs import redactor
+from angles.progress import progress_bar
+from angles.runs import append_history, component_log, recorded_run, store_state
 from angles.storage import migrations, open_storage
 
 logger = logging.getLogger(__name__)
@@ -25,18 +25,22 @@ def run_restore(
     at: str | None = None,
     prune: bool = False,
     level: str = "checksums",
+    progress: bool = False,
 ) -> dict:
     """Verify a backup, report drift against the live database and, when asked, upsert its decisions."""
     if prune and not restore_decisions:
         raise AnglesError("--prune only applies together with --restore-decisions")
     if level not in LEVELS:
         raise AnglesError(f"verification level {level!r} is unknown (one of {', '.join(LEVELS)})")
-    started = utc_now()
-    clock = time.monotonic()
     writes = restore_decisions and not dry_run
     suffix = " (dry run)" if dry_run else ""
     scanner = secret_scanner(settings)
-    with component_log(settings, "restore"), open_storage(settings, create=writes) as storage:
+    with (
+        component_log(settings, "restore"),
+        open_storage(settings, create=writes) as storage,
+        recorded_run(settings, "restore", "restore", storage=storage, record=writes) as run,
+        progress_bar(progress) as bar,
+    ):
         storage.ping()
         try:
             with restore.verified_checkout(settings, at) as checkout:
@@ -45,10 +49,10 @@ def run_restore(
                     migrations.migrate(storage)
                 result = _describe(checkout)
                 result["verification"] = _levels(checkout, storage, scanner, level)
-                found = restore.drift(checkout, storage, scanner)
+                found = restore.drift(checkout, storage, scanner, bar)
                 result["drift"] = found.report()
                 if writes:
-                    result["restored"] = restore.restore_decisions(checkout, storage, found, prune=prune)
+                    result["restored"] = restore.restore_decisions(checkout, storage, found, prune=prune, bar=bar)
                 elif restore_decisions:
                     result["would_restore"] = {
                         "upsert": len(found.only_backup) + len(found.changed),
@@ -56,17 +60,15 @@ def run_restore(
                     }
         except AnglesError as exc:
             if writes:
-                message = redactor()(str(exc))
-                record_run(settings, storage, "restore", "failed", f"failed: {message}", started, clock)
-                append_history(settings, f"restore failed (exit {exc.exit_code}): {message}")
+                append_history(settings, f"restore failed (exit {exc.exit_code}): {redactor()(str(exc))}")
             raise
         # Rows skipped as unstorable: the rest is restored and committed, but a script must notice the gap.
         skipped = result.get("restored", {}).get("skipped")
         result.update(dry_run=dry_run, restore_decisions=restore_decisions, prune=prune, exit_code=1 if skipped else 0)
-        result["duration_s"] = round(time.monotonic() - clock, 3)
+        result["duration_s"] = run.duration_s
         logger.info("restore completed%s: %s", suffix, restore_summary(result))
         if writes:
-            record_run(settings, storage, "restore", "completed", restore_summary(result), started, clock)
+            run.finish("completed", restore_summary(result))
             append_history(settings, f"restore completed: {restore_summary(result)}")
     return result
 
@@ -78,9 +80,11 @@ def run_verify(settings, *, level: str = "restore", at: str | None = None) -> di
     """
     if level not in LEVELS:
         raise AnglesError(f"verification level {level!r} is unknown (one of {', '.join(LEVELS)})")
-    started = utc_now()
-    clock = time.monotonic()
-    with component_log(settings, "restore"), open_storage(settings, create=False) as storage:
+    with (
+        component_log(settings, "restore"),
+        open_storage(settings, create=False) as storage,
+        recorded_run(settings, "verify", "verify", storage=storage) as run,
+    ):
         try:
             with restore.verified_checkout(settings, at) as checkout:
                 restore.check_schema(checkout, storage)
@@ -88,26 +92,27 @@ def run_verify(settings, *, level: str = "restore", at: str | None = None) -> di
                 result["verification"] = _levels(checkout, storage, secret_scanner(settings), level)
         except AnglesError as exc:
             message = redactor()(str(exc))
-            record_run(settings, storage, "verify", "failed", f"failed: {message}", started, clock)
             store_state(
-                storage, "backup.last_verified", {"time": started, "result": "failed", "level": level, "error": message}
+                storage,
+                "backup.last_verified",
+                {"time": run.started, "result": "failed", "level": level, "error": message},
             )
             append_history(settings, f"verify failed (exit {exc.exit_code}): {message}")
             raise
         scratch = result["verification"].get("scratch_restore")
         ok = scratch is None or scratch["counts_match"]
         result.update(level=level, result="ok" if ok else "failed", exit_code=0 if ok else 1)
-        result["duration_s"] = round(time.monotonic() - clock, 3)
+        result["duration_s"] = run.duration_s
         line = verify_summary(result)
         if ok:
             logger.info("verify completed: %s", line)
         else:
             logger.error("verify failed: %s", line)
-        record_run(settings, storage, "verify", "completed" if ok else "failed", line, started, clock)
+        run.finish("completed" if ok else "failed", line)
         store_state(
             storage,
             "backup.last_verified",
-            {"time": started, "result": result["result"], "level": level, "commit": result["commit"]},
+            {"time": run.started, "result": result["result"], "level": level, "commit": result["commit"]},
         )
         append_history(settings, f"verify {'completed' if ok else 'failed'}: {line}")
     return result

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-import socket
-import time
 
-from angles import alerts
 from angles.engines.decision_model import utc_now
 from angles.errors import AnglesError, ConfigError
-from angles.jobs.daemon import Daemon, build_schedule, execute, next_runs, prepare_database, read_state, record
+from angles.jobs.daemon import Daemon, next_runs
+from angles.jobs.history import read_state
+from angles.jobs.runner import FailureMemory, prepare_database, run_job
 from angles.jobs.specs import load_options
 
 logger = logging.getLogger(__name__)
@@ -25,7 +24,7 @@ def run_scheduler(settings) -> dict:
 def run_list(settings) -> dict:
     """Each job with its schedule and next run in UTC, plus what the running daemon last reported."""
     options = load_options(settings)
-    upcoming = next_runs(build_schedule(options.jobs, lambda spec: None))
+    upcoming = next_runs(options.jobs)
     state = read_state(settings).get("jobs", {})
     jobs = []
     for spec in options.jobs:
@@ -52,31 +51,19 @@ def run_job_now(settings, name: str) -> dict:
     spec.load()
     _refuse_if_running_in_daemon(settings, name)
     prepare_database(settings)
-    started, clock = utc_now(), time.monotonic()
-    logger.info("%s started by hand (--run-now)", name)
-    alerts.job_started(settings, name)
-    host = socket.gethostname()
-    record(settings, name, "manual_run", "started", "by hand (--run-now)", started_at=started, host=host)
-    status, details, code = execute(spec, settings)
-    duration = round(time.monotonic() - clock, 3)
-    alerts.job_finished(settings, name, status, details)
-    record(
-        settings,
-        name,
-        "manual_run",
-        status,
-        details,
-        started_at=started,
-        finished_at=utc_now(),
-        duration_s=duration,
-        host=host,
-    )
-    logger.info("%s %s in %.1fs: %s", name, status, duration, details)
-    return {"job": name, "status": status, "details": details, "duration_s": duration, "exit_code": code}
+    outcome = run_job(settings, spec, "manual_run", FailureMemory())
+    return {
+        "job": name,
+        "status": outcome.status,
+        "details": outcome.details,
+        "duration_s": outcome.duration_s,
+        "exit_code": outcome.exit_code,
+    }
 
 
 def _refuse_if_running_in_daemon(settings, name: str) -> None:
-    from angles.jobs.locks import is_locked, lock_path
+    from angles.jobs.locks import lock_path
+    from angles.locks import is_locked
 
     state = read_state(settings)
     if is_locked(lock_path(settings)) and state.get("jobs", {}).get(name, {}).get("running"):

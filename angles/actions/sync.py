@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
-import time
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 
 from angles.engines import notion_pages as pages
-from angles.engines.decision_model import utc_now
 from angles.engines.json_export import export_path, write_export
 from angles.engines.notion_sync import NotionSync, new_counts
-from angles.errors import AnglesError, DatabaseError, ExternalServiceError
+from angles.errors import AnglesError
+from angles.health.base import CRITICAL, OK
+from angles.locks import locked
 from angles.logs import redactor
-from angles.services.notion import NotionAuthError, NotionClient, NotionError
+from angles.progress import progress_bar
+from angles.runs import Run
+from angles.services import notion
 from angles.storage import migrations, open_storage
 
 logger = logging.getLogger(__name__)
@@ -22,44 +23,12 @@ logger = logging.getLogger(__name__)
 NOTION_OFF = "Notion sync is off: NOTION_TOKEN and NOTION_DATABASE_ID are not both set"
 
 
-def notion_client(settings, **options) -> NotionClient:
-    return NotionClient(settings.notion_token, base_url=settings.notion_base_url, rps=settings.notion_rps, **options)
-
-
-@contextmanager
-def _progress_bar(enabled: bool):
-    """A rich progress bar per phase when a person is watching; nothing otherwise."""
-    if not enabled:
-        yield None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
-    ) as bar:
-
-        def start(phase: str, total: int | None):
-            task = bar.add_task(phase, total=total)
-            return lambda: bar.advance(task)
-
-        yield start
-
-
-@contextmanager
 def _run_lock(settings):
     """One sync per host at a time: two would both create pages for the same new decisions."""
-    import fcntl
-
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    with open(settings.data_dir / "memory_sync.lock", "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise AnglesError("another memory_sync run is in progress on this host; try again when it ends") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return locked(
+        settings.data_dir / "memory_sync.lock",
+        busy="another memory_sync run is in progress on this host; try again when it ends",
+    )
 
 
 def _ensure_schema(storage, dry_run: bool) -> None:
@@ -110,7 +79,7 @@ def run_sync(
     progress: bool = False,
 ) -> dict:
     """Pull Notion edits, push the vault's changes, export to JSON; returns counts and an exit code."""
-    started, clock = utc_now(), time.monotonic()
+    run = Run(settings, "memory_sync", "sync" if sync else "export", record=not dry_run)
     suffix = " (dry run)" if dry_run else ""
     result = {
         "dry_run": dry_run,
@@ -130,47 +99,19 @@ def run_sync(
     storage = None
     try:
         storage = open_storage(settings, create=not dry_run)
+        run.storage = storage
         storage.ping()
         _ensure_schema(storage, dry_run)
-        with ExitStack() as stack:
-            engine = None
-            if sync and settings.notion_enabled:
-                if not dry_run:
-                    stack.enter_context(_run_lock(settings))
-                client = stack.enter_context(notion_client(settings))
-                bar = stack.enter_context(_progress_bar(progress))
-                engine = NotionSync(
-                    storage,
-                    client,
-                    settings.notion_database_id,
-                    dry_run=dry_run,
-                    push_all=push_all,
-                    progress=bar,
-                )
-                result["counts"] = engine.counts
-                result["problems"] = engine.problems
-                stack.callback(lambda: result.update(notion_requests=client.requests))
-                engine.connect()
-                engine.pull()
-            if sync:
-                # Analyse after the pull (Notion edits count) and before the push (the summary reaches Notion).
-                from angles.engines.enrichment import enrich_decisions
-
-                result["ai"] = enrich_decisions(storage, settings, dry_run=dry_run)
-            if engine is not None:
-                engine.push()
-        if export:
-            if dry_run:
-                result["export"] = {"path": str(export_path(settings)), "count": storage.count_decisions()}
-            else:
-                path = write_export(storage, settings)
-                result["export"] = {"path": str(path), "count": storage.count_decisions()}
+        with progress_bar(progress) as bar:
+            _sync(storage, settings, result, bar, sync=sync, dry_run=dry_run, push_all=push_all)
+            if export:
+                result["export"] = _export(storage, settings, bar, dry_run=dry_run)
     except AnglesError as exc:
         result.update(status="failed", error=redactor()(str(exc)), exit_code=exc.exit_code)
     except Exception as exc:
         logger.exception("memory_sync stopped on an unexpected error")
         result.update(status="failed", error=redactor()(f"unexpected {type(exc).__name__}: {exc}"), exit_code=1)
-    duration = time.monotonic() - clock
+    duration = run.duration_s
     result["duration_s"] = round(duration, 1)
     if result["status"] == "completed":
         logger.info("memory_sync completed%s: %s, duration %.1fs", suffix, _summary(result), duration)
@@ -178,116 +119,121 @@ def run_sync(
         logger.error("memory_sync failed%s: %s, duration %.1fs", suffix, result["error"], duration)
     if storage is not None:
         try:
-            if not dry_run:
-                details = {k: result.get(k) for k in ("notion", "counts", "notion_requests", "export", "error")}
-                if result.get("ai"):
-                    details["ai"] = {k: result["ai"][k] for k in ("analysed", "online", "offline", "deferred", "model")}
-                details["problems"] = result["problems"][:5]
-                storage.record_activity(
-                    "memory_sync",
-                    "sync" if sync else "export",
-                    result["status"],
-                    json.dumps(details, ensure_ascii=False, default=str),
-                    started_at=started,
-                    finished_at=utc_now(),
-                    duration_s=round(duration, 3),
-                    host=socket.gethostname(),
-                )
-        except DatabaseError as exc:
-            logger.warning("could not record the run in agent_activity: %s", exc)
+            details = {k: result.get(k) for k in ("notion", "counts", "notion_requests", "export", "error")}
+            if result.get("ai"):
+                details["ai"] = {k: result["ai"][k] for k in ("analysed", "online", "offline", "deferred", "model")}
+            details["problems"] = result["problems"][:5]
+            run.finish(result["status"], json.dumps(details, ensure_ascii=False, default=str))
         finally:
             storage.close()
     return result
 
 
-def _database_check(settings) -> dict:
-    check = {"status": "ok"}
-    try:
-        with open_storage(settings, create=False) as storage:
-            storage.ping()
-            check["database"] = storage.describe()
-            check["schema_version"] = storage.schema_version()
-            check["latest_version"] = migrations.latest_version(storage.dialect)
-            total = pending = interrupted = with_page = 0
-            for row in storage.iter_decisions():
-                total += 1
-                if row.get("notion_page_id"):
-                    with_page += 1
-                    if row.get("notion_sync_hash") != pages.sync_hash(row):
-                        pending += 1
-                elif not row.get("deleted_at"):
-                    pending += 1
-                    if row.get("notion_attempted_at"):
-                        interrupted += 1
-            check.update(decisions=total, with_page=with_page, to_push=pending, interrupted_creates=interrupted)
-            if check["schema_version"] != check["latest_version"]:
-                check["status"] = "warn"
-                check["message"] = (
-                    f"schema version {check['schema_version']}, latest {check['latest_version']}: "
-                    "run python run_migration.py"
-                )
-            elif interrupted:
-                check["status"] = "warn"
-                check["message"] = (
-                    f"{interrupted} decisions were interrupted while their page was being created; "
-                    "the next sync looks their page up before creating one"
-                )
-    except DatabaseError as exc:
-        check = {"status": "fail", "message": redactor()(str(exc))}
+def _backlog(storage) -> dict:
+    """What the next sync has to push, and creates a crash interrupted (the data's integrity, for --test)."""
+    total = pending = interrupted = with_page = 0
+    for row in storage.iter_decisions():
+        total += 1
+        if row.get("notion_page_id"):
+            with_page += 1
+            if row.get("notion_sync_hash") != pages.sync_hash(row):
+                pending += 1
+        elif not row.get("deleted_at"):
+            pending += 1
+            if row.get("notion_attempted_at"):
+                interrupted += 1
+    return {"decisions": total, "with_page": with_page, "to_push": pending, "interrupted_creates": interrupted}
+
+
+def _sync(storage, settings, result: dict, bar, *, sync: bool, dry_run: bool, push_all: bool) -> None:
+    """Pull from Notion, analyse, push to Notion: each step that is configured and asked for."""
+    with ExitStack() as stack:
+        engine = None
+        if sync and settings.notion_enabled:
+            if not dry_run:
+                stack.enter_context(_run_lock(settings))
+            client = stack.enter_context(notion.client_for(settings))
+            engine = NotionSync(
+                storage, client, settings.notion_database_id, dry_run=dry_run, push_all=push_all, progress=bar
+            )
+            result["counts"] = engine.counts
+            result["problems"] = engine.problems
+            stack.callback(lambda: result.update(notion_requests=client.requests))
+            engine.connect()
+            engine.pull()
+        if sync:
+            # Analyse after the pull (Notion edits count) and before the push (the summary reaches Notion).
+            from angles.engines.enrichment import enrich_decisions
+
+            result["ai"] = enrich_decisions(storage, settings, dry_run=dry_run)
+        if engine is not None:
+            engine.push()
+
+
+def _export(storage, settings, bar, *, dry_run: bool) -> dict:
+    if dry_run:
+        return {"path": str(export_path(settings)), "count": storage.count_decisions()}
+    path = write_export(storage, settings, progress=bar)
+    return {"path": str(path), "count": storage.count_decisions()}
+
+
+def _database_status(result, context) -> dict:
+    if result.status == CRITICAL or "database" not in result.details:
+        return {"status": "fail", "message": result.reason}
+    check = {"status": "ok" if result.status == OK else "warn", **result.details}
+    if result.status != OK:
+        check["message"] = result.reason
+    if context.database_missing():
+        check.update(decisions=0, with_page=0, to_push=0, interrupted_creates=0)
+        return check
+    check.update(_backlog(context.storage()))
+    if check["status"] == "ok" and check["interrupted_creates"]:
+        check["status"] = "warn"
+        check["message"] = (
+            f"{check['interrupted_creates']} decisions were interrupted while their page was being created; "
+            "the next sync looks their page up before creating one"
+        )
     return check
 
 
-def check_notion(settings) -> dict:
-    """Token, database access and properties; status ok, warn, off or fail (for --test, monitors, verification)."""
-    if not settings.notion_enabled:
-        return {"status": "off", "message": NOTION_OFF}
-    try:
-        # A check answers within seconds: fewer attempts and a shorter timeout than a sync's.
-        with notion_client(settings, attempts=3, timeout=10) as client:
-            me = client.me()
-            source_id = client.resolve_data_source(settings.notion_database_id)
-            schema = pages.check_schema(client.retrieve_data_source(source_id))
-    except NotionError as exc:
-        return {
-            "status": "fail",
-            "message": redactor()(str(exc)),
-            "auth": isinstance(exc, NotionAuthError),
-            "http_status": exc.status,
-        }
-    check = {
-        "status": "ok",
-        "integration": me.get("name") or me.get("id"),
-        "data_source_id": source_id,
-        "title_property": schema["title_property"],
-        "missing": schema["missing"],
-        "mistyped": schema["mistyped"],
-    }
-    if schema["missing"] or schema["mistyped"]:
+def _notion_status(access, schema) -> dict:
+    if access.details.get("configured") is False:
+        return {"status": "off", "message": access.reason}
+    if access.status != OK:
+        extra = {k: access.details.get(k) for k in ("auth", "http_status")}
+        return {"status": "fail", "message": access.reason, **extra}
+    check = {"status": "ok", **access.details}
+    if schema is not None and schema.status != OK:
         check["status"] = "warn"
         check["message"] = "properties missing or of the wrong type: run python memory_sync.py --setup-notion"
     return check
 
 
-def check_ai_status(settings) -> dict:
-    """One tiny analysis request; status ok, off or fail, with the failure's kind (for --test and verification)."""
-    from angles.engines.enrichment import check_ai
-
-    try:
-        ai = check_ai(settings)
-    except ExternalServiceError as exc:
-        return {"status": "fail", "message": redactor()(str(exc)), "kind": getattr(exc, "kind", None)}
-    if not ai["configured"]:
-        return {"status": "off", "message": ai["detail"]}
-    return {
-        "status": "ok",
-        "message": f"model {ai['model']} answered with a valid analysis in {ai['latency_s']} s ({ai['tokens']} tokens)",
-    }
+def _ai_status(ai) -> dict:
+    if ai.details.get("configured") is False:
+        return {"status": "off", "message": ai.reason}
+    if ai.status != OK:
+        return {"status": "fail", "message": ai.reason, "kind": ai.details.get("kind")}
+    return {"status": "ok", "message": ai.reason}
 
 
 def run_test(settings) -> dict:
     """Read-only check of the database, Notion and AI settings, and of the data's integrity."""
-    checks = {"database": _database_check(settings), "notion": check_notion(settings)}
-    checks["ai"] = check_ai_status(settings)
+    from angles.health.base import Context, run_check
+    from angles.health.database import DatabaseCheck
+    from angles.health.services import AICheck, NotionCheck, NotionSchemaCheck
+
+    context = Context(settings, thorough=True)
+    try:
+        checks = {
+            "database": _database_status(run_check(DatabaseCheck(), settings, context), context),
+            "notion": _notion_status(
+                run_check(NotionCheck(), settings, context), run_check(NotionSchemaCheck(), settings, context)
+            ),
+            "ai": _ai_status(run_check(AICheck(), settings, context)),
+        }
+    finally:
+        context.close()
     exit_code = 0
     if "fail" in (checks["notion"]["status"], checks["ai"]["status"]):
         exit_code = 3
@@ -308,7 +254,7 @@ def run_setup_notion(settings, *, dry_run: bool = False) -> dict:
     """Add the properties the sync needs to the Notion data source; existing ones are left alone."""
     if not settings.notion_enabled:
         return {"status": "off", "message": NOTION_OFF, "exit_code": 1}
-    with notion_client(settings) as client:
+    with notion.client_for(settings) as client:
         source_id = client.resolve_data_source(settings.notion_database_id)
         schema = pages.check_schema(client.retrieve_data_source(source_id))
         if schema["missing"] and not dry_run:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from angles.engines.decision_model import ACTIVITY_COLUMNS, COLUMNS, JSON_COLUMNS
 from angles.errors import AnglesError
+from angles.files import atomic_write
 from angles.logs import TOKEN_PATTERNS
 
 FORMAT = "angles-backup/1"
@@ -165,6 +166,13 @@ class SecretScanner:
         return value
 
 
+def secret_scanner(settings) -> SecretScanner:
+    """A scanner for the configured secrets and every token shape, whatever the process loaded so far."""
+    from angles.logs import Redactor, redactor
+
+    return SecretScanner(Redactor((*settings.secrets, *redactor().secrets)))
+
+
 def write_table(
     directory: Path,
     table: Table,
@@ -264,15 +272,6 @@ def _sort_file(path: Path) -> None:
 def write_manifest(directory: Path, manifest: dict) -> None:
     text = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     atomic_write(directory / MANIFEST, text.encode("utf-8"))
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with _discarded_on_failure(tmp), open(tmp, "wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
 
 
 def same_data(snapshot: Snapshot, manifest: dict | None, tables: tuple[Table, ...] = TABLES) -> bool:

@@ -13,6 +13,7 @@ from pathlib import Path
 from angles.engines.decision_model import utc_now
 from angles.errors import AnglesError
 from angles.logs import REDACTED, redactor
+from angles.progress import Advance, Start
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class _Scrubber:
         return b"".join(out)
 
 
-def _write(storage, handle, expected: int) -> tuple[int, int]:
+def _write(storage, handle, expected: int, advance: Advance | None = None) -> tuple[int, int]:
     """Stream the header and the rows; returns (rows written, rows with redactions)."""
     header = {"exported_at": utc_now(), "count": expected, "schema_version": storage.schema_version()}
     handle.write(b"{\n")
@@ -73,6 +74,8 @@ def _write(storage, handle, expected: int) -> tuple[int, int]:
         for lines in storage.dump_decisions(scrub=scrub):
             data = (b"\n    " if written == 0 else b",\n    ") + b",\n    ".join(lines)
             written += len(lines)
+            if advance is not None:
+                advance(len(lines))
             if in_flight is not None:
                 in_flight.result()
             in_flight = writer.submit(handle.write, data)
@@ -82,7 +85,7 @@ def _write(storage, handle, expected: int) -> tuple[int, int]:
     return written, scrub.redacted
 
 
-def write_export(storage, settings) -> Path:
+def write_export(storage, settings, *, progress: Start | None = None) -> Path:
     """Write all decisions sorted by id, with a header (time, count, schema version); returns the file's path."""
     settings.export_dir.mkdir(parents=True, exist_ok=True)
     for _ in range(ATTEMPTS):
@@ -90,7 +93,8 @@ def write_export(storage, settings) -> Path:
         fd, tmp = tempfile.mkstemp(prefix=".decisions_", suffix=".json.tmp", dir=settings.export_dir)
         try:
             with os.fdopen(fd, "wb") as handle:
-                written, redacted = _write(storage, handle, expected)
+                advance = progress("export", expected) if progress else None
+                written, redacted = _write(storage, handle, expected, advance)
                 handle.flush()
                 os.fsync(handle.fileno())
             if written != expected:

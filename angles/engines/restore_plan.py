@@ -14,6 +14,7 @@ from pathlib import Path
 from angles.engines import backup_format as snapshot
 from angles.engines.decision_model import unstorable_field
 from angles.errors import AnglesError
+from angles.progress import Start, counted
 from angles.services.git_remote import BackupClone, BackupRemote
 from angles.storage import migrations
 
@@ -105,17 +106,20 @@ class Drift:
         }
 
 
-def drift(checkout: Checkout, storage, scanner: snapshot.SecretScanner) -> Drift:
+def drift(checkout: Checkout, storage, scanner: snapshot.SecretScanner, bar: Start | None = None) -> Drift:
     """Compare the backup with live decisions, both as canonical lines (live ones redacted the same way)."""
     live: dict[str, bytes] = {}
-    for row in storage.iter_decisions(batch=2000):
+    rows = storage.iter_decisions(batch=2000)
+    for row in counted(rows, bar("read live", storage.count_decisions()) if bar else None):
         line = snapshot.encode_row(snapshot.DECISIONS, row)
         if scanner.line_has_secret(line.decode("utf-8")):
             line = snapshot.encode_row(snapshot.DECISIONS, scanner.redact(row)[0])
         live[str(row["id"])] = _digest(line)
     result = Drift(live_ids=set(live))
+    expected = checkout.manifest["files"][snapshot.DECISIONS.file].get("rows")
     with open(checkout.path(snapshot.DECISIONS), "rb") as handle:
-        for line in snapshot.iter_lines(snapshot.read_chunks(handle)):
+        lines = snapshot.iter_lines(snapshot.read_chunks(handle))
+        for line in counted(lines, bar("compare", expected) if bar else None):
             key = str(snapshot.line_key(line))
             theirs = live.pop(key, None)
             if theirs is None:
@@ -169,12 +173,15 @@ def _ordered_rows(
         yield record
 
 
-def restore_decisions(checkout: Checkout, storage, found: Drift, *, prune: bool = False) -> dict:
+def restore_decisions(
+    checkout: Checkout, storage, found: Drift, *, prune: bool = False, bar: Start | None = None
+) -> dict:
     """Upsert the missing and changed rows by id in one transaction; delete rows only live only with prune."""
     migrations.migrate(storage)
     ids = set(found.only_backup) | set(found.changed)
     skipped: list[str] = []
     rows = restore_rows(checkout, storage, ids, found.live_ids, skipped)
+    rows = counted(rows, bar("restore", len(ids)) if bar else None)
     written = storage.upsert_decisions(rows, atomic=True) if ids else 0
     pruned = storage.delete_decisions(found.only_live) if prune and found.only_live else 0
     return {"upserted": len(ids) - len(skipped), "written": written, "pruned": pruned, "skipped": sorted(skipped)}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from angles.health.base import OK, WARNING, Check, CheckResult, Context
+from angles.health.base import OK, WARN, WARNING, Check, CheckResult, Context
 
 
 class AlertsCheck(Check):
@@ -12,6 +12,8 @@ class AlertsCheck(Check):
     def run(self, settings, context: Context) -> CheckResult:
         from angles import alerts
 
+        if context.thorough:
+            return self._reachable(alerts, settings)
         status = alerts.delivery_status(settings)
         if not status:
             return self.result(OK, "off", "no alert target configured (HEALTHCHECKS_URL, ALERT_URLS)")
@@ -35,3 +37,32 @@ class AlertsCheck(Check):
             metrics,
             details,
         )
+
+    def _reachable(self, alerts, settings) -> CheckResult:
+        """The checklist's view: each target answers a TCP connect (nothing is sent)."""
+        configured = alerts.targets(settings)
+        if not configured:
+            return self.result(
+                OK,
+                "off",
+                "no alert target: nobody hears of a failed job",
+                hint="set HEALTHCHECKS_URL or ALERT_URLS",
+                verdict=WARN,
+            )
+        reachable, problems = [], []
+        for target in configured:
+            problem = alerts.probe(target)
+            if problem is None:
+                reachable.append(f"{target.name} reachable")
+            elif problem == "not probed":
+                reachable.append(f"{target.name} (not probed)")
+            else:
+                problems.append(f"{target.name}: {problem}")
+        if problems:
+            return self.result(
+                WARNING,
+                f"{len(problems)} unreachable",
+                "; ".join(problems + reachable),
+                hint="check the URL and the network; python backend_monitor.py --test-alerts sends a test",
+            )
+        return self.result(OK, f"{len(configured)} targets", "; ".join(reachable) + " (TCP connect, nothing sent)")

@@ -6,7 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
-from angles.health.base import CRITICAL, OK, WARNING, Check, CheckResult, Context, age_hours, one_line
+from angles.health.base import CRITICAL, FAIL, OK, WARNING, Check, CheckResult, Context, age_hours, one_line
 from angles.health.health_file import iso_to_epoch
 
 FAILED_RESULTS = ("failed", "failure", "error", "auth_failed")
@@ -51,6 +51,29 @@ def _installed_hours(context: Context) -> float | None:
     return max(ages) if ages else None
 
 
+# The checklist waits longer for the remote than the monitor: it runs by hand, once.
+THOROUGH_TIMEOUT = 20.0
+
+
+class BackupDestinationCheck(Check):
+    """Backups leave the machine: a remote is configured, not only the local default (checklists only)."""
+
+    name = "backup_destination"
+    label = "Backup destination"
+
+    def run(self, settings, context: Context) -> CheckResult:
+        from angles.logs import redactor
+
+        if settings.backup_remote is None:
+            return self.result(
+                WARNING,
+                "local",
+                "not configured: backups go to the local bare repository data/backup-remote.git",
+                hint="set BACKUP_REMOTE (or GITHUB_REPO) and GITHUB_TOKEN",
+            )
+        return self.result(OK, "configured", f"backups go to {redactor()(settings.backup_remote_url)}")
+
+
 class BackupRemoteCheck(Check):
     name = "backup_remote"
     label = "Backup remote"
@@ -62,23 +85,44 @@ class BackupRemoteCheck(Check):
                 OK, "not created", "local backup remote under data/ does not exist yet (the first backup creates it)"
             )
         if shutil.which("git") is None:
-            return self.result(WARNING, "no git", "git is not installed: backups cannot run", {"backup_remote_up": 0})
+            return self.result(
+                WARNING,
+                "no git",
+                "git is not installed: backups cannot run",
+                {"backup_remote_up": 0},
+                hint="install git (apt-get install git)",
+                verdict=FAIL,
+            )
         # Imported here, past the cheap answers above, so a fresh install never pays for GitPython.
         from angles.errors import AnglesError, BackupAuthError
         from angles.services.git_remote import BackupRemote
 
+        remote = BackupRemote(settings)
+        timeout = THOROUGH_TIMEOUT if context.thorough else settings.health_timeout_seconds
         try:
-            tip = BackupRemote(settings).check(timeout=settings.health_timeout_seconds)
+            tip = remote.check(timeout=timeout)
         except BackupAuthError as exc:
-            reason = f"backup remote refused authentication: {one_line(exc, 200)}"
-            return self.result(WARNING, "unreachable", reason, {"backup_remote_up": 0})
+            return self.result(
+                WARNING,
+                "unreachable",
+                f"credentials refused, authentication failed: {one_line(exc, 200)}",
+                {"backup_remote_up": 0},
+                hint="check GITHUB_TOKEN (repo scope) and GIT_USERNAME",
+                verdict=FAIL,
+            )
         except AnglesError as exc:
-            reason = f"backup remote unreachable: {one_line(exc, 200)}"
-            return self.result(WARNING, "unreachable", reason, {"backup_remote_up": 0})
+            return self.result(
+                WARNING,
+                "unreachable",
+                f"unreachable: {one_line(exc, 200)}",
+                {"backup_remote_up": 0},
+                hint="check BACKUP_REMOTE, git and network",
+                verdict=FAIL,
+            )
         if tip is None:
-            reason = f"backup remote answers; branch {settings.backup_branch} not pushed yet"
+            reason = f"{remote.describe()} answers; branch {settings.backup_branch} not pushed yet"
         else:
-            reason = f"backup remote answers, branch {settings.backup_branch} exists"
+            reason = f"{remote.describe()} answers, branch {settings.backup_branch} exists"
         return self.result(OK, "reachable", reason, {"backup_remote_up": 1})
 
 
@@ -97,10 +141,9 @@ class BackupAgeCheck(Check):
             if not _failed(last.get("result")):
                 success_time = last.get("time")
         if success_time is None:
-            from angles.health.scheduler import read_state
+            from angles.jobs.history import read_state
 
-            state, _ = read_state(settings)
-            job = ((state or {}).get("jobs") or {}).get("backup") or {}
+            job = (read_state(settings).get("jobs") or {}).get("backup") or {}
             if isinstance(job, dict) and isinstance(job.get("last_success"), str):
                 success_time = job["last_success"]
         details["last_success"] = success_time

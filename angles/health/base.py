@@ -13,6 +13,10 @@ OK = "ok"
 WARNING = "warning"
 CRITICAL = "critical"
 SEVERITY = {OK: 0, WARNING: 1, CRITICAL: 2}
+# A deployment checklist (verify_deployment.py) asks "is this deployment ready?", a stricter question than the
+# monitor's "how urgent is it?": a stopped scheduler is a monitor warning but a checklist failure.
+PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
+VERDICTS = {OK: PASS, WARNING: WARN, CRITICAL: FAIL}
 
 
 @dataclass
@@ -26,10 +30,22 @@ class CheckResult:
     metrics: dict[str, float] = field(default_factory=dict)
     details: dict = field(default_factory=dict)
     label: str = ""
+    # What a person does about it, shown on its own line by the checklist.
+    hint: str = ""
+    # The checklist's PASS, WARN or FAIL where it differs from the status's (see VERDICTS).
+    verdict: str = ""
+
+    @property
+    def checklist_verdict(self) -> str:
+        return self.verdict or VERDICTS.get(self.status, FAIL)
 
 
 class Check:
-    """A health check; subclasses set name and label and implement run()."""
+    """A check; subclasses set name and label and implement run().
+
+    The monitor, the deployment checklist and `memory_sync.py --test` all show the results of these objects.
+    A check used only by a checklist may return None from run() where it does not apply.
+    """
 
     name = ""
     label = ""
@@ -41,8 +57,30 @@ class Check:
     def run(self, settings, context: Context) -> CheckResult:
         raise NotImplementedError
 
-    def result(self, status: str, value: str, reason: str, metrics=None, details=None) -> CheckResult:
-        return CheckResult(self.name, status, value, reason, dict(metrics or {}), dict(details or {}), self.label)
+    def result(
+        self, status: str, value: str, reason: str, metrics=None, details=None, *, hint: str = "", verdict: str = ""
+    ) -> CheckResult:
+        return CheckResult(
+            self.name, status, value, reason, dict(metrics or {}), dict(details or {}), self.label, hint, verdict
+        )
+
+
+def run_check(check: Check, settings, context: Context) -> CheckResult | None:
+    """Run one check; a check that breaks reports itself as a warning (and a checklist failure), never raises."""
+    try:
+        result = check.run(settings, context)
+        if result is not None and not result.label:
+            result.label = check.label or check.name
+        return result
+    except Exception as exc:
+        logger.warning("health check %s failed", check.name, exc_info=True)
+        return check.result(
+            WARNING,
+            "error",
+            f"{check.label} check failed: {type(exc).__name__}: {one_line(exc, 150)}",
+            hint="see the logs in logs/active/",
+            verdict=FAIL,
+        )
 
 
 def rising(value: float, warning: float, critical: float) -> str:
@@ -77,15 +115,35 @@ def one_line(text, limit: int = 300) -> str:
 
 
 class Context:
-    """Per-run shared state: the time, and one storage connection opened on first use."""
+    """Per-run shared state: the time, one storage connection opened on first use, answers two checks share.
 
-    def __init__(self, settings, now: datetime | None = None):
+    thorough=True (the checklist, `memory_sync.py --test`): the services get a real request each (the Notion
+    schema, a tiny analysis) and more time; the monitor's light probes spend no tokens and stay within seconds.
+    """
+
+    def __init__(self, settings, now: datetime | None = None, *, thorough: bool = False):
         self.settings = settings
         self.now = now or datetime.now(UTC)
+        self.thorough = thorough
         self._lock = threading.Lock()
         self._storage = None
         self._storage_error: Exception | None = None
         self._opened = False
+        self._shared: dict[str, tuple[object, Exception | None]] = {}
+        self._shared_lock = threading.Lock()
+
+    def shared(self, key: str, compute):
+        """compute() once per run and key; its answer (or the error it raised) is given to every check asking."""
+        with self._shared_lock:
+            if key not in self._shared:
+                try:
+                    self._shared[key] = (compute(), None)
+                except Exception as exc:
+                    self._shared[key] = (None, exc)
+            value, error = self._shared[key]
+        if error is not None:
+            raise error
+        return value
 
     def storage(self):
         """The database, or raise the error met when opening it (the same one for every check)."""

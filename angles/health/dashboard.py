@@ -5,8 +5,9 @@ from __future__ import annotations
 import http.client
 import time
 
-from angles.health.base import OK, WARNING, Check, CheckResult, Context, one_line
+from angles.health.base import FAIL, OK, WARNING, Check, CheckResult, Context, one_line
 
+SERVICE = "or systemctl start angles-dashboard"
 WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
 
 
@@ -34,12 +35,14 @@ class DashboardCheck(Check):
             response.read(4096)
             code = response.status
         except (OSError, http.client.HTTPException) as exc:
+            hint = f"start it with nohup python tools/health_server.py --port {port} & ({SERVICE})"
             return self.result(
                 WARNING,
                 "down",
-                f"dashboard not answering at http://{shown}/healthz ({one_line(exc, 120)}): "
-                "start it with nohup python tools/health_server.py --port " + str(port) + " &",
+                f"dashboard not answering at http://{shown}/healthz ({one_line(exc, 120)}): {hint}",
                 {"dashboard_up": 0},
+                hint=hint,
+                verdict=FAIL,
             )
         finally:
             connection.close()
@@ -47,7 +50,12 @@ class DashboardCheck(Check):
         metrics = {"dashboard_up": 1 if code == 200 else 0, "dashboard_latency_ms": round(elapsed_ms, 1)}
         if code != 200:
             return self.result(
-                WARNING, f"HTTP {code}", f"dashboard at http://{shown}/healthz answered HTTP {code}", metrics
+                WARNING,
+                f"HTTP {code}",
+                f"dashboard at http://{shown}/healthz answered HTTP {code}",
+                metrics,
+                hint="grep -i error logs/active/health_server.log",
+                verdict=FAIL,
             )
         return self.result(
             OK, f"{elapsed_ms:.0f} ms", f"dashboard answers at http://{shown}/ in {elapsed_ms:.0f} ms", metrics

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from angles.health import health_file
-from angles.health.base import CRITICAL, OK, WARNING, Check, CheckResult, Context, one_line
+from angles.health.base import CRITICAL, FAIL, OK, WARNING, Check, CheckResult, Context, one_line
+
+MIGRATE = "python run_migration.py"
 
 # SQLite's quick_check reads every page, so it runs when the file changed since the last check and at most
 # once an hour while it stays intact; the verdict is carried between runs in the snapshot's details.
@@ -20,25 +22,36 @@ class DatabaseCheck(Check):
     timeout_status = CRITICAL
 
     def run(self, settings, context: Context) -> CheckResult:
+        from angles.storage.migrations import latest_version
+
         if context.database_missing():
             return self.result(
                 WARNING,
                 "not created",
-                f"database {settings.sqlite_path} does not exist yet: run python run_migration.py",
+                f"database {settings.sqlite_path} does not exist yet: run {MIGRATE}",
                 {"database_up": 0},
+                {"database": str(settings.sqlite_path), "schema_version": None, "latest_version": latest_version()},
+                hint=MIGRATE,
+                verdict=FAIL,
             )
         try:
             storage = context.storage()
             version = storage.schema_version()
-            from angles.storage.migrations import latest_version
-
             latest = latest_version(storage.dialect)
             where = storage.describe()
             integrity = _integrity(settings, storage, context)
         except Exception as exc:
-            return self.result(CRITICAL, "unreachable", f"database unreachable: {one_line(exc)}", {"database_up": 0})
+            return self.result(
+                CRITICAL,
+                "unreachable",
+                f"database unreachable: {one_line(exc)}",
+                {"database_up": 0},
+                hint="check DATABASE_URL (or SUPABASE_URL and SUPABASE_KEY) and that the server answers",
+            )
         metrics = {"database_up": 1, "schema_version": version or 0, "schema_latest": latest}
-        details = {"integrity": integrity} if integrity else None
+        details = {"database": where, "schema_version": version, "latest_version": latest}
+        if integrity:
+            details["integrity"] = integrity
         value = f"schema {version or 0}/{latest}"
         if integrity and integrity.get("problem"):
             return self.result(
@@ -52,25 +65,14 @@ class DatabaseCheck(Check):
         if integrity:
             metrics["database_intact"] = 1
         if version is None:
-            return self.result(
-                WARNING, value, f"{where} has no schema yet: run python run_migration.py", metrics, details
-            )
+            reason = f"{where} has no schema yet: run {MIGRATE}"
+            return self.result(WARNING, value, reason, metrics, details, hint=MIGRATE, verdict=FAIL)
         if version < latest:
-            return self.result(
-                WARNING,
-                value,
-                f"schema version {version} is behind {latest}: run python run_migration.py",
-                metrics,
-                details,
-            )
+            reason = f"schema version {version} is behind {latest}: run {MIGRATE}"
+            return self.result(WARNING, value, reason, metrics, details, hint=MIGRATE, verdict=FAIL)
         if version > latest:
-            return self.result(
-                WARNING,
-                value,
-                f"schema version {version} is newer than this code knows ({latest}): update",
-                metrics,
-                details,
-            )
+            reason = f"schema version {version} is newer than this code knows ({latest}): update"
+            return self.result(WARNING, value, reason, metrics, details, hint="update this code to the latest version")
         return self.result(OK, value, f"{where} answers, schema version {version} is current", metrics, details)
 
 

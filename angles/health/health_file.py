@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from angles.files import atomic_write
 from angles.health.base import SEVERITY, worst
 
 SNAPSHOT_FILE = "system_health.json"
@@ -78,25 +77,6 @@ def build(results, settings, *, now: datetime, duration_s: float, host: str) -> 
         "metrics": metrics,
         "details": details,
     }
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write a file so a reader sees the old or the new content, never half of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def load(path: Path) -> tuple[dict | None, str | None]:
@@ -193,16 +173,14 @@ def read_history(settings, now: datetime | None = None) -> list[dict]:
 
 def append_history(settings, doc: dict, now: datetime) -> None:
     """Add this run's point and drop what is older than 24 h, under a lock so concurrent runs lose nothing."""
-    import fcntl
+    from angles.locks import locked
 
     path = history_path(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with locked(path.with_suffix(".lock"), wait=None):
         points = read_history(settings, now)
         points.append(history_point(doc))
         text = "".join(json.dumps(p, separators=(",", ":")) + "\n" for p in points[-MAX_HISTORY_POINTS:])
-        write_atomic(path, text)
+        atomic_write(path, text)
 
 
 def iso_to_epoch(stamp) -> float | None:

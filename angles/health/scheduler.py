@@ -2,38 +2,22 @@
 
 from __future__ import annotations
 
-import json
 import os
 import socket
-from pathlib import Path
 
-from angles.health.base import CRITICAL, OK, WARNING, Check, CheckResult, Context, age_hours
+from angles.health.base import CRITICAL, FAIL, OK, WARNING, Check, CheckResult, Context, age_hours
+from angles.jobs.history import load_state
 
-STATE_FILE = "scheduler_state.json"
-MAX_STATE_BYTES = 1_000_000
 MAX_JOBS = 32
+START = "bash deploy/start.sh (or nohup python scheduler.py &, or systemctl start angles-scheduler)"
+RESTART = "restart it: systemctl restart angles-scheduler, or stop it and bash deploy/start.sh"
 JOB_FIELDS = ("schedule", "last_run", "last_result", "last_duration_s", "last_success", "next_run", "running")
-
-
-def read_state(settings) -> tuple[dict | None, str | None]:
-    """The daemon's state file, or None with the reason it cannot be used (None, None when absent)."""
-    path = Path(settings.data_dir) / STATE_FILE
-    try:
-        if path.stat().st_size > MAX_STATE_BYTES:
-            return None, f"{path.name} is larger than {MAX_STATE_BYTES} bytes"
-        state = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None, None
-    except (OSError, ValueError) as exc:
-        return None, f"{path.name} is unreadable or not JSON ({type(exc).__name__})"
-    if not isinstance(state, dict):
-        return None, f"{path.name} is not a JSON object"
-    return state, None
 
 
 def lock_held(settings) -> bool:
     """True when another open file holds the daemon's flock; the probe never steals it."""
-    from angles.jobs.locks import is_locked, lock_path
+    from angles.jobs.locks import lock_path
+    from angles.locks import is_locked
 
     return is_locked(lock_path(settings))
 
@@ -78,7 +62,7 @@ class SchedulerCheck(Check):
         self.lock_probe = lock_probe or lock_held
 
     def run(self, settings, context: Context) -> CheckResult:
-        state, problem = read_state(settings)
+        state, problem = load_state(settings)
         # Inside the daemon (its health job) the answer is known, and not probing avoids touching its own lock.
         held = (state or {}).get("pid") == os.getpid() or self.lock_probe(settings)
         stale_after = float(settings.scheduler_stale_seconds)
@@ -110,12 +94,12 @@ class SchedulerCheck(Check):
         if not held:
             if state:
                 when = f"last heartbeat {age_s:.0f} s ago" if age_s is not None else "no readable heartbeat"
-                reason = f"scheduler is not running ({when}): start it with nohup python scheduler.py &"
+                reason = f"scheduler is not running ({when}): start it with {START}"
             else:
-                reason = "scheduler is not running: start it with nohup python scheduler.py &"
+                reason = f"scheduler is not running: start it with {START}"
             if problem:
                 reason += f"; {problem}"
-            return self.result(WARNING, "stopped", reason, metrics, details)
+            return self.result(WARNING, "stopped", reason, metrics, details, hint=START, verdict=FAIL)
         if problem or state is None:
             return self.result(
                 WARNING,
@@ -123,10 +107,17 @@ class SchedulerCheck(Check):
                 f"scheduler holds its lock but its state is unusable: {problem or 'no state file'}",
                 metrics,
                 details,
+                hint=RESTART,
+                verdict=FAIL,
             )
         if age_s is None:
             return self.result(
-                CRITICAL, "no heartbeat", "scheduler holds its lock but records no heartbeat", metrics, details
+                CRITICAL,
+                "no heartbeat",
+                "scheduler holds its lock but records no heartbeat",
+                metrics,
+                details,
+                hint=RESTART,
             )
         if age_s >= stale_after:
             return self.result(
@@ -135,6 +126,7 @@ class SchedulerCheck(Check):
                 f"scheduler is hung: no heartbeat for {age_s:.0f} s (limit {stale_after:g} s)",
                 metrics,
                 details,
+                hint=RESTART,
             )
         failed = [name for name, job in details["jobs"].items() if job.get("last_result") == "failed"]
         role = "standby" if state.get("leader") is False else "leader"
@@ -145,6 +137,7 @@ class SchedulerCheck(Check):
                 f"scheduler running ({role}), last run failed for: {', '.join(failed)}",
                 metrics,
                 details,
+                hint="grep -i error logs/active/scheduler.log",
             )
         return self.result(
             OK,

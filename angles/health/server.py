@@ -17,7 +17,8 @@ from angles import alerts
 from angles.errors import AnglesError
 from angles.health import health_file as snapshot
 from angles.health import page, prometheus
-from angles.health.scheduler import jobs_summary, read_state
+from angles.health.scheduler import jobs_summary
+from angles.jobs.history import load_state
 from angles.logs import Redactor
 
 logger = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ def create_app(settings) -> Flask:
         return Response(text + "\n", status=status, mimetype=JSON_TYPE, headers=headers)
 
     def jobs() -> dict:
-        state, _ = read_state(settings)
+        state, _ = load_state(settings)
         return jobs_summary(state)
 
     @app.before_request
@@ -179,7 +180,7 @@ def create_app(settings) -> Flask:
 def _render_page(settings, doc, reason, age, stale, jobs) -> str:
     details = (doc or {}).get("details") or {}
     scheduler = details.get("scheduler") if isinstance(details.get("scheduler"), dict) else {}
-    state, _ = read_state(settings)
+    state, _ = load_state(settings)
     # Judged by the heartbeat, not by probing the lock: a page refresh must never race a starting daemon.
     source = state or scheduler
     beat = snapshot.iso_to_epoch(source.get("last_tick"))

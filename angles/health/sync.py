@@ -45,7 +45,8 @@ class SyncRateCheck(Check):
         details["rate"] = round(rate, 1)
         metrics = {"sync_success_rate": round(rate, 1), "sync_runs_24h": total, "sync_failed_24h": failed}
         value = f"{rate:.0f}% of {total}"
-        reason = f"{completed} of {total} memory syncs succeeded in 24 h ({rate:.0f}%)"
+        kind = " (export only, Notion off)" if _notion_was_off(last) else ""
+        reason = f"{completed} of {total} memory syncs{kind} succeeded in 24 h ({rate:.0f}%)"
         if rate < settings.sync_success_critical:
             status = CRITICAL
             reason += f", critical below {settings.sync_success_critical:g}%"
@@ -55,3 +56,14 @@ class SyncRateCheck(Check):
         else:
             status = OK
         return self.result(status, value, reason, metrics, details)
+
+
+def _notion_was_off(row: dict) -> bool:
+    """Whether the run recorded in `row` synced nothing with Notion (it was not configured) and only exported."""
+    import json
+
+    try:
+        details = json.loads(row.get("details") or "{}")
+    except (TypeError, ValueError):
+        return False
+    return isinstance(details, dict) and details.get("notion") == "off"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from angles.health.base import Check, CheckResult, Context, rising
+from angles.health.base import OK, Check, CheckResult, Context, rising
 
 # A quarter second is long enough for a stable sample and short enough to keep a whole run well under 2 s.
 CPU_SAMPLE_SECONDS = 0.25
@@ -92,6 +92,7 @@ class DiskCheck(Check):
             f"disk of {where} {percent:.1f}% used{extra} (warning at {settings.disk_warning:g}%, "
             f"critical at {settings.disk_critical:g}%)",
             metrics,
+            hint="" if status == OK else "free space: python scheduler.py --run-now cleanup",
         )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -12,6 +11,7 @@ from pathlib import Path
 
 from angles.engines.decision_model import utc_now
 from angles.errors import AnglesError
+from angles.locks import FileLock
 
 logger = logging.getLogger(__name__)
 
@@ -30,34 +30,24 @@ def lock_path(settings) -> Path:
 
 
 class HostLock:
-    """An exclusive flock on data/scheduler.lock; the file says who holds it. The kernel drops it when we die."""
+    """The scheduler's flock on data/scheduler.lock; the file says who holds it."""
 
     def __init__(self, path: Path):
         self.path = path
-        self.fd: int | None = None
+        self.lock = FileLock(path)
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
+        if not self.lock.acquire():
             holder = read_holder(self.path)
             who = f"pid {holder.get('pid', '?')} on {holder.get('host', '?')} since {holder.get('started_at', '?')}"
             message = f"a scheduler is already running on this host ({who}); lock file {self.path}"
-            raise SchedulerAlreadyRunningError(message) from None
+            raise SchedulerAlreadyRunningError(message)
         info = {"pid": os.getpid(), "host": socket.gethostname(), "started_at": utc_now()}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
-        self.fd = fd
+        os.ftruncate(self.lock.fd, 0)
+        os.pwrite(self.lock.fd, (json.dumps(info) + "\n").encode(), 0)
 
     def release(self) -> None:
-        # The file stays: deleting it would let a third process lock a new inode while a second waits on the old.
-        if self.fd is not None:
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
-            os.close(self.fd)
-            self.fd = None
+        self.lock.release()
 
 
 def read_holder(path: Path) -> dict:
@@ -68,21 +58,6 @@ def read_holder(path: Path) -> dict:
         return {}
 
 
-def is_locked(path: Path) -> bool:
-    """True while a live process holds the flock on path."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
-
-
 class PostgresLeader:
     """Leadership is a session advisory lock on a dedicated connection: it ends when that session ends."""
 
@@ -91,6 +66,8 @@ class PostgresLeader:
         self.retry_seconds = retry_seconds
         self.conn = None
         self.held = False
+        # Why the last attempt could not even ask (the database did not answer); None when it could.
+        self.unreachable: str | None = None
         self._next_attempt = 0.0
 
     def check(self) -> bool:
@@ -101,6 +78,7 @@ class PostgresLeader:
                 return True
             except Exception as exc:
                 logger.warning("lost the leader connection (%s); standing by", type(exc).__name__)
+                self.unreachable = f"{type(exc).__name__}: {_first_line(exc)}"
                 self._drop()
                 return False
         now = time.monotonic()
@@ -111,8 +89,9 @@ class PostgresLeader:
             if self.conn is None:
                 self.conn = _connect(self.database_url)
             self.held = bool(self.conn.execute("SELECT pg_try_advisory_lock(%s)", (LEADER_LOCK_KEY,)).fetchone()[0])
+            self.unreachable = None
         except Exception as exc:
-            logger.warning("leader election: database unreachable (%s: %s)", type(exc).__name__, _first_line(exc))
+            self.unreachable = f"{type(exc).__name__}: {_first_line(exc)}"
             self._drop()
         return self.held
 

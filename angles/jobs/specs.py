@@ -16,6 +16,7 @@ logger = logging.getLogger(__name__)
 
 DAY = 86400.0
 WEEK = 7 * DAY
+HEALTH_JOB = "health_check"
 
 
 @dataclass(frozen=True)
@@ -99,11 +100,9 @@ class DaemonOptions:
 
 
 def default_jobs(settings) -> list[JobSpec]:
-    """Health every 5 min, sync every 6 h, backup daily, drill and rotation weekly, cleanup daily (all UTC)."""
+    """Health every 5 min, sync every 6 h, backup daily, drill and rotation weekly, cleanup daily."""
     return [
-        JobSpec(
-            "health_check", "angles.actions.monitor:run_monitor", every_seconds=settings.health_interval_minutes * 60
-        ),
+        JobSpec(HEALTH_JOB, "angles.actions.monitor:run_monitor", every_seconds=settings.health_interval_minutes * 60),
         JobSpec("memory_sync", "angles.actions.sync:run_sync", every_seconds=settings.sync_interval_hours * 3600),
         JobSpec("backup", "angles.actions.backup:run_backup", at=settings.backup_time),
         JobSpec(

@@ -8,20 +8,19 @@ GIT_CONFIG_* variables so git never stores it. Remote URLs are kept without cred
 from __future__ import annotations
 
 import errno
-import fcntl
 import logging
 import os
 import re
 import shutil
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import git
 
 from angles.errors import AnglesError, BackupAuthError
+from angles.locks import locked
 from angles.logs import redactor
 
 logger = logging.getLogger(__name__)
@@ -464,22 +463,7 @@ def _map_error(remote: BackupRemote, command: str, stderr: str) -> Exception:
     return AnglesError(f"git {command} in the backup clone failed: {_first_lines(stderr)}")
 
 
-@contextmanager
 def backup_lock(settings, wait_s: float = 120.0):
     """One backup at a time per host (the scheduler and a manual run share the clone)."""
     path = settings.data_dir / "backup.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        deadline = time.monotonic() + wait_s
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise AnglesError(f"another backup is still running (lock {path} held)") from None
-                time.sleep(0.2)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return locked(path, wait=wait_s, busy=f"another backup is still running (lock {path} held)")

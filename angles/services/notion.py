@@ -264,8 +264,12 @@ class NotionClient:
         return self._call("update page", lambda: self._sdk.pages.update(page_id, **args))
 
 
+def client_for(settings, **options) -> NotionClient:
+    """A client for the configured token, server and rate; options: timeout, attempts."""
+    return NotionClient(settings.notion_token, base_url=settings.notion_base_url, rps=settings.notion_rps, **options)
+
+
 def ping(settings, timeout: float) -> dict:
     """One users/me request within `timeout` seconds and no retry (for monitors); the bot user, or a NotionError."""
-    client = NotionClient(settings.notion_token, base_url=settings.notion_base_url, timeout=timeout, attempts=1)
-    with client:
+    with client_for(settings, timeout=timeout, attempts=1) as client:
         return client.me()

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from angles.errors import MigrationError
+from angles.progress import Start
 from angles.storage.base import MIGRATIONS_DIR, Storage
 
 logger = logging.getLogger(__name__)
@@ -62,9 +63,10 @@ def pending(storage: Storage) -> list[Migration]:
     return todo
 
 
-def migrate(storage: Storage, *, dry_run: bool = False) -> list[Migration]:
+def migrate(storage: Storage, *, dry_run: bool = False, progress: Start | None = None) -> list[Migration]:
     """Apply every pending migration in order; stop at the first failure, leaving it unapplied."""
     todo = pending(storage)
+    advance = progress("migrate", len(todo)) if progress and todo and not dry_run else None
     for migration in todo:
         if dry_run:
             logger.info("would apply migration %04d %s (dry run)", migration.version, migration.name)
@@ -78,6 +80,8 @@ def migrate(storage: Storage, *, dry_run: bool = False) -> list[Migration]:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise MigrationError(f"migration {migration.path.name} failed and was rolled back: {reason}") from exc
         logger.info("applied migration %04d %s completed", migration.version, migration.name)
+        if advance is not None:
+            advance()
     return todo
 
 

@@ -47,6 +47,16 @@ def start(home: Path, *args: str, name: str = "daemon", **extra: str) -> subproc
     )
 
 
+def start_script(home: Path, port: int, **popen) -> subprocess.Popen:
+    """deploy/start.sh (dashboard and scheduler) in its own session, the dashboard on `port`."""
+    return subprocess.Popen(
+        ["bash", str(ROOT / "deploy" / "start.sh")],
+        env=script_env(home, PYTHON=sys.executable, HEALTH_PORT=str(port)),
+        start_new_session=True,
+        **popen,
+    )
+
+
 def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
     if proc.poll() is None:
         proc.send_signal(sig)

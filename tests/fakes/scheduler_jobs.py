@@ -14,6 +14,17 @@ def explode(settings):
     raise RuntimeError("remote said no to ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2")
 
 
+_calls = []
+
+
+def explode_two_ways(settings):
+    """Raise one of two different errors, in turn."""
+    _calls.append(1)
+    if len(_calls) % 2:
+        raise ValueError("odd run")
+    raise KeyError("even run")
+
+
 def quick(settings):
     logger.info("quick ran")
     return {"exit_code": 0}
