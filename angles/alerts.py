@@ -379,7 +379,7 @@ def heartbeat_evaluated(settings, state: dict | None, *, now: datetime | None = 
 
 def watch_heartbeat(settings, stop: threading.Event | None = None, interval: float = HEARTBEAT_POLL_SECONDS):
     """A daemon thread for the dashboard process: every minute, look at the scheduler's heartbeat."""
-    from angles.health.scheduler import read_state
+    from angles.jobs.history import read_state
 
     stop = stop or threading.Event()
 
