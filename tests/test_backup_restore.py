@@ -393,48 +393,82 @@ def _fake_token(prefix: str) -> str:
     return prefix + "".join("abcdefghijKLMNOPQRST0123456789"[(i * 7) % 30] for i in range(36))
 
 
-def test_planted_secrets_never_reach_the_remote_or_the_logs(home, run_script):
-    configured = "plain-configured-openai-value-4711"
+ORDINARY = "Ship disk-encryption-at-rest, the task-management-system-v2 and the risk-assessment-spreadsheet"
+
+
+def test_credential_like_text_is_backed_up_and_restored_exactly_and_only_reported(home, run_script):
+    configured = 'configured "quoted\\ value-4711'
     shaped = _fake_token("ghp_")
+    as_key = _fake_token("sk-proj-")
     settings = make_settings(home, OPENAI_API_KEY=configured)
-    rows = varied_decisions(20)
+    rows = [r for r in varied_decisions(20) if not r.get("superseded_by")]
     rows[3]["decision"] = f"Rotate the OpenAI key {configured} next week"
-    rows[7]["comment"] = f"temporary token {shaped} for the CI job"
+    rows[7]["comment"] = f"temporary token\n{shaped} for the CI job"
+    rows[9]["ai_analysis"] = {as_key: "a token used as a key", "summary": "plain"}
+    rows[11]["decision"] = ORDINARY
     seed(settings, rows)
+    before = dump(settings)
     with open_storage(settings) as storage:
-        storage.record_activity("memory_sync", "sync", "failed", f"401 with Authorization: Bearer {configured}")
+        storage.record_activity("memory_sync", "sync", "failed", f"401 with Authorization: Bearer {shaped}")
 
     done = run_script("run_backup_now.py", env={"OPENAI_API_KEY": configured})
 
     assert done.returncode == 0, done.stderr
-    assert "contained a secret" in done.stdout and rows[3]["id"] in done.stdout
-    remote = home / "data" / "backup-remote.git"
-    objects = subprocess.run(
-        ["git", "cat-file", "--batch-all-objects", "--batch"], cwd=remote, capture_output=True
-    ).stdout
-    assert objects and b"Rotate the OpenAI key" in objects
-    messages = git("log", "--all", "--format=%B", cwd=remote)
-    written = [done.stdout, done.stderr, messages]
-    written += [p.read_text(errors="replace") for p in (home / "logs").rglob("*.log")]
-    written += [p.read_text(errors="replace") for p in (home / "data" / "backup-repo").glob("*.json*")]
-    for secret in (configured, shaped):
-        assert secret.encode() not in objects
-        for text in written:
-            assert secret not in text
-    manifest = json.loads((home / "data" / "backup-repo" / "manifest.json").read_text())
-    redacted = {(r["table"], r["id"]): r["fields"] for r in manifest["redactions"]}
-    assert redacted[("decision_vault", rows[3]["id"])] == ["decision"]
-    assert redacted[("decision_vault", rows[7]["id"])] == ["comment"]
-    assert any(table == "agent_activity" for table, _ in redacted)
+    for row in (rows[3], rows[7], rows[9]):
+        assert f"record {row['id']} looks like it holds a credential" in done.stdout
+    assert rows[11]["id"] not in done.stdout
+    clone = home / "data" / "backup-repo"
+    backed_up = (clone / "decision_vault.jsonl").read_bytes()
+    assert backed_up == b"".join(snapshot.encode_row(snapshot.DECISIONS, r) for r in before)
+    manifest = json.loads((clone / "manifest.json").read_text())
+    reported = {(r["table"], r["id"]): r["fields"] for r in manifest["credential_like"]}
+    assert reported[("decision_vault", rows[3]["id"])] == ["decision"]
+    assert reported[("decision_vault", rows[7]["id"])] == ["comment"]
+    assert reported[("decision_vault", rows[9]["id"])] == ["ai_analysis"]
+    assert ("decision_vault", rows[11]["id"]) not in reported
+    assert any(table == "agent_activity" for table, _ in reported)
+    logs = [done.stdout, done.stderr] + [p.read_text(errors="replace") for p in (home / "logs").rglob("*.log")]
+    assert any(rows[3]["id"] in text for text in logs[2:]), "the warning reached the logs"
+    for text in logs:
+        assert configured not in text and shaped not in text and as_key not in text
 
-    # A restore never puts the redaction marker over the live value.
+    wipe_database(settings)
+    restored = run_script("restore_from_github.py", "--restore-decisions")
+
+    assert restored.returncode == 0, restored.stderr
+    assert dump(settings) == before
+    assert "[REDACTED]" not in json.dumps(dump(settings))
+
+
+def test_a_restore_of_an_older_redacting_backup_keeps_the_live_value(home, tmp_path_factory):
+    settings = make_settings(home)
+    rows = [r for r in varied_decisions(6) if not r.get("superseded_by")]
+    seed(settings, rows)
+    run_backup(settings)
+    # Backups written before credentials were only reported hold [REDACTED] and say so in the manifest.
+    work = tmp_path_factory.mktemp("legacy") / "w"
+    git("clone", "-q", str(home / "data" / "backup-remote.git"), str(work), cwd=work.parent)
+    path = work / "decision_vault.jsonl"
+    records = [json.loads(line) for line in path.read_bytes().splitlines()]
+    victim = records[2]
+    victim["decision"] = "[REDACTED]"
+    victim["priority"] = "P0" if victim["priority"] != "P0" else "P1"
+    path.write_bytes(b"".join(snapshot.encode_row(snapshot.DECISIONS, r) for r in records))
+    manifest = json.loads((work / "manifest.json").read_text())
+    manifest["files"]["decision_vault.jsonl"]["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    manifest.pop("credential_like")
+    manifest["redactions"] = [{"table": "decision_vault", "id": victim["id"], "fields": ["decision"]}]
+    (work / "manifest.json").write_text(json.dumps(manifest))
+    git("commit", "-qam", "an older backup format", cwd=work)
+    git("push", "-q", "origin", "main", cwd=work)
     with open_storage(settings) as storage:
-        storage.update_decision(rows[3]["id"], {"priority": "P0", "updated_at": "2030-01-01T00:00:00Z"})
-    restored = run_restore(settings, restore_decisions=True)
-    assert restored["restored"]["upserted"] == 1
+        original = storage.get_decision(victim["id"])["decision"]
+
+    run_restore(settings, restore_decisions=True)
+
     with open_storage(settings) as storage:
-        live = storage.get_decision(rows[3]["id"])
-    assert live["decision"] == rows[3]["decision"] and live["priority"] == rows[3]["priority"]
+        live = storage.get_decision(victim["id"])
+    assert live["decision"] == original and live["priority"] == victim["priority"]
 
 
 def test_dry_runs_leave_the_project_and_the_data_untouched(tmp_path, run_script):
@@ -576,17 +610,17 @@ def test_the_embedded_default_works_from_a_fresh_clone(home, run_script):
 
 
 def test_an_out_of_order_backend_still_writes_an_id_sorted_file(tmp_path):
-    from angles.logs import Redactor
+    from angles.engines.credential_scan import CredentialScanner
 
     rows = [{"id": i, "agent_name": "x"} for i in (3, 1, 2)]
-    result = snapshot.write_table(tmp_path, snapshot.ACTIVITY, rows, snapshot.SecretScanner(Redactor()), [])
+    result = snapshot.write_table(tmp_path, snapshot.ACTIVITY, rows, CredentialScanner(), [])
     lines = (tmp_path / "agent_activity.jsonl").read_bytes().splitlines()
     assert [json.loads(line)["id"] for line in lines] == [1, 2, 3]
     assert result["sha256"] == hashlib.sha256((tmp_path / "agent_activity.jsonl").read_bytes()).hexdigest()
 
 
-def test_every_token_shape_the_log_filter_knows_is_caught_in_backup_records():
-    from angles.logs import Redactor
+def test_every_token_shape_the_log_filter_knows_is_reported_in_backup_records():
+    from angles.engines.credential_scan import CredentialScanner
 
     shapes = [
         _fake_token("sk-proj-"),
@@ -599,13 +633,16 @@ def test_every_token_shape_the_log_filter_knows_is_caught_in_backup_records():
         "eyJ" + _fake_token("h")[:20] + ".eyJ" + _fake_token("p")[:30] + "." + _fake_token("s")[:30],
         "postgresql://vault:hunter2hunter2@db.internal:5432/x",
     ]
-    scanner = snapshot.SecretScanner(Redactor(('configured "quoted\\ value',)))
-    for shape in [*shapes, 'configured "quoted\\ value']:
-        line = snapshot.encode_text({"id": "1", "comment": f"see {shape} here"}, ("id", "comment"))
-        assert scanner.may_have_secret(line.encode()) and scanner.line_has_secret(line), shape
-        cleaned, fields = scanner.redact({"id": "1", "comment": f"see {shape} here"})
-        assert fields == ["comment"] and shape not in cleaned["comment"]
-    assert not scanner.line_has_secret(snapshot.encode_text({"id": "1", "comment": "though high"}, ("id", "comment")))
+    configured = 'configured "quoted\\ value'
+    scanner = CredentialScanner((configured, "postgres"))
+    for shape in [*shapes, configured]:
+        for record in ({"id": "1", "comment": f"see {shape} here"}, {"id": "1", "comment": {shape: "as a key"}}):
+            line = snapshot.encode_text(record, ("id", "comment"))
+            assert scanner.may_match(line.encode()) and scanner.line_may_match(line), shape
+            assert scanner.fields(record) == ["comment"], shape
+    for ordinary in (ORDINARY, "though high", "postgres runs the vault", "sk-learn-style-pipeline-api-docs"):
+        record = {"id": "1", "comment": ordinary}
+        assert scanner.fields(record) == [], ordinary
 
 
 def test_an_unreachable_remote_is_retried_then_fails_with_one_line_not_exit_4(home, monkeypatch):

@@ -15,19 +15,22 @@ from pathlib import Path
 
 from angles import __version__
 from angles.engines import backup_format as snapshot
+from angles.engines import credential_scan
 from angles.engines.decision_model import parse_timestamp, utc_now
 from angles.errors import AnglesError, DatabaseError
-from angles.logs import Redactor, redactor
+from angles.logs import redactor
 from angles.services.git_remote import PUSH_ATTEMPTS, BackupClone, BackupRemote, RemoteMovedError, backup_lock
 from angles.storage import open_storage
 
 logger = logging.getLogger(__name__)
 
 CLONE_DIR = "backup-repo"
-# Inside the clone's .git folder (never committed): files this code wrote after its token-shape scan.
+# In the clone's .git folder (never committed): files this code wrote after its token-shape scan, and what it found.
 SCANNED = "angles-scanned.json"
 # Activity grows with every job run; alone it is committed at most once a day so "nothing changed" stays quiet.
 ACTIVITY_ONLY_EVERY = timedelta(hours=24)
+# State key: the decisions the last backup reported as credential-like, for the health check.
+CREDENTIAL_STATE = "backup.credential_like"
 
 
 def run_backup(settings, *, dry_run: bool = False) -> dict:
@@ -49,12 +52,12 @@ def run_backup(settings, *, dry_run: bool = False) -> dict:
                 append_history(settings, f"backup failed (exit {exc.exit_code}): {message}")
             raise
         result.update(dry_run=dry_run, duration_s=round(time.monotonic() - clock, 3), exit_code=0)
-        for redaction in result["redactions"]:
+        if result["credential_like"]:
             logger.warning(
-                "a %s record (id %s) contained a secret; redacted in the backup only (fields: %s)",
-                redaction["table"],
-                redaction["id"],
-                ", ".join(redaction["fields"]),
+                "%d record(s) look like they hold a credential; backed up exactly as stored (rotate the credential, "
+                "then edit the record): %s",
+                len(result["credential_like"]),
+                credential_scan.describe(result["credential_like"]),
             )
         logger.info("backup completed%s: %s", suffix, summary(result))
         if not dry_run:
@@ -69,6 +72,7 @@ def run_backup(settings, *, dry_run: bool = False) -> dict:
                     "decisions": result["decisions"],
                 },
             )
+            store_state(storage, CREDENTIAL_STATE, {"time": started, "records": _with_edit_stamps(storage, result)})
             append_history(settings, f"backup completed: {summary(result)}")
     return result
 
@@ -83,17 +87,28 @@ def summary(result: dict) -> str:
         "would be unchanged": f"nothing changed since {commit}, {result['decisions']} decisions",
     }
     text = kinds[result["result"]]
-    if result["redactions"]:
-        text += f", {len(result['redactions'])} record(s) redacted"
+    if result["credential_like"]:
+        text += f", {len(result['credential_like'])} record(s) look like they hold a credential"
     return f"{text}, {result.get('duration_s', 0):.1f}s"
 
 
-def secret_scanner(settings) -> snapshot.SecretScanner:
-    return snapshot.SecretScanner(Redactor((*settings.secrets, *redactor().secrets)))
+def credential_scanner(settings) -> credential_scan.CredentialScanner:
+    return credential_scan.CredentialScanner((*settings.secrets, *redactor().secrets))
+
+
+def _with_edit_stamps(storage, result: dict) -> list[dict]:
+    """The decisions reported, each with its updated_at: the health check warns until that changes."""
+    records = []
+    for record in result["credential_like"]:
+        if record["table"] != snapshot.DECISIONS.name:
+            continue
+        live = storage.get_decision(str(record["id"]))
+        records.append({**record, "updated_at": live.get("updated_at") if live else None})
+    return records
 
 
 def export(
-    storage, directory: Path, scanner: snapshot.SecretScanner, previous: dict | None = None
+    storage, directory: Path, scanner: credential_scan.CredentialScanner, previous: dict | None = None
 ) -> snapshot.Snapshot:
     """Stream every table into its file in `directory` (atomic renames); the manifest is written by the caller."""
     snap = snapshot.Snapshot(schema_version=storage.schema_version())
@@ -106,18 +121,21 @@ def export(
     for table, records in sources:
         path = directory / table.file
         sha256 = known.get(table.file, {}).get("sha256")
-        entry = scanned.get(table.file) or {}
-        checked = bool(sha256) and entry == _vouch(sha256, path)
+        entry = dict(scanned.get(table.file) or {})
+        reported = entry.pop("reported", [])
+        vouched = set(reported) if sha256 and entry == _vouch(sha256, path) else None
+        before = len(snap.credential_like)
         snap.files[table.file] = snapshot.write_table(
-            directory, table, records, scanner, snap.redactions, sha256, shapes_checked=checked
+            directory, table, records, scanner, snap.credential_like, sha256, vouched
         )
         scanned[table.file] = _vouch(snap.files[table.file]["sha256"], path)
+        scanned[table.file]["reported"] = [r["id"] for r in snap.credential_like[before:]]
     _keep_scanned(directory, scanned)
     return snap
 
 
 def _vouch(sha256: str, path: Path) -> dict:
-    return {"sha256": sha256, "shapes": snapshot.SHAPES_FINGERPRINT, "stamp": snapshot.file_stamp(path)}
+    return {"sha256": sha256, "shapes": credential_scan.SHAPES_FINGERPRINT, "stamp": snapshot.file_stamp(path)}
 
 
 def _scanned(directory: Path) -> dict:
@@ -147,7 +165,7 @@ def _backup_in(clone: BackupClone, remote: BackupRemote, storage, settings) -> d
     clone.fetch()
     clone.reset_to_remote()
     raw = clone.head_file(snapshot.MANIFEST)
-    snap = export(storage, clone.path, secret_scanner(settings), json.loads(raw) if raw else None)
+    snap = export(storage, clone.path, credential_scanner(settings), json.loads(raw) if raw else None)
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     for attempt in range(1, PUSH_ATTEMPTS + 1):
         outcome = _commit_if_changed(clone, snap, now, storage.kind)
@@ -210,7 +228,7 @@ def _outcome(snap: snapshot.Snapshot, previous: dict | None) -> dict:
         "added": 0,
         "changed": 0,
         "removed": 0,
-        "redactions": snap.redactions,
+        "credential_like": snap.credential_like,
         "files": snap.files,
         "previous_backup_at": previous.get("created_at") if previous else None,
         "message": None,
@@ -219,6 +237,9 @@ def _outcome(snap: snapshot.Snapshot, previous: dict | None) -> dict:
 
 def _unchanged(snap: snapshot.Snapshot, previous: dict | None) -> bool:
     if not previous or previous.get("schema_version") != snap.schema_version:
+        return False
+    # The manifest lists what looks like a credential; a newly configured secret changes that list.
+    if (previous.get("credential_like") or []) != snap.credential_like:
         return False
     if not snapshot.same_data(snap, previous, (snapshot.DECISIONS,)):
         return False
@@ -249,7 +270,7 @@ def _dry_run(settings, storage) -> dict:
 
 
 def _compare(clone: BackupClone | None, directory: Path, storage, settings) -> dict:
-    snap = export(storage, directory, secret_scanner(settings))
+    snap = export(storage, directory, credential_scanner(settings))
     raw = clone.head_file(snapshot.MANIFEST) if clone else None
     previous = json.loads(raw) if raw else None
     outcome = _outcome(snap, previous)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-from angles.actions.backup import append_history, component_log, record_run, secret_scanner, store_state
+from angles.actions.backup import append_history, component_log, record_run, store_state
 from angles.engines import restore_plan as restore
 from angles.engines.decision_model import utc_now
 from angles.errors import AnglesError
@@ -35,7 +35,6 @@ def run_restore(
     clock = time.monotonic()
     writes = restore_decisions and not dry_run
     suffix = " (dry run)" if dry_run else ""
-    scanner = secret_scanner(settings)
     with component_log(settings, "restore"), open_storage(settings, create=writes) as storage:
         storage.ping()
         try:
@@ -44,8 +43,8 @@ def run_restore(
                 if writes:
                     migrations.migrate(storage)
                 result = _describe(checkout)
-                result["verification"] = _levels(checkout, storage, scanner, level)
-                found = restore.drift(checkout, storage, scanner)
+                result["verification"] = _levels(checkout, storage, level)
+                found = restore.drift(checkout, storage)
                 result["drift"] = found.report()
                 if writes:
                     result["restored"] = restore.restore_decisions(checkout, storage, found, prune=prune)
@@ -83,7 +82,7 @@ def run_verify(settings, *, level: str = "restore", at: str | None = None) -> di
             with restore.verified_checkout(settings, at) as checkout:
                 restore.check_schema(checkout, storage)
                 result = _describe(checkout)
-                result["verification"] = _levels(checkout, storage, secret_scanner(settings), level)
+                result["verification"] = _levels(checkout, storage, level)
         except AnglesError as exc:
             message = redactor()(str(exc))
             record_run(settings, storage, "verify", "failed", f"failed: {message}", started, clock)
@@ -122,18 +121,18 @@ def _describe(checkout: restore.Checkout) -> dict:
         "schema_version": manifest.get("schema_version"),
         "tool_version": manifest.get("tool_version"),
         "files": {name: {"rows": m.get("rows"), "sha256": m.get("sha256")} for name, m in manifest["files"].items()},
-        "redactions": len(manifest.get("redactions") or []),
+        "credential_like": len(manifest.get("credential_like") or []),
     }
 
 
-def _levels(checkout, storage, scanner, level: str) -> dict:
+def _levels(checkout, storage, level: str) -> dict:
     out: dict = {"checksums": "ok"}
     if level in ("restore", "live"):
         out["scratch_restore"] = restore.scratch_restore(checkout)
         if not out["scratch_restore"]["identical"]:
             logger.warning("restore drill: decisions restored into scratch SQLite do not re-export byte-identically")
     if level == "live":
-        out["spot_check"] = restore.spot_check(checkout, storage, scanner)
+        out["spot_check"] = restore.spot_check(checkout, storage)
     return out
 
 

@@ -163,8 +163,7 @@ def run_sync(
             if dry_run:
                 result["export"] = {"path": str(export_path(settings)), "count": storage.count_decisions()}
             else:
-                path = write_export(storage, settings)
-                result["export"] = {"path": str(path), "count": storage.count_decisions()}
+                result["export"] = write_export(storage, settings)
     except AnglesError as exc:
         result.update(status="failed", error=redactor()(str(exc)), exit_code=exc.exit_code)
     except Exception as exc:

@@ -39,6 +39,7 @@ class Checkout:
         return self.directory / table.file
 
     def redacted_fields(self, table: snapshot.Table = snapshot.DECISIONS) -> dict[str, list[str]]:
+        """Fields that backups written before credentials were only reported hold as [REDACTED]."""
         return {
             str(r.get("id")): list(r.get("fields") or [])
             for r in self.manifest.get("redactions") or []
@@ -104,14 +105,11 @@ class Drift:
         }
 
 
-def drift(checkout: Checkout, storage, scanner: snapshot.SecretScanner) -> Drift:
-    """Compare the backup with live decisions, both as canonical lines (live ones redacted the same way)."""
+def drift(checkout: Checkout, storage) -> Drift:
+    """Compare the backup with live decisions, both as canonical lines."""
     live: dict[str, bytes] = {}
     for row in storage.iter_decisions(batch=2000):
-        line = snapshot.encode_row(snapshot.DECISIONS, row)
-        if scanner.line_has_secret(line.decode("utf-8")):
-            line = snapshot.encode_row(snapshot.DECISIONS, scanner.redact(row)[0])
-        live[str(row["id"])] = _digest(line)
+        live[str(row["id"])] = _digest(snapshot.encode_row(snapshot.DECISIONS, row))
     result = Drift(live_ids=set(live))
     with open(checkout.path(snapshot.DECISIONS), "rb") as handle:
         for line in snapshot.iter_lines(snapshot.read_chunks(handle)):
@@ -128,7 +126,7 @@ def drift(checkout: Checkout, storage, scanner: snapshot.SecretScanner) -> Drift
 
 
 def restore_rows(checkout: Checkout, storage, ids: set[str], live_ids: set[str]) -> Iterator[dict]:
-    """The backup's rows for `ids`, redacted fields replaced by live values, ordered so links resolve."""
+    """The backup's rows for `ids` (fields an older backup redacted replaced by live values), linked targets first."""
     redacted = {key: fields for key, fields in checkout.redacted_fields().items() if key in ids}
     # Read before the write transaction starts, so no backend has to read inside its own upsert.
     live_rows = {key: storage.get_decision(key) for key in redacted}
@@ -220,7 +218,7 @@ def in_link_order(records: Iterator[dict], present: set[str] | None = None) -> I
     yield from leftovers
 
 
-def spot_check(checkout: Checkout, storage, scanner: snapshot.SecretScanner, sample: int = SPOT_SAMPLE) -> dict:
+def spot_check(checkout: Checkout, storage, sample: int = SPOT_SAMPLE) -> dict:
     """Compare an even sample of backup rows with the live rows of the same ids."""
     total = checkout.manifest["files"][snapshot.DECISIONS.file]["rows"]
     step = max(1, total // sample) if total else 1
@@ -237,7 +235,7 @@ def spot_check(checkout: Checkout, storage, scanner: snapshot.SecretScanner, sam
                 missing += 1
                 differing.append(key)
                 continue
-            ours = snapshot.encode_row(snapshot.DECISIONS, scanner.redact(live)[0])
+            ours = snapshot.encode_row(snapshot.DECISIONS, live)
             if ours != line:
                 different += 1
                 differing.append(key)

@@ -1,4 +1,4 @@
-"""Backups: the remote answers, the last backup is recent and succeeded, the last verification is recent."""
+"""Backups: the remote answers, the last backup is recent and succeeded, verified, and holds no credential-like text."""
 
 from __future__ import annotations
 
@@ -190,3 +190,30 @@ class BackupVerificationCheck(Check):
                 details,
             )
         return self.result(OK, value, f"last backup verification {age:.1f} h ago passed", metrics, details)
+
+
+class CredentialContentCheck(Check):
+    name = "credential_content"
+    label = "Credentials in decisions"
+
+    def run(self, settings, context: Context) -> CheckResult:
+        reported, problem = _read_json_state(context, "backup.credential_like")
+        if problem:
+            return self.result(WARNING, "unknown", problem)
+        # A decision stops counting once edited (its updated_at moved); the next backup reports it again if needed.
+        waiting = []
+        for record in (reported or {}).get("records") or []:
+            live = context.storage().get_decision(str(record.get("id")))
+            if live is not None and live.get("updated_at") == record.get("updated_at"):
+                waiting.append(str(record["id"]))
+        if not waiting:
+            return self.result(OK, "none", "no decision in the last backup looks like it holds a credential")
+        shown = ", ".join(waiting[:5]) + (f" and {len(waiting) - 5} more" if len(waiting) > 5 else "")
+        return self.result(
+            WARNING,
+            f"{len(waiting)} decision(s)",
+            f"{len(waiting)} decision(s) look like they hold a credential (backed up as stored): {shown}; "
+            "rotate the credential, then edit the decision",
+            {"credential_like_decisions": len(waiting)},
+            {"ids": waiting},
+        )

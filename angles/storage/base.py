@@ -77,11 +77,11 @@ class Storage(ABC):
     ) -> Iterator[dict]:
         """Stream decisions in id order without holding them all; `since` filters on updated_at."""
 
-    def dump_decisions(self, batch_bytes: int = 1 << 20, *, scrub=None) -> Iterator[list[bytes]]:
+    def dump_decisions(self, batch_bytes: int = 1 << 20, *, scan=None) -> Iterator[list[bytes]]:
         """Every decision as one line of JSON (COLUMNS order, UTF-8, no newline), in id order, in batches.
 
         For read-only bulk export: the caller writes nothing through this storage until the dump is consumed.
-        `scrub(block, absent)` (one line out per line in) sees every line once, in newline-ended blocks; `absent`
+        `scan(block, absent)` sees every line once, in newline-ended blocks, before they are yielded; `absent`
         names characters found in the block only in its keys and fixed-form values (ids, dates, timestamps).
         """
         lines: list[bytes] = []
@@ -91,10 +91,14 @@ class Storage(ABC):
             lines.append(line)
             size += len(line)
             if size >= batch_bytes:
-                yield scrub(b"\n".join(lines) + b"\n", b"").split(b"\n")[:-1] if scrub else lines
+                if scan:
+                    scan(b"\n".join(lines) + b"\n", b"")
+                yield lines
                 lines, size = [], 0
         if lines:
-            yield scrub(b"\n".join(lines) + b"\n", b"").split(b"\n")[:-1] if scrub else lines
+            if scan:
+                scan(b"\n".join(lines) + b"\n", b"")
+            yield lines
 
     @abstractmethod
     def count_decisions(self) -> int: ...

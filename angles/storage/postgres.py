@@ -382,7 +382,7 @@ class PostgresStorage(Storage):
                 yield decode(row)
             last = rows[-1]["id"]
 
-    def dump_decisions(self, batch_bytes: int = 1 << 20, *, scrub=None) -> Iterator[list[bytes]]:
+    def dump_decisions(self, batch_bytes: int = 1 << 20, *, scan=None) -> Iterator[list[bytes]]:
         # The server writes the JSON and streams it with COPY on a connection of its own (one snapshot, and the
         # rows arrive while the client works on earlier ones). The client sorts them by id: each line goes to
         # one of 256 buckets by the id's first two hex digits, full buckets spill to a temporary file, then each
@@ -406,10 +406,10 @@ class PostgresStorage(Storage):
 
             def finish(rows: list) -> bytes:
                 chunk = _exact(b"".join(rows))
-                if not scrub:
-                    return chunk
-                # One count instead of five searches: when every '_' is in a key, no text holds one.
-                return scrub(chunk, b"_" if chunk.count(b"_") == _KEY_UNDERSCORES * len(rows) else b"")
+                if scan:
+                    # One count instead of five searches: when every '_' is in a key, no text holds one.
+                    scan(chunk, b"_" if chunk.count(b"_") == _KEY_UNDERSCORES * len(rows) else b"")
+                return chunk
 
             try:
                 conn.execute("SET client_encoding = 'UTF8'")
