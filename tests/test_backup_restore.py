@@ -750,3 +750,63 @@ def test_an_empty_database_never_overwrites_a_backup_that_holds_decisions(home, 
     assert done.returncode == 1
     assert "refusing to back up 0 decisions over a backup that holds 8" in done.stderr
     assert remote_commits(home / "data" / "backup-remote.git") == commits
+
+
+def _push_from_elsewhere(remote: Path, work: Path) -> str:
+    git("clone", "-q", str(remote), str(work), cwd=work.parent)
+    (work / "note.txt").write_text("pushed by another host\n")
+    git("add", "note.txt", cwd=work)
+    git("commit", "-qm", "another host", cwd=work)
+    git("push", "-q", "origin", "main", cwd=work)
+    return git("rev-parse", "HEAD", cwd=work).strip()
+
+
+def test_git_locks_left_by_a_killed_backup_are_cleared_and_the_next_backup_succeeds(home, run_script, tmp_path):
+    settings = make_settings(home)
+    seed(settings, varied_decisions(10))
+    run_backup(settings)
+    remote = home / "data" / "backup-remote.git"
+    # The remote moved on since, so the next fetch must update the tracking ref whose lock is left behind.
+    other = _push_from_elsewhere(remote, tmp_path / "other")
+    clone_git = home / "data" / "backup-repo" / ".git"
+    locks = [clone_git / "index.lock", clone_git / "refs/remotes/origin/main.lock", remote / "refs/heads/main.lock"]
+    for lock in locks:
+        lock.write_text("")
+    with open_storage(settings) as storage:
+        storage.upsert_decisions(varied_decisions(2, seed=9))
+
+    done = run_script("run_backup_now.py")
+
+    assert done.returncode == 0, done.stderr
+    assert "12 decisions (+2 ~0 -0)" in done.stdout
+    assert not any(lock.exists() for lock in locks)
+    log = (home / "logs" / "active" / "backup.log").read_text()
+    for lock in locks:
+        assert f"removed the stale git lock file {lock}" in log
+    assert other in remote_commits(remote)
+
+
+def test_a_push_refused_while_nothing_else_pushed_is_not_blamed_on_a_moving_remote(tmp_path):
+    from angles.errors import AnglesError
+
+    remote = guarded_remote(tmp_path / "shared.git")
+    settings = make_settings(tmp_path / "a", BACKUP_REMOTE=remote)
+    seed(settings, varied_decisions(5))
+    run_backup(settings)
+    # A lock this young in a remote other hosts may push to could be theirs: it stays, and the push fails.
+    lock = remote / "refs" / "heads" / "main.lock"
+    lock.write_text("")
+    with open_storage(settings) as storage:
+        storage.upsert_decisions(varied_decisions(1, seed=3))
+
+    with pytest.raises(AnglesError) as refused:
+        run_backup(settings)
+
+    message = str(refused.value)
+    assert "refused the push although no other host pushed" in message and "main.lock" in message
+    assert "kept moving" not in message
+    assert lock.exists()
+    old = time.time() - 300
+    os.utime(lock, (old, old))
+    assert run_backup(settings)["result"] == "committed"
+    assert not lock.exists()

@@ -155,6 +155,7 @@ def _keep_scanned(directory: Path, scanned: dict) -> None:
 def _backup(settings, storage) -> dict:
     remote = BackupRemote(settings)
     with backup_lock(settings):
+        remote.clear_stale_locks()
         remote.create_default()
         with remote.open_clone(settings.data_dir / CLONE_DIR) as clone:
             return _backup_in(clone, remote, storage, settings)
@@ -162,7 +163,7 @@ def _backup(settings, storage) -> dict:
 
 def _backup_in(clone: BackupClone, remote: BackupRemote, storage, settings) -> dict:
     """Reset to the remote tip, export, commit if changed, push; on a moved remote commit on top and retry."""
-    clone.fetch()
+    base = clone.fetch()
     clone.reset_to_remote()
     raw = clone.head_file(snapshot.MANIFEST)
     snap = export(storage, clone.path, credential_scanner(settings), json.loads(raw) if raw else None)
@@ -175,10 +176,17 @@ def _backup_in(clone: BackupClone, remote: BackupRemote, storage, settings) -> d
             clone.push()
             clone.maintain()
             break
-        except RemoteMovedError:
+        except RemoteMovedError as exc:
+            tip = clone.fetch()
+            if tip == base:
+                # Refused although nothing else landed: a retry would meet the same refusal.
+                raise AnglesError(
+                    f"the backup remote {remote.describe()} refused the push although no other host pushed: "
+                    f"{exc.detail or 'no message from git'}"
+                ) from None
             logger.warning("backup remote moved on (another host pushed); committing on top (attempt %d)", attempt)
             time.sleep(0.2 * attempt)
-            clone.fetch()
+            base = tip
             clone.move_onto_remote()
     else:
         raise AnglesError(f"could not push the backup: the remote kept moving for {PUSH_ATTEMPTS} attempts")
