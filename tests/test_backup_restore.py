@@ -810,3 +810,74 @@ def test_a_push_refused_while_nothing_else_pushed_is_not_blamed_on_a_moving_remo
     os.utime(lock, (old, old))
     assert run_backup(settings)["result"] == "committed"
     assert not lock.exists()
+
+
+def _backend_settings(home: Path, backend: str, request):
+    if backend == "postgres":
+        return make_settings(home, DATABASE_URL=request.getfixturevalue("pg_url"))
+    return make_settings(home)
+
+
+def _refuse_deleting(settings, decision_id: str) -> None:
+    """A trigger that makes deleting one decision fail, as a database error would mid-restore."""
+    if settings.database_kind == "postgres":
+        import psycopg
+
+        with psycopg.connect(settings.database_url, autocommit=True) as conn:
+            conn.execute(
+                "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$"
+                " LANGUAGE plpgsql"
+            )
+            conn.execute(
+                "CREATE TRIGGER refuse BEFORE DELETE ON decision_vault FOR EACH ROW"
+                f" WHEN (OLD.id = '{decision_id}') EXECUTE FUNCTION refuse()"
+            )
+    else:
+        import sqlite3
+
+        with sqlite3.connect(settings.sqlite_path) as conn:
+            conn.execute(
+                f"CREATE TRIGGER refuse BEFORE DELETE ON decision_vault WHEN OLD.id = '{decision_id}'"
+                " BEGIN SELECT RAISE(ABORT, 'refused'); END"
+            )
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_restore_prune_of_linked_live_only_rows_is_one_transaction(home, request, backend, run_script):
+    settings = _backend_settings(home, backend, request)
+    rows = [r for r in varied_decisions(12) if not r.get("superseded_by")]
+    seed(settings, rows)
+    run_backup(settings)
+    # Live-only rows linked to each other, the target sorting first: deleting in id order breaks the link.
+    target = validate({"id": "00000000-0000-4000-8000-000000000001", "decision": "newer", "type": "process"})
+    linked = validate({"id": "ffffffff-0000-4000-8000-000000000001", "decision": "older", "type": "process"})
+    linked["superseded_by"] = target["id"]
+    with open_storage(settings) as storage:
+        storage.upsert_decisions([target, linked])
+        storage.update_decision(rows[0]["id"], {"decision": "edited", "updated_at": "2020-01-01T00:00:00.000000Z"})
+    env = {"DATABASE_URL": settings.database_url} if backend == "postgres" else {}
+
+    _refuse_deleting(settings, linked["id"])
+    before = dump(settings)
+    failed = run_script("restore_from_github.py", "--restore-decisions", "--prune", env=env)
+
+    assert failed.returncode == 2, failed.stderr
+    assert dump(settings) == before, "the upsert was rolled back with the failed delete"
+
+    if backend == "postgres":
+        import psycopg
+
+        with psycopg.connect(settings.database_url, autocommit=True) as conn:
+            conn.execute("DROP TRIGGER refuse ON decision_vault")
+    else:
+        import sqlite3
+
+        with sqlite3.connect(settings.sqlite_path) as conn:
+            conn.execute("DROP TRIGGER refuse")
+    done = run_script("restore_from_github.py", "--restore-decisions", "--prune", env=env)
+
+    assert done.returncode == 0, done.stderr
+    assert "restored: 1 decisions upserted in one transaction, 2 pruned" in done.stdout
+    live = {r["id"]: r for r in dump(settings)}
+    assert target["id"] not in live and linked["id"] not in live
+    assert live[rows[0]["id"]]["decision"] == rows[0]["decision"]

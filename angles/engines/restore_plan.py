@@ -153,12 +153,14 @@ def _ordered_rows(checkout: Checkout, ids: set[str], redacted: dict, live_rows: 
 
 
 def restore_decisions(checkout: Checkout, storage, found: Drift, *, prune: bool = False) -> dict:
-    """Upsert the missing and changed rows by id in one transaction; delete rows only live only with prune."""
+    """Upsert the missing and changed rows by id and, with prune, delete the rows only live: one transaction."""
     migrations.migrate(storage)
     ids = set(found.only_backup) | set(found.changed)
-    rows = restore_rows(checkout, storage, ids, found.live_ids)
-    written = storage.upsert_decisions(rows, atomic=True) if ids else 0
-    pruned = storage.delete_decisions(found.only_live) if prune and found.only_live else 0
+    doomed = list(found.only_live) if prune else []
+    written = pruned = 0
+    if ids or doomed:
+        rows = restore_rows(checkout, storage, ids, found.live_ids) if ids else iter(())
+        written, pruned = storage.upsert_and_prune(rows, doomed)
     return {"upserted": len(ids), "written": written, "pruned": pruned}
 
 

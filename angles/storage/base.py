@@ -105,7 +105,15 @@ class Storage(ABC):
 
     @abstractmethod
     def delete_decisions(self, ids: Iterable[str]) -> int:
-        """Hard-delete rows by id (restore --prune only)."""
+        """Hard-delete rows by id (restore --prune only), links among them included."""
+
+    def upsert_and_prune(self, rows: Iterable[dict], prune_ids: list[str]) -> tuple[int, int]:
+        """Upsert rows, then delete prune_ids: one transaction on the SQL backends; (written, deleted).
+
+        Over Supabase REST (no transaction across requests) the upsert and the delete are separate steps.
+        """
+        written = self.upsert_decisions(rows, atomic=True)
+        return written, self.delete_decisions(prune_ids) if prune_ids else 0
 
     # activity
 

@@ -207,6 +207,12 @@ def _merge(conn, columns: tuple[str, ...], lines: list[str]) -> None:
         )
 
 
+def _delete_in(conn, ids: list[str]) -> None:
+    # One statement: PostgreSQL checks foreign keys at its end, so links among the deleted rows need no order.
+    if ids:
+        conn.execute("DELETE FROM decision_vault WHERE id = ANY(%s::uuid[])", (ids,))
+
+
 def _is_uuid(value: str) -> bool:
     try:
         uuid.UUID(str(value))
@@ -455,9 +461,16 @@ class PostgresStorage(Storage):
 
     def delete_decisions(self, ids: Iterable[str]) -> int:
         ids = [i for i in ids if _is_uuid(i)]
-        with self._transaction() as conn, conn.cursor() as cur:
-            cur.executemany("DELETE FROM decision_vault WHERE id = %s", [(i,) for i in ids])
+        with self._transaction() as conn:
+            _delete_in(conn, ids)
         return len(ids)
+
+    def upsert_and_prune(self, rows: Iterable[dict], prune_ids: list[str], batch: int = COPY_BATCH) -> tuple[int, int]:
+        ids = [i for i in prune_ids if _is_uuid(i)]
+        with self._transaction() as conn:
+            written = _merge_all(conn, _segments(rows, batch))
+            _delete_in(conn, ids)
+        return written, len(ids)
 
     def record_activity(
         self,
