@@ -499,15 +499,17 @@ def test_dry_runs_leave_the_project_and_the_data_untouched(tmp_path, run_script)
     assert len(dump(settings)) == 17
 
 
-def test_restore_keeps_live_rows_unless_pruned_and_reverts_changed_rows(home, run_script):
+def test_restore_keeps_live_rows_unless_pruned_and_newer_live_edits_unless_told(home, run_script):
     settings = make_settings(home)
     rows = [r for r in varied_decisions(25) if not r.get("superseded_by")]
     seed(settings, rows)
     run_backup(settings)
     extra = varied_decisions(1, seed=77)[0]
+    older = {"decision": "changed, dated before the backup", "updated_at": "2000-01-01T00:00:00.000000Z"}
     with open_storage(settings) as storage:
         storage.upsert_decisions([extra])
         storage.update_decision(rows[0]["id"], {"decision": "edited after the backup"})
+        storage.update_decision(rows[2]["id"], older)
         storage.delete_decisions([rows[1]["id"]])
 
     done = run_script("restore_from_github.py", "--restore-decisions", "--json")
@@ -515,17 +517,67 @@ def test_restore_keeps_live_rows_unless_pruned_and_reverts_changed_rows(home, ru
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["drift"]["only_backup"] == {"count": 1, "first_ids": [rows[1]["id"]]}
-    assert report["drift"]["changed"]["first_ids"] == [rows[0]["id"]]
+    assert report["drift"]["changed"]["first_ids"] == sorted([rows[0]["id"], rows[2]["id"]])
+    assert report["drift"]["newer_live"]["first_ids"] == [rows[0]["id"]]
     assert report["drift"]["only_live"]["first_ids"] == [extra["id"]]
+    assert report["restored"] == {"upserted": 2, "written": 2, "pruned": 0, "kept_newer": 1}
     live = {r["id"]: r for r in dump(settings)}
     assert extra["id"] in live and rows[1]["id"] in live
-    assert live[rows[0]["id"]]["decision"] == rows[0]["decision"]
+    assert live[rows[0]["id"]]["decision"] == "edited after the backup"
+    assert live[rows[2]["id"]]["decision"] == rows[2]["decision"]
+
+    taken = run_script("restore_from_github.py", "--restore-decisions", "--prefer-backup")
+    assert taken.returncode == 0, taken.stderr
+    assert "restored: 1 decisions upserted in one transaction, 0 pruned, 0 kept" in taken.stdout
+    assert {r["id"]: r for r in dump(settings)}[rows[0]["id"]]["decision"] == rows[0]["decision"]
 
     pruned = run_script("restore_from_github.py", "--restore-decisions", "--prune")
     assert pruned.returncode == 0, pruned.stderr
     assert "1 pruned" in pruned.stdout
     assert extra["id"] not in {r["id"] for r in dump(settings)}
     assert "restore completed" in (home / "logs" / "backup.log").read_text()
+
+
+def test_a_restore_hands_every_live_version_it_replaces_to_the_history_hook(home):
+    from angles.engines import restore_plan
+
+    settings = make_settings(home)
+    rows = [r for r in varied_decisions(8) if not r.get("superseded_by")]
+    seed(settings, rows)
+    run_backup(settings)
+    extra = validate({"decision": "only live", "type": "process"})
+    with open_storage(settings) as storage:
+        storage.upsert_decisions([extra])
+        storage.update_decision(rows[0]["id"], {"decision": "edited later"})
+        storage.update_decision(rows[1]["id"], {"decision": "dated earlier", "updated_at": "2000-01-01T00:00:00Z"})
+        expected = [storage.get_decision(rows[1]["id"]), storage.get_decision(extra["id"])]
+    handed: list[dict] = []
+    with open_storage(settings) as storage, restore_plan.verified_checkout(settings) as checkout:
+        found = restore_plan.drift(checkout, storage)
+        result = restore_plan.restore_decisions(checkout, storage, found, prune=True, on_replace=handed.append)
+    assert handed == expected
+    assert result["kept_newer"] == 1 and result["pruned"] == 1
+
+
+def test_prune_refuses_to_delete_a_row_a_kept_newer_edit_links_to(home, run_script):
+    settings = make_settings(home)
+    rows = [r for r in varied_decisions(6) if not r.get("superseded_by")]
+    seed(settings, rows)
+    run_backup(settings)
+    target = validate({"decision": "the replacement, only live", "type": "process"})
+    with open_storage(settings) as storage:
+        storage.upsert_decisions([target])
+        storage.update_decision(rows[0]["id"], {"superseded_by": target["id"]})
+    before = dump(settings)
+
+    refused = run_script("restore_from_github.py", "--restore-decisions", "--prune")
+
+    assert refused.returncode == 1 and len(refused.stderr.strip().splitlines()) == 1
+    assert f"--prune would delete decision {target['id']}" in refused.stderr and "--prefer-backup" in refused.stderr
+    assert dump(settings) == before
+    taken = run_script("restore_from_github.py", "--restore-decisions", "--prune", "--prefer-backup")
+    assert taken.returncode == 0, taken.stderr
+    assert target["id"] not in {r["id"] for r in dump(settings)}
 
 
 def test_restore_at_an_older_commit_or_date_picks_that_backup(home, run_script):

@@ -24,11 +24,17 @@ def run_restore(
     restore_decisions: bool = False,
     at: str | None = None,
     prune: bool = False,
+    prefer_backup: bool = False,
     level: str = "checksums",
 ) -> dict:
-    """Verify a backup, report drift against the live database and, when asked, upsert its decisions."""
+    """Verify a backup, report drift against the live database and, when asked, upsert its decisions.
+
+    Decisions edited live after the backup keep their live version unless `prefer_backup`.
+    """
     if prune and not restore_decisions:
         raise AnglesError("--prune only applies together with --restore-decisions")
+    if prefer_backup and not restore_decisions:
+        raise AnglesError("--prefer-backup only applies together with --restore-decisions")
     if level not in LEVELS:
         raise AnglesError(f"verification level {level!r} is unknown (one of {', '.join(LEVELS)})")
     started = utc_now()
@@ -47,11 +53,15 @@ def run_restore(
                 found = restore.drift(checkout, storage)
                 result["drift"] = found.report()
                 if writes:
-                    result["restored"] = restore.restore_decisions(checkout, storage, found, prune=prune)
+                    result["restored"] = restore.restore_decisions(
+                        checkout, storage, found, prune=prune, prefer_backup=prefer_backup
+                    )
                 elif restore_decisions:
+                    kept = 0 if prefer_backup else len(found.newer_live)
                     result["would_restore"] = {
-                        "upsert": len(found.only_backup) + len(found.changed),
+                        "upsert": len(found.only_backup) + len(found.changed) - kept,
                         "prune": len(found.only_live) if prune else 0,
+                        "kept_newer": kept,
                     }
         except AnglesError as exc:
             if writes:
@@ -59,7 +69,9 @@ def run_restore(
                 record_run(settings, storage, "restore", "failed", f"failed: {message}", started, clock)
                 append_history(settings, f"restore failed (exit {exc.exit_code}): {message}")
             raise
-        result.update(dry_run=dry_run, restore_decisions=restore_decisions, prune=prune, exit_code=0)
+        result.update(
+            dry_run=dry_run, restore_decisions=restore_decisions, prune=prune, prefer_backup=prefer_backup, exit_code=0
+        )
         result["duration_s"] = round(time.monotonic() - clock, 3)
         logger.info("restore completed%s: %s", suffix, restore_summary(result))
         if writes:
@@ -140,11 +152,13 @@ def restore_summary(result: dict) -> str:
     drift = result["drift"]
     text = (
         f"backup {result['commit'][:12]} ({result['backup_created_at']}): "
-        f"{drift['only_backup']['count']} only in backup, {drift['changed']['count']} changed, "
+        f"{drift['only_backup']['count']} only in backup, {drift['changed']['count']} changed "
+        f"({drift['newer_live']['count']} edited live since), "
         f"{drift['only_live']['count']} only live, {drift['unchanged']} unchanged"
     )
     if "restored" in result:
-        text += f"; restored {result['restored']['upserted']}, pruned {result['restored']['pruned']}"
+        restored = result["restored"]
+        text += f"; restored {restored['upserted']}, pruned {restored['pruned']}, kept {restored['kept_newer']} newer"
     return text
 
 

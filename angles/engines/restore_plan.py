@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import json
 import logging
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from angles.engines import backup_format as snapshot
+from angles.engines.decision_model import parse_timestamp
 from angles.errors import AnglesError
 from angles.services.git_remote import BackupClone, BackupRemote
 from angles.storage import migrations
@@ -78,16 +80,20 @@ def check_schema(checkout: Checkout, storage) -> None:
         )
 
 
+DIGEST_SIZE = 16
+
+
 def _digest(line: bytes) -> bytes:
-    return hashlib.blake2b(line, digest_size=16).digest()
+    return hashlib.blake2b(line, digest_size=DIGEST_SIZE).digest()
 
 
 @dataclass
 class Drift:
-    """Rows only in the backup, rows that differ, rows only in the live database."""
+    """Rows only in the backup, rows that differ (some edited live after the backup), rows only live."""
 
     only_backup: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
+    newer_live: list[str] = field(default_factory=list)  # changed rows whose live updated_at is the later one
     only_live: list[str] = field(default_factory=list)
     unchanged: int = 0
     live_ids: set[str] = field(default_factory=set)
@@ -100,16 +106,19 @@ class Drift:
         return {
             "only_backup": part(self.only_backup),
             "changed": part(self.changed),
+            "newer_live": part(self.newer_live),
             "only_live": part(self.only_live),
             "unchanged": self.unchanged,
         }
 
 
 def drift(checkout: Checkout, storage) -> Drift:
-    """Compare the backup with live decisions, both as canonical lines."""
+    """Compare the backup with live decisions, both as canonical lines; a differing row compares updated_at too."""
+    # Per id: the digest of the live line, then the live updated_at (read again only for rows that differ).
     live: dict[str, bytes] = {}
     for row in storage.iter_decisions(batch=2000):
-        live[str(row["id"])] = _digest(snapshot.encode_row(snapshot.DECISIONS, row))
+        stamp = str(row.get("updated_at") or "").encode()
+        live[str(row["id"])] = _digest(snapshot.encode_row(snapshot.DECISIONS, row)) + stamp
     result = Drift(live_ids=set(live))
     with open(checkout.path(snapshot.DECISIONS), "rb") as handle:
         for line in snapshot.iter_lines(snapshot.read_chunks(handle)):
@@ -117,12 +126,22 @@ def drift(checkout: Checkout, storage) -> Drift:
             theirs = live.pop(key, None)
             if theirs is None:
                 result.only_backup.append(key)
-            elif theirs != _digest(line):
+            elif theirs[:DIGEST_SIZE] != _digest(line):
                 result.changed.append(key)
+                if _later(theirs[DIGEST_SIZE:].decode(), json.loads(line).get("updated_at")):
+                    result.newer_live.append(key)
             else:
                 result.unchanged += 1
     result.only_live = list(live)
     return result
+
+
+def _later(live: str, backup: str | None) -> bool:
+    """Whether the live row was updated after the backup's version of it."""
+    try:
+        return parse_timestamp(live) > parse_timestamp(backup or "")
+    except ValueError:
+        return False
 
 
 def restore_rows(checkout: Checkout, storage, ids: set[str], live_ids: set[str]) -> Iterator[dict]:
@@ -152,16 +171,49 @@ def _ordered_rows(checkout: Checkout, ids: set[str], redacted: dict, live_rows: 
         yield record
 
 
-def restore_decisions(checkout: Checkout, storage, found: Drift, *, prune: bool = False) -> dict:
-    """Upsert the missing and changed rows by id and, with prune, delete the rows only live: one transaction."""
+def restore_decisions(
+    checkout: Checkout,
+    storage,
+    found: Drift,
+    *,
+    prune: bool = False,
+    prefer_backup: bool = False,
+    on_replace: Callable[[dict], None] | None = None,
+) -> dict:
+    """Upsert the missing and changed rows by id and, with prune, delete the rows only live: one transaction.
+
+    A row edited live after the backup keeps its live version unless `prefer_backup`. `on_replace` is handed
+    each live row the restore overwrites or deletes, before the write: the place a decision history keeps it.
+    """
     migrations.migrate(storage)
-    ids = set(found.only_backup) | set(found.changed)
+    kept = set() if prefer_backup else set(found.newer_live)
+    replaced = [key for key in found.changed if key not in kept]
     doomed = list(found.only_live) if prune else []
+    _refuse_broken_links(storage, kept, set(doomed))
+    if on_replace is not None:
+        for key in (*replaced, *doomed):
+            old = storage.get_decision(key)
+            if old is not None:
+                on_replace(old)
+    ids = set(found.only_backup) | set(replaced)
     written = pruned = 0
     if ids or doomed:
         rows = restore_rows(checkout, storage, ids, found.live_ids) if ids else iter(())
         written, pruned = storage.upsert_and_prune(rows, doomed)
-    return {"upserted": len(ids), "written": written, "pruned": pruned}
+    return {"upserted": len(ids), "written": written, "pruned": pruned, "kept_newer": len(kept)}
+
+
+def _refuse_broken_links(storage, kept: set[str], doomed: set[str]) -> None:
+    """A kept live row may link to a row only live; pruning that row would break the link: refuse before writing."""
+    if not kept or not doomed:
+        return
+    for key in sorted(kept):
+        target = (storage.get_decision(key) or {}).get("superseded_by")
+        if target and str(target) in doomed:
+            raise AnglesError(
+                f"--prune would delete decision {target}, which decision {key} (edited after the backup, so kept) "
+                "links to as superseded_by; add --prefer-backup to restore the backup's version of it, or edit it first"
+            )
 
 
 def scratch_restore(checkout: Checkout) -> dict:
