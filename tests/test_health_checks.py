@@ -538,3 +538,31 @@ def test_a_backed_up_credential_warns_naming_the_decision_until_it_is_edited(hom
     with open_storage(settings) as storage:
         storage.update_decision(rows[2]["id"], {"comment": "CI token rotated and removed"})
     assert run(CredentialContentCheck(), settings).status == "ok"
+
+
+def test_failures_after_a_good_backup_name_the_good_one_and_count_the_failures(home):
+    from angles.actions.backup import run_backup
+    from angles.engines.decision_model import validate
+    from angles.errors import AnglesError
+    from angles.storage import migrations, open_storage
+
+    settings = settings_with(home)
+    with open_storage(settings) as storage:
+        migrations.migrate(storage)
+        storage.upsert_decisions([validate({"decision": "first", "type": "process"})])
+    good = run_backup(settings)
+    hook = home / "data" / "backup-remote.git" / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\necho 'disk quota exceeded' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    for n in range(2):
+        with open_storage(settings) as storage:
+            storage.upsert_decisions([validate({"decision": f"later {n}", "type": "process"})])
+        with pytest.raises(AnglesError):
+            run_backup(settings)
+
+    result = run(BackupAgeCheck(), settings, now=datetime.now(UTC))
+
+    assert result.status == "warning"
+    assert "only recorded" not in result.reason
+    assert "2 failure(s) since the last good backup" in result.reason and good["commit"][:12] in result.reason
+    assert result.details["last_success"] and result.metrics["backup_age_hours"] < 1

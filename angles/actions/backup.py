@@ -48,7 +48,7 @@ def run_backup(settings, *, dry_run: bool = False) -> dict:
             if not dry_run:
                 message = redactor()(str(exc))
                 record_run(settings, storage, "backup", "failed", f"failed: {message}", started, clock)
-                store_state(storage, "backup.last", {"time": started, "result": "failed", "error": message})
+                store_state(storage, "backup.last", _failure_state(storage, started, message))
                 append_history(settings, f"backup failed (exit {exc.exit_code}): {message}")
             raise
         result.update(dry_run=dry_run, duration_s=round(time.monotonic() - clock, 3), exit_code=0)
@@ -75,6 +75,23 @@ def run_backup(settings, *, dry_run: bool = False) -> dict:
             store_state(storage, CREDENTIAL_STATE, {"time": started, "records": _with_edit_stamps(storage, result)})
             append_history(settings, f"backup completed: {summary(result)}")
     return result
+
+
+def _failure_state(storage, started: str, message: str) -> dict:
+    """backup.last for a failed run, still naming the last good backup and counting the failures since it."""
+    state = {"time": started, "result": "failed", "error": message, "failures_since_success": 1}
+    try:
+        previous = json.loads(storage.get_state("backup.last") or "{}")
+    except (DatabaseError, ValueError):
+        previous = {}
+    if not isinstance(previous, dict):
+        return state
+    if previous.get("result") == "failed":
+        state["last_success"] = previous.get("last_success")
+        state["failures_since_success"] = int(previous.get("failures_since_success") or 1) + 1
+    elif previous.get("time"):
+        state["last_success"] = {"time": previous["time"], "commit": previous.get("commit")}
+    return state
 
 
 def summary(result: dict) -> str:

@@ -91,11 +91,16 @@ class BackupAgeCheck(Check):
         if problem:
             return self.result(WARNING, "unknown", problem)
         success_time = None
+        success_commit = ""
         details = {}
+        failed = bool(last) and _failed(last.get("result"))
         if last:
             details = {"time": last.get("time"), "result": last.get("result"), "commit": last.get("commit")}
-            if not _failed(last.get("result")):
-                success_time = last.get("time")
+            # A failed run's state names the last good backup before it (older states do not).
+            success = last.get("last_success") if failed else last
+            if isinstance(success, dict) and isinstance(success.get("time"), str):
+                success_time = success["time"]
+                success_commit = str(success.get("commit") or "")[:12]
         if success_time is None:
             from angles.health.scheduler import read_state
 
@@ -111,12 +116,13 @@ class BackupAgeCheck(Check):
             stamp = iso_to_epoch(success_time)
             if stamp is not None:
                 metrics["backup_last_success_timestamp"] = stamp
+        failures = last.get("failures_since_success") if failed else 0
+        failures = failures if isinstance(failures, int) and failures > 0 else 1
         if age is None:
             installed = _installed_hours(context)
-            if last and _failed(last.get("result")):
-                return self.result(
-                    WARNING, "failed", f"the only recorded backup failed at {last.get('time')}", metrics, details
-                )
+            if failed:
+                reason = f"no successful backup recorded; {failures} failed, the last at {last.get('time')}"
+                return self.result(WARNING, "failed", reason, metrics, details)
             if installed is not None and installed < settings.backup_warning_hours:
                 return self.result(
                     OK, "none yet", f"no backup yet; the first is due at {settings.backup_time} UTC", metrics, details
@@ -133,11 +139,13 @@ class BackupAgeCheck(Check):
                 metrics,
                 details,
             )
-        if last and _failed(last.get("result")):
+        if failed:
+            commit = f", commit {success_commit}" if success_commit else ""
             return self.result(
                 WARNING,
                 value,
-                f"last backup failed at {last.get('time')}; last success {age:.1f} h ago",
+                f"last backup failed at {last.get('time')}: {failures} failure(s) since the last good backup "
+                f"at {success_time} ({age:.1f} h ago{commit})",
                 metrics,
                 details,
             )
