@@ -933,3 +933,50 @@ def test_restore_prune_of_linked_live_only_rows_is_one_transaction(home, request
     live = {r["id"]: r for r in dump(settings)}
     assert target["id"] not in live and linked["id"] not in live
     assert live[rows[0]["id"]]["decision"] == rows[0]["decision"]
+
+
+def test_a_killed_restore_leaves_no_clone_behind_once_the_next_restore_starts(home, run_script, tmp_path, monkeypatch):
+    import fcntl
+    import signal
+    import sys
+
+    from angles.scratch import OWNER
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(scratch))
+    settings = make_settings(home)
+    seed(settings, varied_decisions(3000))
+    run_backup(settings)
+    env = {k: v for k, v in os.environ.items() if k != "ANGLES_HOME"}
+    env.update(ANGLES_HOME=str(home), TMPDIR=str(scratch))
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "restore_from_github.py"), "--restore-decisions"], cwd=home, env=env
+    )
+    deadline = time.monotonic() + 60
+    while not list(scratch.glob("angles-restore-*/backup/.git/objects")) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    (killed,) = scratch.glob("angles-restore-*")
+    old_unowned = scratch / "angles-restore-from-an-older-version"
+    young_unowned = scratch / "angles-restore-being-created"
+    for folder in (old_unowned, young_unowned):
+        folder.mkdir()
+    two_hours_ago = time.time() - 7200
+    os.utime(old_unowned, (two_hours_ago, two_hours_ago))
+
+    # A restore still running holds the lock on its folder's owner file.
+    live = scratch / "angles-restore-still-running"
+    live.mkdir()
+    owner = os.open(live / OWNER, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(owner, fcntl.LOCK_EX)
+
+    done = run_script("restore_from_github.py", "--dry-run", env={"TMPDIR": str(scratch)})
+
+    os.close(owner)
+    assert done.returncode == 0, done.stderr
+    assert live.exists(), "a folder its process still owns is left alone"
+    assert not killed.exists() and not old_unowned.exists() and young_unowned.exists()
+    log = (home / "logs" / "active" / "restore.log").read_text()
+    assert f"removed {killed} (" in log and "left behind by an interrupted run" in log

@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import socket
-import tempfile
 import threading
 import time
 from contextlib import contextmanager
@@ -19,6 +18,7 @@ from angles.engines import credential_scan
 from angles.engines.decision_model import parse_timestamp, utc_now
 from angles.errors import AnglesError, DatabaseError
 from angles.logs import redactor
+from angles.scratch import scratch_dir
 from angles.services.git_remote import PUSH_ATTEMPTS, BackupClone, BackupRemote, RemoteMovedError, backup_lock
 from angles.storage import open_storage
 
@@ -283,8 +283,8 @@ def _dry_run(settings, storage) -> dict:
     tip = remote.check()
     clone = remote.existing_clone(settings.data_dir / CLONE_DIR)
     try:
-        with tempfile.TemporaryDirectory(prefix="angles-backup-dry-run-") as tmp:
-            outcome = _compare(clone, Path(tmp), storage, settings)
+        with scratch_dir("angles-backup-dry-run-") as tmp:
+            outcome = _compare(clone, tmp, storage, settings)
     finally:
         if clone is not None:
             clone.close()

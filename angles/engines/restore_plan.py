@@ -6,7 +6,6 @@ import hashlib
 import heapq
 import json
 import logging
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from pathlib import Path
 from angles.engines import backup_format as snapshot
 from angles.engines.decision_model import parse_timestamp
 from angles.errors import AnglesError
+from angles.scratch import scratch_dir
 from angles.services.git_remote import BackupClone, BackupRemote
 from angles.storage import migrations
 
@@ -57,7 +57,7 @@ def verified_checkout(settings, at: str | None = None) -> Iterator[Checkout]:
         raise AnglesError(
             f"no backup yet: the local backup remote {remote.describe()} does not exist (run run_backup_now.py first)"
         )
-    with tempfile.TemporaryDirectory(prefix="angles-restore-") as tmp, remote.open_clone(Path(tmp) / "backup") as clone:
+    with scratch_dir("angles-restore-") as tmp, remote.open_clone(tmp / "backup") as clone:
         borrowed = clone.borrow_packs()
         tip = clone.fetch(depth=None if at or borrowed else 1)
         if tip is None:
@@ -221,7 +221,7 @@ def scratch_restore(checkout: Checkout) -> dict:
     from angles.storage.sqlite import SQLiteStorage
 
     expected = checkout.manifest["files"][snapshot.DECISIONS.file]
-    with tempfile.TemporaryDirectory(prefix="angles-drill-") as tmp, SQLiteStorage(Path(tmp) / "drill.db") as db:
+    with scratch_dir("angles-drill-") as tmp, SQLiteStorage(tmp / "drill.db") as db:
         migrations.migrate(db)
         records = snapshot.iter_records(checkout.path(snapshot.DECISIONS))
         db.upsert_decisions(in_link_order(records), atomic=True)
