@@ -91,6 +91,11 @@ class Settings:
         return self.home / "logs" / "active"
 
     @property
+    def backup_history_log(self) -> Path:
+        """One line per backup, restore and verify run: the history operators tail."""
+        return self.home / "logs" / "backup.log"
+
+    @property
     def export_dir(self) -> Path:
         return self.home / "export"
 

@@ -341,8 +341,8 @@ def store_state(storage, key: str, value: dict) -> None:
 
 
 def append_history(settings, text: str) -> None:
-    """One line per run in logs/backup.log, the history the operations guide tails."""
-    path = settings.logs_dir / "backup.log"
+    """One line per run in logs/backup.log, the history operators tail."""
+    path = settings.backup_history_log
     path.parent.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     line = redactor()(f"{stamp} {text}".replace("\n", " ")) + "\n"
