@@ -62,7 +62,8 @@ def _head(result) -> list[str]:
     return [
         f"remote: {result['remote']} (branch {result['branch']})",
         f"backup: {result['commit'][:12]} made {result['backup_created_at']} "
-        f"(schema {result['schema_version']}, tool {result['tool_version']})",
+        f"(schema {result['schema_version']}, tool {result['tool_version']}"
+        f"{', encrypted' if result['encrypted'] else ''})",
         "checksums: every file matches manifest.json",
     ]
 

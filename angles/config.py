@@ -21,6 +21,7 @@ SUPABASE_KEY_NAMES = (
 )
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+MIN_PASSPHRASE_LENGTH = 12
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ class Settings:
     log_max_mb: float = 50.0
     log_archive_max_mb: float = 1000.0
     scheduler_jobs_file: Path | None = None
+    backup_passphrase: str | None = None
 
     @property
     def data_dir(self) -> Path:
@@ -130,6 +132,7 @@ class Settings:
             self.github_token,
             _url_password(self.database_url),
             _url_password(self.backup_remote or ""),
+            self.backup_passphrase,
             *self.extra_secrets,
         ]
         return tuple(v for v in values if v and len(v) >= 6)
@@ -318,7 +321,19 @@ def load_settings(env: dict[str, str] | None = None, *, dotenv: bool = True) -> 
         log_max_mb=r.number("LOG_MAX_MB", 50, minimum=0.001),
         log_archive_max_mb=r.number("LOG_ARCHIVE_MAX_MB", 1000, minimum=0.001),
         scheduler_jobs_file=_optional_path(home, r.text("SCHEDULER_JOBS_FILE")),
+        backup_passphrase=_passphrase(env),
     )
+
+
+def _passphrase(env: dict[str, str]) -> str | None:
+    """BACKUP_PASSPHRASE exactly as given (spaces count); unset or empty leaves backups unencrypted."""
+    value = env.get("BACKUP_PASSPHRASE") or None
+    if value is not None and len(value) < MIN_PASSPHRASE_LENGTH:
+        raise ConfigError(
+            f"BACKUP_PASSPHRASE must be at least {MIN_PASSPHRASE_LENGTH} characters (a long passphrase, kept safe: "
+            "without it the encrypted backups cannot be restored)"
+        )
+    return value
 
 
 def _rising_pair(r: _Reader, prefix: str, warn: float, crit: float, *, suffix: str = "") -> tuple[float, float]:

@@ -980,3 +980,157 @@ def test_a_killed_restore_leaves_no_clone_behind_once_the_next_restore_starts(ho
     assert not killed.exists() and not old_unowned.exists() and young_unowned.exists()
     log = (home / "logs" / "active" / "restore.log").read_text()
     assert f"removed {killed} (" in log and "left behind by an interrupted run" in log
+
+
+PASSPHRASE = "a long passphrase for the backup tests"
+
+
+def _all_objects(remote: Path) -> bytes:
+    return subprocess.run(
+        ["git", "cat-file", "--batch-all-objects", "--batch"], cwd=remote, capture_output=True, check=True
+    ).stdout
+
+
+def test_an_encrypted_backup_holds_no_plaintext_and_restores_exactly(home, run_script):
+    settings = make_settings(home, BACKUP_PASSPHRASE=PASSPHRASE)
+    rows = varied_decisions(300)
+    rows[5]["decision"] = "A sentence that must never reach the remote in plaintext"
+    seed(settings, rows)
+    before = dump(settings)
+    env = {"BACKUP_PASSPHRASE": PASSPHRASE}
+
+    done = run_script("run_backup_now.py", env=env)
+
+    assert done.returncode == 0, done.stderr
+    assert "encrypted" in done.stdout
+    remote = home / "data" / "backup-remote.git"
+    objects = _all_objects(remote)
+    assert b"must never reach the remote" not in objects and rows[5]["id"].encode() not in objects
+    assert git("ls-tree", "--name-only", "main", cwd=remote).split() == [
+        "agent_activity.jsonl.enc",
+        "decision_vault.jsonl.enc",
+        "manifest.json",
+    ]
+    texts = [done.stdout, done.stderr] + [p.read_text(errors="replace") for p in (home / "logs").rglob("*.log")]
+    assert all(PASSPHRASE not in text for text in texts)
+
+    wipe_database(settings)
+    restored = run_script("restore_from_github.py", "--restore-decisions", env=env)
+    drill = run_script("restore_from_github.py", "--verify-only", "--level", "live", env=env)
+
+    assert restored.returncode == 0, restored.stderr
+    assert "encrypted" in restored.stdout
+    assert dump(settings) == before
+    assert drill.returncode == 0 and "restore drill passed" in drill.stdout
+
+
+@pytest.mark.parametrize(
+    "script",
+    [("restore_from_github.py", "--dry-run"), ("restore_from_github.py", "--verify-only"), ("run_backup_now.py",)],
+    ids=["restore", "drill", "backup"],
+)
+def test_a_missing_or_wrong_passphrase_is_one_line_and_exit_1(home, run_script, script):
+    settings = make_settings(home, BACKUP_PASSPHRASE=PASSPHRASE)
+    seed(settings, varied_decisions(20))
+    run_backup(settings)
+    with open_storage(settings) as storage:
+        storage.upsert_decisions(varied_decisions(1, seed=5))
+    remote = home / "data" / "backup-remote.git"
+    commits = remote_commits(remote)
+
+    missing = run_script(*script)
+    wrong = run_script(*script, env={"BACKUP_PASSPHRASE": "not the passphrase at all"})
+
+    for done in (missing, wrong):
+        assert done.returncode == 1, done.stdout
+        assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+        assert "BACKUP_PASSPHRASE" in done.stderr and "not the passphrase at all" not in done.stderr
+    if script[0] == "restore_from_github.py":
+        assert "is encrypted: set BACKUP_PASSPHRASE" in missing.stderr
+    else:
+        assert "are encrypted but BACKUP_PASSPHRASE is not set" in missing.stderr
+    assert "is not the passphrase" in wrong.stderr
+    assert remote_commits(remote) == commits
+
+
+def test_a_short_passphrase_is_refused_without_echoing_it(home, run_script):
+    done = run_script("run_backup_now.py", env={"BACKUP_PASSPHRASE": "short-pass"})
+    assert done.returncode == 1
+    assert "BACKUP_PASSPHRASE must be at least 12 characters" in done.stderr and "short-pass" not in done.stderr
+
+
+def _sealed_records(data: bytes) -> list[bytes]:
+    from angles.engines.backup_crypto import MAGIC
+
+    records, offset = [], len(MAGIC)
+    while offset < len(data):
+        size = int.from_bytes(data[offset : offset + 4], "big")
+        records.append(data[offset : offset + 4 + size])
+        offset += 4 + size
+    return records
+
+
+def test_changed_rows_change_only_their_own_encrypted_records(home):
+    settings = make_settings(home, BACKUP_PASSPHRASE=PASSPHRASE)
+    seed(settings, [r for r in varied_decisions(400) if not r.get("superseded_by")])
+    run_backup(settings)
+    sealed = home / "data" / "backup-repo" / "decision_vault.jsonl.enc"
+    first = _sealed_records(sealed.read_bytes())
+    with open_storage(settings) as storage:
+        rows = list(storage.iter_decisions())
+        for row in rows[::50]:
+            storage.update_decision(row["id"], {"comment": "revised"})
+        storage.upsert_decisions([validate({"decision": "one more", "type": "process"})])
+
+    result = run_backup(settings)
+
+    second = _sealed_records(sealed.read_bytes())
+    assert result["result"] == "committed" and f"(+1 ~{len(rows[::50])} -0)" in result["message"]
+    assert len(second) == len(first) + 1
+    assert len(set(second) - set(first)) == len(rows[::50]) + 1
+
+
+def test_switching_encryption_on_removes_the_plaintext_files_from_the_branch(home):
+    settings = make_settings(home)
+    seed(settings, varied_decisions(30))
+    run_backup(settings)
+    encrypted = make_settings(home, BACKUP_PASSPHRASE=PASSPHRASE)
+    with open_storage(settings) as storage:
+        storage.upsert_decisions(varied_decisions(2, seed=8))
+
+    result = run_backup(encrypted)
+
+    assert result["result"] == "committed" and "32 decisions (+2 ~0 -0)" in result["message"]
+    remote = home / "data" / "backup-remote.git"
+    tree = git("ls-tree", "--name-only", "main", cwd=remote).split()
+    assert tree == ["agent_activity.jsonl.enc", "decision_vault.jsonl.enc", "manifest.json"]
+    assert run_verify(encrypted)["result"] == "ok"
+
+
+@pytest.mark.parametrize("damage", ["record", "manifest"])
+def test_an_altered_encrypted_backup_is_refused_and_the_database_left_alone(home, run_script, tmp_path_factory, damage):
+    settings = make_settings(home, BACKUP_PASSPHRASE=PASSPHRASE)
+    seed(settings, varied_decisions(40))
+    run_backup(settings)
+    wipe_database(settings)
+    work = tmp_path_factory.mktemp("sealed") / "w"
+    git("clone", "-q", str(home / "data" / "backup-remote.git"), str(work), cwd=work.parent)
+    if damage == "record":
+        path = work / "decision_vault.jsonl.enc"
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        path.write_bytes(bytes(data))
+        expected = "does not decrypt (damaged or altered)"
+    else:
+        manifest = json.loads((work / "manifest.json").read_text())
+        manifest["files"]["decision_vault.jsonl"]["rows"] = 39
+        (work / "manifest.json").write_text(json.dumps(manifest))
+        expected = "file list was altered"
+    git("commit", "-qam", "alter", cwd=work)
+    git("push", "-q", "origin", "main", cwd=work)
+
+    done = run_script("restore_from_github.py", "--restore-decisions", env={"BACKUP_PASSPHRASE": PASSPHRASE})
+
+    assert done.returncode == 1 and expected in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert dump(settings) == []

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import logging
 import os
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from angles import __version__
+from angles.engines import backup_crypto, credential_scan
 from angles.engines import backup_format as snapshot
-from angles.engines import credential_scan
+from angles.engines.backup_crypto import BackupCipher, PassphraseError
 from angles.engines.decision_model import parse_timestamp, utc_now
 from angles.errors import AnglesError, DatabaseError
 from angles.logs import redactor
@@ -27,6 +31,8 @@ logger = logging.getLogger(__name__)
 CLONE_DIR = "backup-repo"
 # In the clone's .git folder (never committed): files this code wrote after its token-shape scan, and what it found.
 SCANNED = "angles-scanned.json"
+# In the clone's .git folder: the plaintext files of an encrypted backup, kept for the next run's comparison.
+PLAIN_DIR = "angles-plain"
 # Activity grows with every job run; alone it is committed at most once a day so "nothing changed" stays quiet.
 ACTIVITY_ONLY_EVERY = timedelta(hours=24)
 # State key: the decisions the last backup reported as credential-like, for the health check.
@@ -104,6 +110,8 @@ def summary(result: dict) -> str:
         "would be unchanged": f"nothing changed since {commit}, {result['decisions']} decisions",
     }
     text = kinds[result["result"]]
+    if result.get("encrypted"):
+        text += ", encrypted"
     if result["credential_like"]:
         text += f", {len(result['credential_like'])} record(s) look like they hold a credential"
     return f"{text}, {result.get('duration_s', 0):.1f}s"
@@ -125,12 +133,19 @@ def _with_edit_stamps(storage, result: dict) -> list[dict]:
 
 
 def export(
-    storage, directory: Path, scanner: credential_scan.CredentialScanner, previous: dict | None = None
+    storage,
+    directory: Path,
+    scanner: credential_scan.CredentialScanner,
+    previous: dict | None = None,
+    scanned_file: Path | None = None,
 ) -> snapshot.Snapshot:
-    """Stream every table into its file in `directory` (atomic renames); the manifest is written by the caller."""
+    """Stream every table into its file in `directory` (atomic renames); the manifest is written by the caller.
+
+    `scanned_file` keeps, between runs, which of these files this code wrote after its token-shape scan.
+    """
     snap = snapshot.Snapshot(schema_version=storage.schema_version())
     known = (previous or {}).get("files", {})
-    scanned = _scanned(directory)
+    scanned = _scanned(scanned_file)
     sources = (
         (snapshot.DECISIONS, storage.iter_decisions(batch=2000)),
         (snapshot.ACTIVITY, storage.iter_activity()),
@@ -147,7 +162,8 @@ def export(
         )
         scanned[table.file] = _vouch(snap.files[table.file]["sha256"], path)
         scanned[table.file]["reported"] = [r["id"] for r in snap.credential_like[before:]]
-    _keep_scanned(directory, scanned)
+    if scanned_file is not None:
+        snapshot.atomic_write(scanned_file, json.dumps(scanned, sort_keys=True).encode("utf-8"))
     return snap
 
 
@@ -155,18 +171,89 @@ def _vouch(sha256: str, path: Path) -> dict:
     return {"sha256": sha256, "shapes": credential_scan.SHAPES_FINGERPRINT, "stamp": snapshot.file_stamp(path)}
 
 
-def _scanned(directory: Path) -> dict:
-    """Which files in the clone this code wrote after its token-shape scan (see snapshot.write_table)."""
+def _scanned(path: Path | None) -> dict:
+    """Which files this code wrote after its token-shape scan (see snapshot.write_table)."""
+    if path is None:
+        return {}
     try:
-        return json.loads((directory / ".git" / SCANNED).read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
 
 
-def _keep_scanned(directory: Path, scanned: dict) -> None:
-    git_dir = directory / ".git"
-    if git_dir.is_dir():
-        snapshot.atomic_write(git_dir / SCANNED, json.dumps(scanned, sort_keys=True).encode("utf-8"))
+def backup_cipher(settings, previous: dict | None, remote: BackupRemote) -> BackupCipher | None:
+    """The key this backup is sealed with: None without BACKUP_PASSPHRASE, the branch's key once it is encrypted."""
+    where = f"{remote.describe()} branch {remote.branch}"
+    encrypted = bool((previous or {}).get("encryption"))
+    if not settings.backup_passphrase:
+        if encrypted:
+            raise PassphraseError(
+                f"the backups on {where} are encrypted but BACKUP_PASSPHRASE is not set: set it "
+                "(backups without encryption need another BACKUP_BRANCH)"
+            )
+        return None
+    if encrypted:
+        try:
+            return BackupCipher.for_manifest(settings.backup_passphrase, previous, where)
+        except PassphraseError:
+            raise PassphraseError(
+                f"BACKUP_PASSPHRASE is not the passphrase the backups on {where} were encrypted with; nothing was "
+                "written (a new passphrase needs another BACKUP_BRANCH)"
+            ) from None
+    logger.info("BACKUP_PASSPHRASE is set: this backup and every later one on %s is encrypted", where)
+    return BackupCipher.create(settings.backup_passphrase)
+
+
+def _seal(clone: BackupClone, plain: Path, snap: snapshot.Snapshot, cipher: BackupCipher, previous: dict | None):
+    """Encrypt each plaintext file into <file>.enc in the clone; unchanged files keep their committed bytes."""
+    known = (previous or {}).get("files", {}) if cipher.same_key(previous) else {}
+    for table in snapshot.TABLES:
+        meta = snap.files[table.file]
+        target = clone.path / backup_crypto.sealed_name(table.file)
+        # A plaintext copy committed before encryption was switched on leaves the branch with this commit.
+        (clone.path / table.file).unlink(missing_ok=True)
+        old = known.get(table.file) or {}
+        if old.get("sha256") == meta["sha256"] and old.get("sealed_sha256") == _sha256_of(target):
+            meta["sealed_sha256"] = old["sealed_sha256"]
+            continue
+        with open(plain / table.file, "rb") as handle:
+            lines = snapshot.iter_lines(snapshot.read_chunks(handle))
+            meta["sealed_sha256"] = cipher.seal_lines(table.name, lines, target)
+
+
+def _sha256_of(path: Path) -> str | None:
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in snapshot.read_chunks(handle):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _head_lines(clone: BackupClone | None, previous: dict | None, cipher: BackupCipher | None) -> Iterator[bytes]:
+    """The decisions file of the last backup, line by line, decrypted when it is sealed."""
+    if clone is None:
+        return iter(())
+    if not (previous or {}).get("encryption"):
+        return clone.head_lines(snapshot.DECISIONS.file)
+    name = backup_crypto.sealed_name(snapshot.DECISIONS.file)
+    data = clone.head_file(name)
+    if data is None or cipher is None:
+        return iter(())
+    return cipher.open_lines(snapshot.DECISIONS.name, io.BytesIO(data), name)
+
+
+def _diff(clone: BackupClone | None, previous: dict | None, cipher: BackupCipher | None, new: Path):
+    """Added, changed and removed decisions against the last backup."""
+    with open(new, "rb") as handle:
+        lines = snapshot.iter_lines(snapshot.read_chunks(handle))
+        try:
+            return snapshot.diff_counts(_head_lines(clone, previous, cipher), lines)
+        except backup_crypto.CorruptEncryptedBackupError as exc:
+            logger.warning("%s; this backup replaces it", exc)
+    with open(new, "rb") as handle:
+        return snapshot.diff_counts(iter(()), snapshot.iter_lines(snapshot.read_chunks(handle)))
 
 
 def _backup(settings, storage) -> dict:
@@ -183,10 +270,17 @@ def _backup_in(clone: BackupClone, remote: BackupRemote, storage, settings) -> d
     base = clone.fetch()
     clone.reset_to_remote()
     raw = clone.head_file(snapshot.MANIFEST)
-    snap = export(storage, clone.path, credential_scanner(settings), json.loads(raw) if raw else None)
+    previous = json.loads(raw) if raw else None
+    cipher = backup_cipher(settings, previous, remote)
+    # Encrypted, the plaintext files stay inside .git (never committed) for the next run's comparison.
+    plain = clone.path if cipher is None else clone.git_dir / PLAIN_DIR
+    plain.mkdir(exist_ok=True)
+    snap = export(storage, plain, credential_scanner(settings), previous, clone.git_dir / SCANNED)
+    if cipher is not None:
+        _seal(clone, plain, snap, cipher, previous)
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     for attempt in range(1, PUSH_ATTEMPTS + 1):
-        outcome = _commit_if_changed(clone, snap, now, storage.kind)
+        outcome = _commit_if_changed(clone, plain, snap, now, storage.kind, cipher)
         if outcome["result"] == "unchanged":
             break
         try:
@@ -211,23 +305,23 @@ def _backup_in(clone: BackupClone, remote: BackupRemote, storage, settings) -> d
     return outcome
 
 
-def _commit_if_changed(clone: BackupClone, snap: snapshot.Snapshot, now: str, database: str) -> dict:
+def _commit_if_changed(
+    clone: BackupClone, plain: Path, snap: snapshot.Snapshot, now: str, database: str, cipher: BackupCipher | None
+) -> dict:
     raw = clone.head_file(snapshot.MANIFEST)
     previous = json.loads(raw) if raw else None
     _refuse_empty(snap, previous)
-    outcome = _outcome(snap, previous)
+    outcome = _outcome(snap, previous, cipher)
     outcome["commit"] = clone.head()
     # A decisions file that differs from HEAD although the manifests agree means the remote's copy
     # does not match its own manifest (damaged or edited by hand): commit the repair.
-    if _unchanged(snap, previous) and not clone.modified(snapshot.DECISIONS.file):
+    stored = snapshot.DECISIONS.file if cipher is None else backup_crypto.sealed_name(snapshot.DECISIONS.file)
+    if _unchanged(snap, previous, cipher) and not clone.modified(stored):
         outcome["result"] = "unchanged"
         return outcome
-    new_path = clone.path / snapshot.DECISIONS.file
-    with open(new_path, "rb") as handle:
-        added, changed, removed = snapshot.diff_counts(
-            clone.head_lines(snapshot.DECISIONS.file), snapshot.iter_lines(snapshot.read_chunks(handle))
-        )
-    snapshot.write_manifest(clone.path, snap.manifest(now, __version__, database))
+    added, changed, removed = _diff(clone, previous, cipher, plain / snapshot.DECISIONS.file)
+    encryption = cipher.meta(snap.files) if cipher is not None else None
+    snapshot.write_manifest(clone.path, snap.manifest(now, __version__, database, encryption))
     message = f"backup {now}: {outcome['decisions']} decisions (+{added} ~{changed} -{removed})"
     if outcome["activity_rows"]:
         message += f", {outcome['activity_rows']} activity rows"
@@ -246,8 +340,9 @@ def _refuse_empty(snap: snapshot.Snapshot, previous: dict | None) -> None:
         )
 
 
-def _outcome(snap: snapshot.Snapshot, previous: dict | None) -> dict:
+def _outcome(snap: snapshot.Snapshot, previous: dict | None, cipher: BackupCipher | None) -> dict:
     return {
+        "encrypted": cipher is not None,
         "decisions": snap.rows(snapshot.DECISIONS),
         "activity_rows": snap.rows(snapshot.ACTIVITY),
         "added": 0,
@@ -260,8 +355,10 @@ def _outcome(snap: snapshot.Snapshot, previous: dict | None) -> dict:
     }
 
 
-def _unchanged(snap: snapshot.Snapshot, previous: dict | None) -> bool:
+def _unchanged(snap: snapshot.Snapshot, previous: dict | None, cipher: BackupCipher | None) -> bool:
     if not previous or previous.get("schema_version") != snap.schema_version:
+        return False
+    if bool(previous.get("encryption")) != (cipher is not None):
         return False
     # The manifest lists what looks like a credential; a newly configured secret changes that list.
     if (previous.get("credential_like") or []) != snap.credential_like:
@@ -284,7 +381,7 @@ def _dry_run(settings, storage) -> dict:
     clone = remote.existing_clone(settings.data_dir / CLONE_DIR)
     try:
         with scratch_dir("angles-backup-dry-run-") as tmp:
-            outcome = _compare(clone, tmp, storage, settings)
+            outcome = _compare(clone, remote, tmp, storage, settings)
     finally:
         if clone is not None:
             clone.close()
@@ -294,18 +391,17 @@ def _dry_run(settings, storage) -> dict:
     return outcome
 
 
-def _compare(clone: BackupClone | None, directory: Path, storage, settings) -> dict:
-    snap = export(storage, directory, credential_scanner(settings))
+def _compare(clone: BackupClone | None, remote: BackupRemote, directory: Path, storage, settings) -> dict:
     raw = clone.head_file(snapshot.MANIFEST) if clone else None
     previous = json.loads(raw) if raw else None
-    outcome = _outcome(snap, previous)
+    cipher = backup_cipher(settings, previous, remote)
+    snap = export(storage, directory, credential_scanner(settings))
+    outcome = _outcome(snap, previous, cipher)
     outcome["commit"] = clone.head() if clone else None
-    if _unchanged(snap, previous):
+    if _unchanged(snap, previous, cipher):
         outcome["result"] = "would be unchanged"
         return outcome
-    old = clone.head_lines(snapshot.DECISIONS.file) if clone else iter(())
-    with open(directory / snapshot.DECISIONS.file, "rb") as handle:
-        added, changed, removed = snapshot.diff_counts(old, snapshot.iter_lines(snapshot.read_chunks(handle)))
+    added, changed, removed = _diff(clone, previous, cipher, directory / snapshot.DECISIONS.file)
     outcome.update(added=added, changed=changed, removed=removed, result="would commit")
     return outcome
 

@@ -134,6 +134,7 @@ def _describe(checkout: restore.Checkout) -> dict:
         "tool_version": manifest.get("tool_version"),
         "files": {name: {"rows": m.get("rows"), "sha256": m.get("sha256")} for name, m in manifest["files"].items()},
         "credential_like": len(manifest.get("credential_like") or []),
+        "encrypted": bool(manifest.get("encryption")),
     }
 
 

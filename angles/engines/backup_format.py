@@ -49,8 +49,8 @@ class Snapshot:
     def rows(self, table: Table) -> int:
         return self.files.get(table.file, {}).get("rows", 0)
 
-    def manifest(self, created_at: str, tool_version: str, database: str) -> dict:
-        return {
+    def manifest(self, created_at: str, tool_version: str, database: str, encryption: dict | None = None) -> dict:
+        manifest = {
             "format": FORMAT,
             "created_at": created_at,
             "tool": "angles",
@@ -60,6 +60,9 @@ class Snapshot:
             "files": self.files,
             "credential_like": self.credential_like,
         }
+        if encryption:
+            manifest["encryption"] = encryption
+        return manifest
 
 
 def _sorted_keys(value):

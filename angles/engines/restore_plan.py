@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from angles.engines import backup_crypto
 from angles.engines import backup_format as snapshot
 from angles.engines.decision_model import parse_timestamp
 from angles.errors import AnglesError
@@ -64,6 +65,10 @@ def verified_checkout(settings, at: str | None = None) -> Iterator[Checkout]:
             raise AnglesError(f"the backup remote {remote.describe()} holds no backup on branch {remote.branch}")
         commit = clone.resolve(at)
         clone.checkout(commit)
+        # An encrypted backup is decrypted into its plain file names first; the scratch folder holds them.
+        backup_crypto.open_directory(
+            clone.path, snapshot.read_manifest(clone.path), settings.backup_passphrase, commit[:12]
+        )
         manifest = snapshot.verify(clone.path)
         logger.info("backup %s verified: %d files match manifest.json", commit[:12], len(manifest["files"]))
         yield Checkout(clone, commit, clone.commit_time(commit), manifest)

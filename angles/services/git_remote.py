@@ -221,6 +221,7 @@ class BackupClone:
         self.repo = repo
         self.repo.git.update_environment(**remote.env())
         self.path = Path(repo.working_tree_dir)
+        self.git_dir = Path(repo.git_dir)
 
     def close(self) -> None:
         """Stop GitPython's persistent cat-file processes (the scheduler runs for months)."""
