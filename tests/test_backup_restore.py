@@ -1070,7 +1070,9 @@ def _sealed_records(data: bytes) -> list[bytes]:
     return records
 
 
-def test_changed_rows_change_only_their_own_encrypted_records(home):
+def test_changed_rows_change_only_their_own_encrypted_records(home, monkeypatch):
+    from angles.engines.backup_crypto import BackupCipher
+
     settings = make_settings(home, BACKUP_PASSPHRASE=PASSPHRASE)
     seed(settings, [r for r in varied_decisions(400) if not r.get("superseded_by")])
     run_backup(settings)
@@ -1081,6 +1083,11 @@ def test_changed_rows_change_only_their_own_encrypted_records(home):
         for row in rows[::50]:
             storage.update_decision(row["id"], {"comment": "revised"})
         storage.upsert_decisions([validate({"decision": "one more", "type": "process"})])
+    sealed_tables: list[str] = []
+    original = BackupCipher.seal
+    monkeypatch.setattr(
+        BackupCipher, "seal", lambda self, table, line: sealed_tables.append(table) or original(self, table, line)
+    )
 
     result = run_backup(settings)
 
@@ -1088,6 +1095,15 @@ def test_changed_rows_change_only_their_own_encrypted_records(home):
     assert result["result"] == "committed" and f"(+1 ~{len(rows[::50])} -0)" in result["message"]
     assert len(second) == len(first) + 1
     assert len(set(second) - set(first)) == len(rows[::50]) + 1
+    assert sealed_tables.count("decision_vault") == len(rows[::50]) + 1, "unchanged records were reused"
+    manifest = json.loads((home / "data" / "backup-repo" / "manifest.json").read_text())
+    cipher = BackupCipher.for_manifest(PASSPHRASE, manifest, "test")
+    plain = home / "data" / "backup-repo" / ".git" / "angles-plain" / "decision_vault.jsonl"
+    resealed = cipher.seal_lines("decision_vault", plain.read_bytes().splitlines(keepends=True), home / "fresh")
+    assert (home / "fresh").read_bytes() == sealed.read_bytes() and resealed == manifest["files"][
+        "decision_vault.jsonl"
+    ]["sealed_sha256"]
+    assert run_verify(settings)["result"] == "ok"
 
 
 def test_switching_encryption_on_removes_the_plaintext_files_from_the_branch(home):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -204,21 +205,51 @@ def backup_cipher(settings, previous: dict | None, remote: BackupRemote) -> Back
     return BackupCipher.create(settings.backup_passphrase)
 
 
-def _seal(clone: BackupClone, plain: Path, snap: snapshot.Snapshot, cipher: BackupCipher, previous: dict | None):
-    """Encrypt each plaintext file into <file>.enc in the clone; unchanged files keep their committed bytes."""
-    known = (previous or {}).get("files", {}) if cipher.same_key(previous) else {}
+def _previous_plain(clone: BackupClone, plain: Path, previous: dict | None, cipher: BackupCipher) -> dict:
+    """Hard links to the plaintext of the last backup's sealed files, where this host still holds it unchanged.
+
+    Sealing is deterministic, so an unchanged line's record is the last backup's record: reusing it spares the
+    sealing, and the plaintext spares decrypting the last backup for the commit's counts. Returns, per file
+    name, the link and the sha256 of its content.
+    """
+    if not cipher.same_key(previous):
+        return {}
+    scanned = _scanned(clone.git_dir / SCANNED)
+    found = {}
+    for table in snapshot.TABLES:
+        meta = previous["files"].get(table.file) or {}
+        path = plain / table.file
+        entry = scanned.get(table.file) or {}
+        ours = entry.get("sha256") == meta.get("sha256") and entry.get("stamp") == snapshot.file_stamp(path)
+        sealed = clone.path / backup_crypto.sealed_name(table.file)
+        if not (meta.get("sha256") and ours and _sha256_of(sealed) == meta.get("sealed_sha256")):
+            continue
+        link = path.with_name(path.name + ".prev")
+        link.unlink(missing_ok=True)
+        os.link(path, link)
+        found[table.file] = (link, meta["sha256"])
+    return found
+
+
+def _seal(clone: BackupClone, plain: Path, snap: snapshot.Snapshot, cipher: BackupCipher, previous: dict, prior: dict):
+    """Encrypt each plaintext file into <file>.enc in the clone; an unchanged file keeps its committed bytes."""
     for table in snapshot.TABLES:
         meta = snap.files[table.file]
         target = clone.path / backup_crypto.sealed_name(table.file)
         # A plaintext copy committed before encryption was switched on leaves the branch with this commit.
         (clone.path / table.file).unlink(missing_ok=True)
-        old = known.get(table.file) or {}
-        if old.get("sha256") == meta["sha256"] and old.get("sealed_sha256") == _sha256_of(target):
-            meta["sealed_sha256"] = old["sealed_sha256"]
+        link, sha256 = prior.get(table.file, (None, None))
+        if sha256 == meta["sha256"]:
+            meta["sealed_sha256"] = previous["files"][table.file]["sealed_sha256"]
             continue
-        with open(plain / table.file, "rb") as handle:
-            lines = snapshot.iter_lines(snapshot.read_chunks(handle))
-            meta["sealed_sha256"] = cipher.seal_lines(table.name, lines, target)
+        with contextlib.ExitStack() as stack:
+            lines = snapshot.iter_lines(snapshot.read_chunks(stack.enter_context(open(plain / table.file, "rb"))))
+            reuse = ()
+            if link is not None:
+                old_lines = snapshot.iter_lines(snapshot.read_chunks(stack.enter_context(open(link, "rb"))))
+                records = backup_crypto.iter_records(stack.enter_context(open(target, "rb")), target.name)
+                reuse = zip(old_lines, records, strict=True)
+            meta["sealed_sha256"] = cipher.seal_lines(table.name, lines, target, reuse)
 
 
 def _sha256_of(path: Path) -> str | None:
@@ -231,12 +262,17 @@ def _sha256_of(path: Path) -> str | None:
     return digest.hexdigest()
 
 
-def _head_lines(clone: BackupClone | None, previous: dict | None, cipher: BackupCipher | None) -> Iterator[bytes]:
-    """The decisions file of the last backup, line by line, decrypted when it is sealed."""
+def _head_lines(
+    clone: BackupClone | None, previous: dict | None, cipher: BackupCipher | None, prior: dict
+) -> Iterator[bytes]:
+    """The decisions file of the last backup, line by line: its plaintext kept here, or HEAD's, decrypted if sealed."""
     if clone is None:
         return iter(())
     if not (previous or {}).get("encryption"):
         return clone.head_lines(snapshot.DECISIONS.file)
+    link, sha256 = prior.get(snapshot.DECISIONS.file, (None, None))
+    if sha256 is not None and sha256 == previous["files"].get(snapshot.DECISIONS.file, {}).get("sha256"):
+        return _file_lines(link)
     name = backup_crypto.sealed_name(snapshot.DECISIONS.file)
     data = clone.head_file(name)
     if data is None or cipher is None:
@@ -244,16 +280,18 @@ def _head_lines(clone: BackupClone | None, previous: dict | None, cipher: Backup
     return cipher.open_lines(snapshot.DECISIONS.name, io.BytesIO(data), name)
 
 
-def _diff(clone: BackupClone | None, previous: dict | None, cipher: BackupCipher | None, new: Path):
+def _file_lines(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as handle:
+        yield from snapshot.iter_lines(snapshot.read_chunks(handle))
+
+
+def _diff(clone: BackupClone | None, previous: dict | None, cipher: BackupCipher | None, new: Path, prior: dict):
     """Added, changed and removed decisions against the last backup."""
-    with open(new, "rb") as handle:
-        lines = snapshot.iter_lines(snapshot.read_chunks(handle))
-        try:
-            return snapshot.diff_counts(_head_lines(clone, previous, cipher), lines)
-        except backup_crypto.CorruptEncryptedBackupError as exc:
-            logger.warning("%s; this backup replaces it", exc)
-    with open(new, "rb") as handle:
-        return snapshot.diff_counts(iter(()), snapshot.iter_lines(snapshot.read_chunks(handle)))
+    try:
+        return snapshot.diff_counts(_head_lines(clone, previous, cipher, prior), _file_lines(new))
+    except backup_crypto.CorruptEncryptedBackupError as exc:
+        logger.warning("%s; this backup replaces it", exc)
+    return snapshot.diff_counts(iter(()), _file_lines(new))
 
 
 def _backup(settings, storage) -> dict:
@@ -275,12 +313,21 @@ def _backup_in(clone: BackupClone, remote: BackupRemote, storage, settings) -> d
     # Encrypted, the plaintext files stay inside .git (never committed) for the next run's comparison.
     plain = clone.path if cipher is None else clone.git_dir / PLAIN_DIR
     plain.mkdir(exist_ok=True)
+    prior = _previous_plain(clone, plain, previous, cipher) if cipher is not None else {}
+    try:
+        return _export_and_push(clone, remote, storage, settings, base, previous, cipher, plain, prior)
+    finally:
+        for link, _ in prior.values():
+            link.unlink(missing_ok=True)
+
+
+def _export_and_push(clone, remote, storage, settings, base, previous, cipher, plain: Path, prior: dict) -> dict:
     snap = export(storage, plain, credential_scanner(settings), previous, clone.git_dir / SCANNED)
     if cipher is not None:
-        _seal(clone, plain, snap, cipher, previous)
+        _seal(clone, plain, snap, cipher, previous, prior)
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     for attempt in range(1, PUSH_ATTEMPTS + 1):
-        outcome = _commit_if_changed(clone, plain, snap, now, storage.kind, cipher)
+        outcome = _commit_if_changed(clone, plain, snap, now, storage.kind, cipher, prior)
         if outcome["result"] == "unchanged":
             break
         try:
@@ -306,7 +353,13 @@ def _backup_in(clone: BackupClone, remote: BackupRemote, storage, settings) -> d
 
 
 def _commit_if_changed(
-    clone: BackupClone, plain: Path, snap: snapshot.Snapshot, now: str, database: str, cipher: BackupCipher | None
+    clone: BackupClone,
+    plain: Path,
+    snap: snapshot.Snapshot,
+    now: str,
+    database: str,
+    cipher: BackupCipher | None,
+    prior: dict,
 ) -> dict:
     raw = clone.head_file(snapshot.MANIFEST)
     previous = json.loads(raw) if raw else None
@@ -319,7 +372,7 @@ def _commit_if_changed(
     if _unchanged(snap, previous, cipher) and not clone.modified(stored):
         outcome["result"] = "unchanged"
         return outcome
-    added, changed, removed = _diff(clone, previous, cipher, plain / snapshot.DECISIONS.file)
+    added, changed, removed = _diff(clone, previous, cipher, plain / snapshot.DECISIONS.file, prior)
     encryption = cipher.meta(snap.files) if cipher is not None else None
     snapshot.write_manifest(clone.path, snap.manifest(now, __version__, database, encryption))
     message = f"backup {now}: {outcome['decisions']} decisions (+{added} ~{changed} -{removed})"
@@ -401,7 +454,7 @@ def _compare(clone: BackupClone | None, remote: BackupRemote, directory: Path, s
     if _unchanged(snap, previous, cipher):
         outcome["result"] = "would be unchanged"
         return outcome
-    added, changed, removed = _diff(clone, previous, cipher, directory / snapshot.DECISIONS.file)
+    added, changed, removed = _diff(clone, previous, cipher, directory / snapshot.DECISIONS.file, {})
     outcome.update(added=added, changed=changed, removed=removed, result="would commit")
     return outcome
 

@@ -26,6 +26,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+from angles.engines.backup_format import line_key
 from angles.errors import AnglesError
 
 SCHEME = "aes-siv+scrypt/1"
@@ -136,14 +137,30 @@ class BackupCipher:
         sealed = self._siv.encrypt(zlib.compress(line, 1), [table.encode("utf-8")])
         return _LENGTH.pack(len(sealed)) + sealed
 
-    def seal_lines(self, table: str, lines: Iterable[bytes], target: Path) -> str:
-        """Write lines as a sealed file (a temporary file renamed over the target); returns its sha256."""
+    def seal_lines(
+        self, table: str, lines: Iterable[bytes], target: Path, reuse: Iterable[tuple[bytes, bytes]] = ()
+    ) -> str:
+        """Write lines as a sealed file (a temporary file renamed over the target); returns its sha256.
+
+        `reuse` pairs each line of the file's previous version with its record, in id order: an unchanged line
+        takes its old record, the very bytes sealing it again would give, without the work.
+        """
+        old = iter(reuse)
+        current = next(old, None)
         tmp = target.with_name(target.name + ".tmp")
         digest = hashlib.sha256(MAGIC)
         with open(tmp, "wb") as out:
             out.write(MAGIC)
             for line in lines:
-                record = self.seal(table, line)
+                record = None
+                if current is not None:
+                    key = line_key(line)
+                    while current is not None and line_key(current[0]) < key:
+                        current = next(old, None)
+                    if current is not None and current[0] == line:
+                        record = current[1]
+                if record is None:
+                    record = self.seal(table, line)
                 digest.update(record)
                 out.write(record)
             out.flush()
@@ -153,22 +170,28 @@ class BackupCipher:
 
     def open_lines(self, table: str, stream: BinaryIO, name: str) -> Iterator[bytes]:
         """The lines of a sealed file read from a binary stream, in order; an error at the first bad record."""
-        if stream.read(len(MAGIC)) != MAGIC:
-            raise CorruptEncryptedBackupError(f"backup is corrupt: {name} is not an encrypted backup file")
         associated = [table.encode("utf-8")]
-        number = 0
-        while header := stream.read(_LENGTH.size):
-            number += 1
-            (size,) = _LENGTH.unpack(header) if len(header) == _LENGTH.size else (-1,)
-            sealed = stream.read(size) if size >= 0 else b""
-            if size < 0 or len(sealed) != size:
-                raise CorruptEncryptedBackupError(f"backup is corrupt: {name} ends inside record {number}")
+        for number, record in enumerate(iter_records(stream, name), 1):
             try:
-                yield zlib.decompress(self._siv.decrypt(sealed, associated))
+                yield zlib.decompress(self._siv.decrypt(record[_LENGTH.size :], associated))
             except (InvalidTag, zlib.error):
                 raise CorruptEncryptedBackupError(
                     f"backup is corrupt: record {number} of {name} does not decrypt (damaged or altered)"
                 ) from None
+
+
+def iter_records(stream: BinaryIO, name: str) -> Iterator[bytes]:
+    """The records of a sealed file as stored (length and sealed bytes), without decrypting them."""
+    if stream.read(len(MAGIC)) != MAGIC:
+        raise CorruptEncryptedBackupError(f"backup is corrupt: {name} is not an encrypted backup file")
+    number = 0
+    while header := stream.read(_LENGTH.size):
+        number += 1
+        size = _LENGTH.unpack(header)[0] if len(header) == _LENGTH.size else -1
+        sealed = stream.read(size) if size >= 0 else b""
+        if size < 0 or len(sealed) != size:
+            raise CorruptEncryptedBackupError(f"backup is corrupt: {name} ends inside record {number}")
+        yield header + sealed
 
 
 def _canonical(files: dict) -> bytes:
