@@ -94,8 +94,9 @@ def _failure_state(storage, started: str, message: str) -> dict:
     if not isinstance(previous, dict):
         return state
     if previous.get("result") == "failed":
+        count = previous.get("failures_since_success")
         state["last_success"] = previous.get("last_success")
-        state["failures_since_success"] = int(previous.get("failures_since_success") or 1) + 1
+        state["failures_since_success"] = (count if isinstance(count, int) and count > 0 else 1) + 1
     elif previous.get("time"):
         state["last_success"] = {"time": previous["time"], "commit": previous.get("commit")}
     return state
@@ -217,7 +218,7 @@ def _previous_plain(clone: BackupClone, plain: Path, previous: dict | None, ciph
     scanned = _scanned(clone.git_dir / SCANNED)
     found = {}
     for table in snapshot.TABLES:
-        meta = previous["files"].get(table.file) or {}
+        meta = (previous.get("files") or {}).get(table.file) or {}
         path = plain / table.file
         entry = scanned.get(table.file) or {}
         ours = entry.get("sha256") == meta.get("sha256") and entry.get("stamp") == snapshot.file_stamp(path)

@@ -119,7 +119,7 @@ class Drift:
 
 def drift(checkout: Checkout, storage) -> Drift:
     """Compare the backup with live decisions, both as canonical lines; a differing row compares updated_at too."""
-    # Per id: the digest of the live line, then the live updated_at (read again only for rows that differ).
+    # Per id: the digest of the live line followed by its updated_at, which only rows that differ compare.
     live: dict[str, bytes] = {}
     for row in storage.iter_decisions(batch=2000):
         stamp = str(row.get("updated_at") or "").encode()
