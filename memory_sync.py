@@ -73,6 +73,11 @@ def _sync_text(result) -> str:
     if result["export"]:
         verb = "would export" if result["dry_run"] else "exported"
         lines.append(f"{verb} {result['export']['count']} decisions to {result['export']['path']}")
+        for found in result["export"].get("credential_like") or []:
+            lines.append(
+                f"warning: decision {found['id']} looks like it holds a credential (fields: "
+                f"{', '.join(found['fields'])}); exported as stored: rotate the credential, then edit the decision"
+            )
     return "\n".join(lines)
 
 

@@ -16,6 +16,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--at", metavar="REF|DATE", help="a backup commit, or the newest backup on or before a date")
     parser.add_argument("--prune", action="store_true", help="with --restore-decisions: delete rows not in the backup")
     parser.add_argument(
+        "--prefer-backup",
+        action="store_true",
+        help="with --restore-decisions: also replace decisions edited after the backup (default: keep the live one)",
+    )
+    parser.add_argument(
         "--verify-only", action="store_true", help="the restore drill: verify and restore into scratch SQLite only"
     )
     parser.add_argument(
@@ -33,8 +38,8 @@ def main(args, settings) -> int:
     from angles.progress import watching
 
     if args.verify_only:
-        if args.restore_decisions or args.prune:
-            cli.print_error("--verify-only writes nothing; drop --restore-decisions/--prune")
+        if args.restore_decisions or args.prune or args.prefer_backup:
+            cli.print_error("--verify-only writes nothing; drop --restore-decisions/--prune/--prefer-backup")
             return 1
         result = restore.run_verify(settings, level=args.level or "restore", at=args.at)
         cli.emit(result, args.json, _verify_text)
@@ -45,6 +50,7 @@ def main(args, settings) -> int:
             restore_decisions=args.restore_decisions,
             at=args.at,
             prune=args.prune,
+            prefer_backup=args.prefer_backup,
             level=args.level or "checksums",
             progress=watching(args.json),
         )
@@ -56,7 +62,8 @@ def _head(result) -> list[str]:
     return [
         f"remote: {result['remote']} (branch {result['branch']})",
         f"backup: {result['commit'][:12]} made {result['backup_created_at']} "
-        f"(schema {result['schema_version']}, tool {result['tool_version']})",
+        f"(schema {result['schema_version']}, tool {result['tool_version']}"
+        f"{', encrypted' if result['encrypted'] else ''})",
         "checksums: every file matches manifest.json",
     ]
 
@@ -85,10 +92,17 @@ def _restore_text(result) -> str:
         part = drift[key]
         ids = f": {', '.join(part['first_ids'])}{' ...' if part['count'] > len(part['first_ids']) else ''}"
         lines.append(f"{label}: {part['count']}{ids if part['count'] else ''}")
+    newer = drift["newer_live"]
+    if newer["count"]:
+        ids = ", ".join(newer["first_ids"]) + (" ..." if newer["count"] > len(newer["first_ids"]) else "")
+        lines.append(f"changed, but edited live after the backup: {newer['count']}: {ids}")
     lines.append(f"unchanged: {drift['unchanged']}")
     if result.get("restored"):
         r = result["restored"]
-        lines.append(f"restored: {r['upserted']} decisions upserted in one transaction, {r['pruned']} pruned")
+        lines.append(
+            f"restored: {r['upserted']} decisions upserted in one transaction, {r['pruned']} pruned, "
+            f"{r['kept_newer']} kept because edited live after the backup (--prefer-backup replaces them)"
+        )
         if r.get("skipped"):
             lines.append(
                 f"warning: {len(r['skipped'])} decision(s) not restored: each holds a NUL character or other text "
@@ -96,7 +110,10 @@ def _restore_text(result) -> str:
             )
     elif result.get("would_restore"):
         w = result["would_restore"]
-        lines.append(f"would restore: {w['upsert']} decisions upserted, {w['prune']} pruned (dry run)")
+        lines.append(
+            f"would restore: {w['upsert']} decisions upserted, {w['prune']} pruned, "
+            f"{w['kept_newer']} newer live edits kept (dry run)"
+        )
     elif result["dry_run"]:
         lines.append("dry run: nothing written")
     else:

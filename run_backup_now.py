@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Back up every table to the dedicated backup remote: export, manifest, secret scan, commit, push (never forced)."""
+"""Back up every table to the backup remote: export, manifest, credential scan, commit, push (never forced)."""
 
 import argparse
 import sys
@@ -32,10 +32,10 @@ def _text(result) -> str:
     elif result["result"] == "unchanged":
         lines.append("nothing changed since the last backup: no commit")
     lines.append(summary(result) + (" (dry run)" if result["dry_run"] else ""))
-    for r in result["redactions"]:
+    for r in result["credential_like"]:
         lines.append(
-            f"warning: {r['table']} record {r['id']} contained a secret; "
-            f"redacted in the backup only (fields: {', '.join(r['fields'])})"
+            f"warning: {r['table']} record {r['id']} looks like it holds a credential (fields: "
+            f"{', '.join(r['fields'])}); backed up as stored: rotate the credential, then edit the record"
         )
     return "\n".join(lines)
 

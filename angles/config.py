@@ -20,7 +20,14 @@ SUPABASE_KEY_NAMES = (
     "SUPABASE_ANON_KEY",
 )
 # Every variable that holds a credential: a malformed setting's error message never shows their values.
-SECRET_NAMES = (*SUPABASE_KEY_NAMES, "NOTION_TOKEN", "NOTION_API_KEY", "OPENAI_API_KEY", "GITHUB_TOKEN")
+SECRET_NAMES = (
+    *SUPABASE_KEY_NAMES,
+    "NOTION_TOKEN",
+    "NOTION_API_KEY",
+    "OPENAI_API_KEY",
+    "GITHUB_TOKEN",
+    "BACKUP_PASSPHRASE",
+)
 # A value longer than this is described in an error message, not quoted: it may be a pasted key.
 SHOWN_VALUE_MAX = 24
 # The largest number any numeric setting accepts unless it has a tighter bound: beyond it timers and timeouts overflow.
@@ -30,6 +37,7 @@ HOURS_PER_YEAR = 366 * 24
 SECONDS_PER_HOUR = 3600
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+MIN_PASSPHRASE_LENGTH = 12
 
 
 @dataclass(frozen=True)
@@ -92,6 +100,7 @@ class Settings:
     alert_urls: tuple[str, ...] = ()
     alert_level: str = "warning"
     alert_repeat_hours: float = 24.0
+    backup_passphrase: str | None = None
 
     @property
     def data_dir(self) -> Path:
@@ -104,6 +113,11 @@ class Settings:
     @property
     def active_logs_dir(self) -> Path:
         return self.home / "logs" / "active"
+
+    @property
+    def backup_history_log(self) -> Path:
+        """One line per backup, restore and verify run: the history operators tail."""
+        return self.home / "logs" / "backup.log"
 
     @property
     def export_dir(self) -> Path:
@@ -140,6 +154,7 @@ class Settings:
             self.github_token,
             _url_password(self.database_url),
             _url_password(self.backup_remote or ""),
+            self.backup_passphrase,
             *self.extra_secrets,
             *(part for url in self.alert_target_urls for part in _alert_url_secrets(url)),
         ]
@@ -402,6 +417,7 @@ def _settings(home: Path, r: _Reader) -> Settings:
         log_max_mb=r.number("LOG_MAX_MB", 50, minimum=0.001),
         log_archive_max_mb=r.number("LOG_ARCHIVE_MAX_MB", 1000, minimum=0.001),
         scheduler_jobs_file=_optional_path(home, r.text("SCHEDULER_JOBS_FILE")),
+        backup_passphrase=_passphrase(r.env),
         healthchecks_url=r.url("HEALTHCHECKS_URL", r.text("HEALTHCHECKS_URL"), ("https", "http")),
         healthchecks_job_urls=_healthchecks_job_urls(r),
         alert_urls=tuple(u.strip() for u in (r.text("ALERT_URLS") or "").split(",") if u.strip()),
@@ -420,6 +436,17 @@ def _healthchecks_job_urls(r: _Reader) -> tuple[tuple[str, str], ...]:
         if url:
             pairs.append((name[len(prefix) :].lower(), url))
     return tuple(pairs)
+
+
+def _passphrase(env: dict[str, str]) -> str | None:
+    """BACKUP_PASSPHRASE exactly as given (spaces count); unset or empty leaves backups unencrypted."""
+    value = env.get("BACKUP_PASSPHRASE") or None
+    if value is not None and len(value) < MIN_PASSPHRASE_LENGTH:
+        raise ConfigError(
+            f"BACKUP_PASSPHRASE must be at least {MIN_PASSPHRASE_LENGTH} characters (a long passphrase, kept safe: "
+            "without it the encrypted backups cannot be restored)"
+        )
+    return value
 
 
 def _rising_pair(r: _Reader, prefix: str, warn: float, crit: float, *, suffix: str = "") -> tuple[float, float]:

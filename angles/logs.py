@@ -9,19 +9,27 @@ import time
 from pathlib import Path
 
 REDACTED = "[REDACTED]"
+# A configured secret shorter than this is too likely an ordinary word ("postgres" in a development URL) to be
+# cut out of every text it appears in; the URL pattern below still hides a URL's password of any length.
+MIN_SECRET_LENGTH = 12
 
+# A token starts and ends at a word boundary (no letter, digit, "_" or "-" on either side), so "disk-encryption-at-
+# rest" is not an OpenAI key; a plain "sk-" key also holds a digit, as random keys do and hyphenated prose rarely does.
+_START = r"(?<![\w-])"
+_END = r"(?![\w-])"
 TOKEN_PATTERNS = re.compile(
     "|".join(
         (
-            r"sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{16,}",
-            r"ghp_[A-Za-z0-9]{20,}",
-            r"gh[ousr]_[A-Za-z0-9]{20,}",
-            r"github_pat_[A-Za-z0-9_]{20,}",
-            r"secret_[A-Za-z0-9]{20,}",
-            r"ntn_[A-Za-z0-9]{20,}",
-            r"sb_secret_[A-Za-z0-9_-]{10,}",
-            r"sb_publishable_[A-Za-z0-9_-]{10,}",
-            r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",
+            rf"{_START}sk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{{16,}}{_END}",
+            rf"{_START}sk-(?=[A-Za-z_-]*[0-9])[A-Za-z0-9_-]{{16,}}{_END}",
+            rf"{_START}ghp_[A-Za-z0-9]{{20,}}{_END}",
+            rf"{_START}gh[ousr]_[A-Za-z0-9]{{20,}}{_END}",
+            rf"{_START}github_pat_[A-Za-z0-9_]{{20,}}{_END}",
+            rf"{_START}secret_[A-Za-z0-9]{{20,}}{_END}",
+            rf"{_START}ntn_[A-Za-z0-9]{{20,}}{_END}",
+            rf"{_START}sb_secret_[A-Za-z0-9_-]{{10,}}{_END}",
+            rf"{_START}sb_publishable_[A-Za-z0-9_-]{{10,}}{_END}",
+            rf"{_START}eyJ[A-Za-z0-9_-]{{8,}}\.eyJ[A-Za-z0-9_-]{{8,}}\.[A-Za-z0-9_-]{{8,}}{_END}",
             r"(?<=://)[^/\s:@]+:[^/\s@]+(?=@)",
         )
     )
@@ -29,7 +37,7 @@ TOKEN_PATTERNS = re.compile(
 
 # Every TOKEN_PATTERNS match contains one of these literal texts (a URL credential both "://" and "@"), so text
 # without any skips the regex. Each is a literal scan, behind a gate: one character that text holding the literal
-# must hold, found faster still (and known absent, sometimes, from what the caller knows of the text).
+# must hold, found faster still.
 TOKEN_HINTS = (
     ("-", "sk-"),
     ("_", "gh[pousr]_"),
@@ -45,27 +53,16 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 class Redactor:
-    """Replaces configured secret values and well-known token shapes with a marker."""
+    """Replaces configured secret values (of MIN_SECRET_LENGTH or more) and well-known token shapes with a marker."""
 
     def __init__(self, secrets: tuple[str, ...] | list[str] = ()):
-        self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self.secrets = sorted({s for s in secrets if s and len(s) >= MIN_SECRET_LENGTH}, key=len, reverse=True)
         hints = [*TOKEN_HINTS, *(("", re.escape(s)) for s in self.secrets)]
         self._hints = tuple((gate, re.compile(pattern)) for gate, pattern in hints)
-        self._byte_hints = tuple((gate.encode(), re.compile(pattern.encode())) for gate, pattern in hints)
 
-    def may_hold_secret(self, data: str | bytes, absent: str | bytes = "") -> bool:
-        """False when the text (or UTF-8 bytes) surely holds no secret: a few literal scans, cheaper than the regex.
-
-        `absent`: characters the caller knows the text lacks; token shapes that need one are not looked for.
-        """
-        if isinstance(data, bytes):
-            hints = self._byte_hints
-            absent = absent.encode() if isinstance(absent, str) else absent
-        else:
-            hints = self._hints
-        return any(
-            not (gate and gate in absent) and gate in data and hint.search(data) is not None for gate, hint in hints
-        )
+    def may_hold_secret(self, text: str) -> bool:
+        """False when the text surely holds no secret: a few literal scans, cheaper than the regex."""
+        return any(gate in text and hint.search(text) is not None for gate, hint in self._hints)
 
     def __call__(self, text: str) -> str:
         if not self.may_hold_secret(text):

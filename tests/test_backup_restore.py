@@ -393,48 +393,82 @@ def _fake_token(prefix: str) -> str:
     return prefix + "".join("abcdefghijKLMNOPQRST0123456789"[(i * 7) % 30] for i in range(36))
 
 
-def test_planted_secrets_never_reach_the_remote_or_the_logs(home, run_script):
-    configured = "plain-configured-openai-value-4711"
+ORDINARY = "Ship disk-encryption-at-rest, the task-management-system-v2 and the risk-assessment-spreadsheet"
+
+
+def test_credential_like_text_is_backed_up_and_restored_exactly_and_only_reported(home, run_script):
+    configured = 'configured "quoted\\ value-4711'
     shaped = _fake_token("ghp_")
+    as_key = _fake_token("sk-proj-")
     settings = make_settings(home, OPENAI_API_KEY=configured)
-    rows = varied_decisions(20)
+    rows = [r for r in varied_decisions(20) if not r.get("superseded_by")]
     rows[3]["decision"] = f"Rotate the OpenAI key {configured} next week"
-    rows[7]["comment"] = f"temporary token {shaped} for the CI job"
+    rows[7]["comment"] = f"temporary token\n{shaped} for the CI job"
+    rows[9]["ai_analysis"] = {as_key: "a token used as a key", "summary": "plain"}
+    rows[11]["decision"] = ORDINARY
     seed(settings, rows)
+    before = dump(settings)
     with open_storage(settings) as storage:
-        storage.record_activity("memory_sync", "sync", "failed", f"401 with Authorization: Bearer {configured}")
+        storage.record_activity("memory_sync", "sync", "failed", f"401 with Authorization: Bearer {shaped}")
 
     done = run_script("run_backup_now.py", env={"OPENAI_API_KEY": configured})
 
     assert done.returncode == 0, done.stderr
-    assert "contained a secret" in done.stdout and rows[3]["id"] in done.stdout
-    remote = home / "data" / "backup-remote.git"
-    objects = subprocess.run(
-        ["git", "cat-file", "--batch-all-objects", "--batch"], cwd=remote, capture_output=True
-    ).stdout
-    assert objects and b"Rotate the OpenAI key" in objects
-    messages = git("log", "--all", "--format=%B", cwd=remote)
-    written = [done.stdout, done.stderr, messages]
-    written += [p.read_text(errors="replace") for p in (home / "logs").rglob("*.log")]
-    written += [p.read_text(errors="replace") for p in (home / "data" / "backup-repo").glob("*.json*")]
-    for secret in (configured, shaped):
-        assert secret.encode() not in objects
-        for text in written:
-            assert secret not in text
-    manifest = json.loads((home / "data" / "backup-repo" / "manifest.json").read_text())
-    redacted = {(r["table"], r["id"]): r["fields"] for r in manifest["redactions"]}
-    assert redacted[("decision_vault", rows[3]["id"])] == ["decision"]
-    assert redacted[("decision_vault", rows[7]["id"])] == ["comment"]
-    assert any(table == "agent_activity" for table, _ in redacted)
+    for row in (rows[3], rows[7], rows[9]):
+        assert f"record {row['id']} looks like it holds a credential" in done.stdout
+    assert rows[11]["id"] not in done.stdout
+    clone = home / "data" / "backup-repo"
+    backed_up = (clone / "decision_vault.jsonl").read_bytes()
+    assert backed_up == b"".join(snapshot.encode_row(snapshot.DECISIONS, r) for r in before)
+    manifest = json.loads((clone / "manifest.json").read_text())
+    reported = {(r["table"], r["id"]): r["fields"] for r in manifest["credential_like"]}
+    assert reported[("decision_vault", rows[3]["id"])] == ["decision"]
+    assert reported[("decision_vault", rows[7]["id"])] == ["comment"]
+    assert reported[("decision_vault", rows[9]["id"])] == ["ai_analysis"]
+    assert ("decision_vault", rows[11]["id"]) not in reported
+    assert any(table == "agent_activity" for table, _ in reported)
+    logs = [done.stdout, done.stderr] + [p.read_text(errors="replace") for p in (home / "logs").rglob("*.log")]
+    assert any(rows[3]["id"] in text for text in logs[2:]), "the warning reached the logs"
+    for text in logs:
+        assert configured not in text and shaped not in text and as_key not in text
 
-    # A restore never puts the redaction marker over the live value.
+    wipe_database(settings)
+    restored = run_script("restore_from_github.py", "--restore-decisions")
+
+    assert restored.returncode == 0, restored.stderr
+    assert dump(settings) == before
+    assert "[REDACTED]" not in json.dumps(dump(settings))
+
+
+def test_a_restore_of_an_older_redacting_backup_keeps_the_live_value(home, tmp_path_factory):
+    settings = make_settings(home)
+    rows = [r for r in varied_decisions(6) if not r.get("superseded_by")]
+    seed(settings, rows)
+    run_backup(settings)
+    # Backups written before credentials were only reported hold [REDACTED] and say so in the manifest.
+    work = tmp_path_factory.mktemp("legacy") / "w"
+    git("clone", "-q", str(home / "data" / "backup-remote.git"), str(work), cwd=work.parent)
+    path = work / "decision_vault.jsonl"
+    records = [json.loads(line) for line in path.read_bytes().splitlines()]
+    victim = records[2]
+    victim["decision"] = "[REDACTED]"
+    victim["priority"] = "P0" if victim["priority"] != "P0" else "P1"
+    path.write_bytes(b"".join(snapshot.encode_row(snapshot.DECISIONS, r) for r in records))
+    manifest = json.loads((work / "manifest.json").read_text())
+    manifest["files"]["decision_vault.jsonl"]["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    manifest.pop("credential_like")
+    manifest["redactions"] = [{"table": "decision_vault", "id": victim["id"], "fields": ["decision"]}]
+    (work / "manifest.json").write_text(json.dumps(manifest))
+    git("commit", "-qam", "an older backup format", cwd=work)
+    git("push", "-q", "origin", "main", cwd=work)
     with open_storage(settings) as storage:
-        storage.update_decision(rows[3]["id"], {"priority": "P0", "updated_at": "2030-01-01T00:00:00Z"})
-    restored = run_restore(settings, restore_decisions=True)
-    assert restored["restored"]["upserted"] == 1
+        original = storage.get_decision(victim["id"])["decision"]
+
+    run_restore(settings, restore_decisions=True)
+
     with open_storage(settings) as storage:
-        live = storage.get_decision(rows[3]["id"])
-    assert live["decision"] == rows[3]["decision"] and live["priority"] == rows[3]["priority"]
+        live = storage.get_decision(victim["id"])
+    assert live["decision"] == original and live["priority"] == victim["priority"]
 
 
 def test_dry_runs_leave_the_project_and_the_data_untouched(tmp_path, run_script):
@@ -465,15 +499,17 @@ def test_dry_runs_leave_the_project_and_the_data_untouched(tmp_path, run_script)
     assert len(dump(settings)) == 17
 
 
-def test_restore_keeps_live_rows_unless_pruned_and_reverts_changed_rows(home, run_script):
+def test_restore_keeps_live_rows_unless_pruned_and_newer_live_edits_unless_told(home, run_script):
     settings = make_settings(home)
     rows = [r for r in varied_decisions(25) if not r.get("superseded_by")]
     seed(settings, rows)
     run_backup(settings)
     extra = varied_decisions(1, seed=77)[0]
+    older = {"decision": "changed, dated before the backup", "updated_at": "2000-01-01T00:00:00.000000Z"}
     with open_storage(settings) as storage:
         storage.upsert_decisions([extra])
         storage.update_decision(rows[0]["id"], {"decision": "edited after the backup"})
+        storage.update_decision(rows[2]["id"], older)
         storage.delete_decisions([rows[1]["id"]])
 
     done = run_script("restore_from_github.py", "--restore-decisions", "--json")
@@ -481,17 +517,67 @@ def test_restore_keeps_live_rows_unless_pruned_and_reverts_changed_rows(home, ru
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["drift"]["only_backup"] == {"count": 1, "first_ids": [rows[1]["id"]]}
-    assert report["drift"]["changed"]["first_ids"] == [rows[0]["id"]]
+    assert report["drift"]["changed"]["first_ids"] == sorted([rows[0]["id"], rows[2]["id"]])
+    assert report["drift"]["newer_live"]["first_ids"] == [rows[0]["id"]]
     assert report["drift"]["only_live"]["first_ids"] == [extra["id"]]
+    assert report["restored"] == {"upserted": 2, "written": 2, "pruned": 0, "kept_newer": 1}
     live = {r["id"]: r for r in dump(settings)}
     assert extra["id"] in live and rows[1]["id"] in live
-    assert live[rows[0]["id"]]["decision"] == rows[0]["decision"]
+    assert live[rows[0]["id"]]["decision"] == "edited after the backup"
+    assert live[rows[2]["id"]]["decision"] == rows[2]["decision"]
+
+    taken = run_script("restore_from_github.py", "--restore-decisions", "--prefer-backup")
+    assert taken.returncode == 0, taken.stderr
+    assert "restored: 1 decisions upserted in one transaction, 0 pruned, 0 kept" in taken.stdout
+    assert {r["id"]: r for r in dump(settings)}[rows[0]["id"]]["decision"] == rows[0]["decision"]
 
     pruned = run_script("restore_from_github.py", "--restore-decisions", "--prune")
     assert pruned.returncode == 0, pruned.stderr
     assert "1 pruned" in pruned.stdout
     assert extra["id"] not in {r["id"] for r in dump(settings)}
     assert "restore completed" in (home / "logs" / "backup.log").read_text()
+
+
+def test_a_restore_hands_every_live_version_it_replaces_to_the_history_hook(home):
+    from angles.engines import restore_plan
+
+    settings = make_settings(home)
+    rows = [r for r in varied_decisions(8) if not r.get("superseded_by")]
+    seed(settings, rows)
+    run_backup(settings)
+    extra = validate({"decision": "only live", "type": "process"})
+    with open_storage(settings) as storage:
+        storage.upsert_decisions([extra])
+        storage.update_decision(rows[0]["id"], {"decision": "edited later"})
+        storage.update_decision(rows[1]["id"], {"decision": "dated earlier", "updated_at": "2000-01-01T00:00:00Z"})
+        expected = [storage.get_decision(rows[1]["id"]), storage.get_decision(extra["id"])]
+    handed: list[dict] = []
+    with open_storage(settings) as storage, restore_plan.verified_checkout(settings) as checkout:
+        found = restore_plan.drift(checkout, storage)
+        result = restore_plan.restore_decisions(checkout, storage, found, prune=True, on_replace=handed.append)
+    assert handed == expected
+    assert result["kept_newer"] == 1 and result["pruned"] == 1
+
+
+def test_prune_refuses_to_delete_a_row_a_kept_newer_edit_links_to(home, run_script):
+    settings = make_settings(home)
+    rows = [r for r in varied_decisions(6) if not r.get("superseded_by")]
+    seed(settings, rows)
+    run_backup(settings)
+    target = validate({"decision": "the replacement, only live", "type": "process"})
+    with open_storage(settings) as storage:
+        storage.upsert_decisions([target])
+        storage.update_decision(rows[0]["id"], {"superseded_by": target["id"]})
+    before = dump(settings)
+
+    refused = run_script("restore_from_github.py", "--restore-decisions", "--prune")
+
+    assert refused.returncode == 1 and len(refused.stderr.strip().splitlines()) == 1
+    assert f"--prune would delete decision {target['id']}" in refused.stderr and "--prefer-backup" in refused.stderr
+    assert dump(settings) == before
+    taken = run_script("restore_from_github.py", "--restore-decisions", "--prune", "--prefer-backup")
+    assert taken.returncode == 0, taken.stderr
+    assert target["id"] not in {r["id"] for r in dump(settings)}
 
 
 def test_restore_at_an_older_commit_or_date_picks_that_backup(home, run_script):
@@ -587,17 +673,17 @@ def test_the_embedded_default_works_from_a_fresh_clone(home, run_script):
 
 
 def test_an_out_of_order_backend_still_writes_an_id_sorted_file(tmp_path):
-    from angles.logs import Redactor
+    from angles.engines.credential_scan import CredentialScanner
 
     rows = [{"id": i, "agent_name": "x"} for i in (3, 1, 2)]
-    result = snapshot.write_table(tmp_path, snapshot.ACTIVITY, rows, snapshot.SecretScanner(Redactor()), [])
+    result = snapshot.write_table(tmp_path, snapshot.ACTIVITY, rows, CredentialScanner(), [])
     lines = (tmp_path / "agent_activity.jsonl").read_bytes().splitlines()
     assert [json.loads(line)["id"] for line in lines] == [1, 2, 3]
     assert result["sha256"] == hashlib.sha256((tmp_path / "agent_activity.jsonl").read_bytes()).hexdigest()
 
 
-def test_every_token_shape_the_log_filter_knows_is_caught_in_backup_records():
-    from angles.logs import Redactor
+def test_every_token_shape_the_log_filter_knows_is_reported_in_backup_records():
+    from angles.engines.credential_scan import CredentialScanner
 
     shapes = [
         _fake_token("sk-proj-"),
@@ -610,13 +696,16 @@ def test_every_token_shape_the_log_filter_knows_is_caught_in_backup_records():
         "eyJ" + _fake_token("h")[:20] + ".eyJ" + _fake_token("p")[:30] + "." + _fake_token("s")[:30],
         "postgresql://vault:hunter2hunter2@db.internal:5432/x",
     ]
-    scanner = snapshot.SecretScanner(Redactor(('configured "quoted\\ value',)))
-    for shape in [*shapes, 'configured "quoted\\ value']:
-        line = snapshot.encode_text({"id": "1", "comment": f"see {shape} here"}, ("id", "comment"))
-        assert scanner.may_have_secret(line.encode()) and scanner.line_has_secret(line), shape
-        cleaned, fields = scanner.redact({"id": "1", "comment": f"see {shape} here"})
-        assert fields == ["comment"] and shape not in cleaned["comment"]
-    assert not scanner.line_has_secret(snapshot.encode_text({"id": "1", "comment": "though high"}, ("id", "comment")))
+    configured = 'configured "quoted\\ value'
+    scanner = CredentialScanner((configured, "postgres"))
+    for shape in [*shapes, configured]:
+        for record in ({"id": "1", "comment": f"see {shape} here"}, {"id": "1", "comment": {shape: "as a key"}}):
+            line = snapshot.encode_text(record, ("id", "comment"))
+            assert scanner.may_match(line.encode()) and scanner.line_may_match(line), shape
+            assert scanner.fields(record) == ["comment"], shape
+    for ordinary in (ORDINARY, "though high", "postgres runs the vault", "sk-learn-style-pipeline-api-docs"):
+        record = {"id": "1", "comment": ordinary}
+        assert scanner.fields(record) == [], ordinary
 
 
 def test_an_unreachable_remote_is_retried_then_fails_with_one_line_not_exit_4(home, monkeypatch):
@@ -746,3 +835,351 @@ def test_an_empty_database_never_overwrites_a_backup_that_holds_decisions(home, 
     assert done.returncode == 1
     assert "refusing to back up 0 decisions over a backup that holds 8" in done.stderr
     assert remote_commits(home / "data" / "backup-remote.git") == commits
+
+
+def _push_from_elsewhere(remote: Path, work: Path) -> str:
+    git("clone", "-q", str(remote), str(work), cwd=work.parent)
+    (work / "note.txt").write_text("pushed by another host\n")
+    git("add", "note.txt", cwd=work)
+    git("commit", "-qm", "another host", cwd=work)
+    git("push", "-q", "origin", "main", cwd=work)
+    return git("rev-parse", "HEAD", cwd=work).strip()
+
+
+def test_git_locks_left_by_a_killed_backup_are_cleared_and_the_next_backup_succeeds(home, run_script, tmp_path):
+    settings = make_settings(home)
+    seed(settings, varied_decisions(10))
+    run_backup(settings)
+    remote = home / "data" / "backup-remote.git"
+    # The remote moved on since, so the next fetch must update the tracking ref whose lock is left behind.
+    other = _push_from_elsewhere(remote, tmp_path / "other")
+    clone_git = home / "data" / "backup-repo" / ".git"
+    locks = [clone_git / "index.lock", clone_git / "refs/remotes/origin/main.lock", remote / "refs/heads/main.lock"]
+    for lock in locks:
+        lock.write_text("")
+    with open_storage(settings) as storage:
+        storage.upsert_decisions(varied_decisions(2, seed=9))
+
+    done = run_script("run_backup_now.py")
+
+    assert done.returncode == 0, done.stderr
+    assert "12 decisions (+2 ~0 -0)" in done.stdout
+    assert not any(lock.exists() for lock in locks)
+    log = (home / "logs" / "active" / "backup.log").read_text()
+    for lock in locks:
+        assert f"removed the stale git lock file {lock}" in log
+    assert other in remote_commits(remote)
+
+
+def test_a_push_refused_while_nothing_else_pushed_is_not_blamed_on_a_moving_remote(tmp_path):
+    from angles.errors import AnglesError
+
+    remote = guarded_remote(tmp_path / "shared.git")
+    settings = make_settings(tmp_path / "a", BACKUP_REMOTE=remote)
+    seed(settings, varied_decisions(5))
+    run_backup(settings)
+    # A lock this young in a remote other hosts may push to could be theirs: it stays, and the push fails.
+    lock = remote / "refs" / "heads" / "main.lock"
+    lock.write_text("")
+    with open_storage(settings) as storage:
+        storage.upsert_decisions(varied_decisions(1, seed=3))
+
+    with pytest.raises(AnglesError) as refused:
+        run_backup(settings)
+
+    message = str(refused.value)
+    assert "refused the push although no other host pushed" in message and "main.lock" in message
+    assert "kept moving" not in message
+    assert lock.exists()
+    old = time.time() - 300
+    os.utime(lock, (old, old))
+    assert run_backup(settings)["result"] == "committed"
+    assert not lock.exists()
+
+
+def _backend_settings(home: Path, backend: str, request):
+    if backend == "postgres":
+        return make_settings(home, DATABASE_URL=request.getfixturevalue("pg_url"))
+    return make_settings(home)
+
+
+def _refuse_deleting(settings, decision_id: str) -> None:
+    """A trigger that makes deleting one decision fail, as a database error would mid-restore."""
+    if settings.database_kind == "postgres":
+        import psycopg
+
+        with psycopg.connect(settings.database_url, autocommit=True) as conn:
+            conn.execute(
+                "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$"
+                " LANGUAGE plpgsql"
+            )
+            conn.execute(
+                "CREATE TRIGGER refuse BEFORE DELETE ON decision_vault FOR EACH ROW"
+                f" WHEN (OLD.id = '{decision_id}') EXECUTE FUNCTION refuse()"
+            )
+    else:
+        import sqlite3
+
+        with sqlite3.connect(settings.sqlite_path) as conn:
+            conn.execute(
+                f"CREATE TRIGGER refuse BEFORE DELETE ON decision_vault WHEN OLD.id = '{decision_id}'"
+                " BEGIN SELECT RAISE(ABORT, 'refused'); END"
+            )
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_restore_prune_of_linked_live_only_rows_is_one_transaction(home, request, backend, run_script):
+    settings = _backend_settings(home, backend, request)
+    rows = [r for r in varied_decisions(12) if not r.get("superseded_by")]
+    seed(settings, rows)
+    run_backup(settings)
+    # Live-only rows linked to each other, the target sorting first: deleting in id order breaks the link.
+    target = validate({"id": "00000000-0000-4000-8000-000000000001", "decision": "newer", "type": "process"})
+    linked = validate({"id": "ffffffff-0000-4000-8000-000000000001", "decision": "older", "type": "process"})
+    linked["superseded_by"] = target["id"]
+    with open_storage(settings) as storage:
+        storage.upsert_decisions([target, linked])
+        storage.update_decision(rows[0]["id"], {"decision": "edited", "updated_at": "2020-01-01T00:00:00.000000Z"})
+    env = {"DATABASE_URL": settings.database_url} if backend == "postgres" else {}
+
+    _refuse_deleting(settings, linked["id"])
+    before = dump(settings)
+    failed = run_script("restore_from_github.py", "--restore-decisions", "--prune", env=env)
+
+    assert failed.returncode == 2, failed.stderr
+    assert dump(settings) == before, "the upsert was rolled back with the failed delete"
+
+    if backend == "postgres":
+        import psycopg
+
+        with psycopg.connect(settings.database_url, autocommit=True) as conn:
+            conn.execute("DROP TRIGGER refuse ON decision_vault")
+    else:
+        import sqlite3
+
+        with sqlite3.connect(settings.sqlite_path) as conn:
+            conn.execute("DROP TRIGGER refuse")
+    done = run_script("restore_from_github.py", "--restore-decisions", "--prune", env=env)
+
+    assert done.returncode == 0, done.stderr
+    assert "restored: 1 decisions upserted in one transaction, 2 pruned" in done.stdout
+    live = {r["id"]: r for r in dump(settings)}
+    assert target["id"] not in live and linked["id"] not in live
+    assert live[rows[0]["id"]]["decision"] == rows[0]["decision"]
+
+
+def test_a_killed_restore_leaves_no_clone_behind_once_the_next_restore_starts(home, run_script, tmp_path, monkeypatch):
+    import fcntl
+    import signal
+    import sys
+
+    from angles.scratch import OWNER
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(scratch))
+    settings = make_settings(home)
+    seed(settings, varied_decisions(3000))
+    run_backup(settings)
+    env = {k: v for k, v in os.environ.items() if k != "ANGLES_HOME"}
+    env.update(ANGLES_HOME=str(home), TMPDIR=str(scratch))
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "restore_from_github.py"), "--restore-decisions"], cwd=home, env=env
+    )
+    deadline = time.monotonic() + 60
+    while not list(scratch.glob("angles-restore-*/backup/.git/objects")) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    (killed,) = scratch.glob("angles-restore-*")
+    old_unowned = scratch / "angles-restore-from-an-older-version"
+    young_unowned = scratch / "angles-restore-being-created"
+    for folder in (old_unowned, young_unowned):
+        folder.mkdir()
+    two_hours_ago = time.time() - 7200
+    os.utime(old_unowned, (two_hours_ago, two_hours_ago))
+
+    # A restore still running holds the lock on its folder's owner file.
+    live = scratch / "angles-restore-still-running"
+    live.mkdir()
+    owner = os.open(live / OWNER, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(owner, fcntl.LOCK_EX)
+
+    done = run_script("restore_from_github.py", "--dry-run", env={"TMPDIR": str(scratch)})
+
+    os.close(owner)
+    assert done.returncode == 0, done.stderr
+    assert live.exists(), "a folder its process still owns is left alone"
+    assert not killed.exists() and not old_unowned.exists() and young_unowned.exists()
+    log = (home / "logs" / "active" / "restore.log").read_text()
+    assert f"removed {killed} (" in log and "left behind by an interrupted run" in log
+
+
+PASSPHRASE = "a long passphrase for the backup tests"
+
+
+def _all_objects(remote: Path) -> bytes:
+    return subprocess.run(
+        ["git", "cat-file", "--batch-all-objects", "--batch"], cwd=remote, capture_output=True, check=True
+    ).stdout
+
+
+def test_an_encrypted_backup_holds_no_plaintext_and_restores_exactly(home, run_script):
+    settings = make_settings(home, BACKUP_PASSPHRASE=PASSPHRASE)
+    rows = varied_decisions(300)
+    rows[5]["decision"] = "A sentence that must never reach the remote in plaintext"
+    seed(settings, rows)
+    before = dump(settings)
+    env = {"BACKUP_PASSPHRASE": PASSPHRASE}
+
+    done = run_script("run_backup_now.py", env=env)
+
+    assert done.returncode == 0, done.stderr
+    assert "encrypted" in done.stdout
+    remote = home / "data" / "backup-remote.git"
+    objects = _all_objects(remote)
+    assert b"must never reach the remote" not in objects and rows[5]["id"].encode() not in objects
+    assert git("ls-tree", "--name-only", "main", cwd=remote).split() == [
+        "agent_activity.jsonl.enc",
+        "decision_vault.jsonl.enc",
+        "manifest.json",
+    ]
+    texts = [done.stdout, done.stderr] + [p.read_text(errors="replace") for p in (home / "logs").rglob("*.log")]
+    assert all(PASSPHRASE not in text for text in texts)
+
+    wipe_database(settings)
+    restored = run_script("restore_from_github.py", "--restore-decisions", env=env)
+    drill = run_script("restore_from_github.py", "--verify-only", "--level", "live", env=env)
+
+    assert restored.returncode == 0, restored.stderr
+    assert "encrypted" in restored.stdout
+    assert dump(settings) == before
+    assert drill.returncode == 0 and "restore drill passed" in drill.stdout
+
+
+@pytest.mark.parametrize(
+    "script",
+    [("restore_from_github.py", "--dry-run"), ("restore_from_github.py", "--verify-only"), ("run_backup_now.py",)],
+    ids=["restore", "drill", "backup"],
+)
+def test_a_missing_or_wrong_passphrase_is_one_line_and_exit_1(home, run_script, script):
+    settings = make_settings(home, BACKUP_PASSPHRASE=PASSPHRASE)
+    seed(settings, varied_decisions(20))
+    run_backup(settings)
+    with open_storage(settings) as storage:
+        storage.upsert_decisions(varied_decisions(1, seed=5))
+    remote = home / "data" / "backup-remote.git"
+    commits = remote_commits(remote)
+
+    missing = run_script(*script)
+    wrong = run_script(*script, env={"BACKUP_PASSPHRASE": "not the passphrase at all"})
+
+    for done in (missing, wrong):
+        assert done.returncode == 1, done.stdout
+        assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+        assert "BACKUP_PASSPHRASE" in done.stderr and "not the passphrase at all" not in done.stderr
+    if script[0] == "restore_from_github.py":
+        assert "is encrypted: set BACKUP_PASSPHRASE" in missing.stderr
+    else:
+        assert "are encrypted but BACKUP_PASSPHRASE is not set" in missing.stderr
+    assert "is not the passphrase" in wrong.stderr
+    assert remote_commits(remote) == commits
+
+
+def test_a_short_passphrase_is_refused_without_echoing_it(home, run_script):
+    done = run_script("run_backup_now.py", env={"BACKUP_PASSPHRASE": "short-pass"})
+    assert done.returncode == 1
+    assert "BACKUP_PASSPHRASE must be at least 12 characters" in done.stderr and "short-pass" not in done.stderr
+
+
+def _sealed_records(data: bytes) -> list[bytes]:
+    from angles.engines.backup_crypto import MAGIC
+
+    records, offset = [], len(MAGIC)
+    while offset < len(data):
+        size = int.from_bytes(data[offset : offset + 4], "big")
+        records.append(data[offset : offset + 4 + size])
+        offset += 4 + size
+    return records
+
+
+def test_changed_rows_change_only_their_own_encrypted_records(home, monkeypatch):
+    from angles.engines.backup_crypto import BackupCipher
+
+    settings = make_settings(home, BACKUP_PASSPHRASE=PASSPHRASE)
+    seed(settings, [r for r in varied_decisions(400) if not r.get("superseded_by")])
+    run_backup(settings)
+    sealed = home / "data" / "backup-repo" / "decision_vault.jsonl.enc"
+    first = _sealed_records(sealed.read_bytes())
+    with open_storage(settings) as storage:
+        rows = list(storage.iter_decisions())
+        for row in rows[::50]:
+            storage.update_decision(row["id"], {"comment": "revised"})
+        storage.upsert_decisions([validate({"decision": "one more", "type": "process"})])
+    sealed_tables: list[str] = []
+    original = BackupCipher.seal
+    monkeypatch.setattr(
+        BackupCipher, "seal", lambda self, table, line: sealed_tables.append(table) or original(self, table, line)
+    )
+
+    result = run_backup(settings)
+
+    second = _sealed_records(sealed.read_bytes())
+    assert result["result"] == "committed" and f"(+1 ~{len(rows[::50])} -0)" in result["message"]
+    assert len(second) == len(first) + 1
+    assert len(set(second) - set(first)) == len(rows[::50]) + 1
+    assert sealed_tables.count("decision_vault") == len(rows[::50]) + 1, "unchanged records were reused"
+    manifest = json.loads((home / "data" / "backup-repo" / "manifest.json").read_text())
+    cipher = BackupCipher.for_manifest(PASSPHRASE, manifest, "test")
+    plain = home / "data" / "backup-repo" / ".git" / "angles-plain" / "decision_vault.jsonl"
+    resealed = cipher.seal_lines("decision_vault", plain.read_bytes().splitlines(keepends=True), home / "fresh")
+    assert (home / "fresh").read_bytes() == sealed.read_bytes() and resealed == manifest["files"][
+        "decision_vault.jsonl"
+    ]["sealed_sha256"]
+    assert run_verify(settings)["result"] == "ok"
+
+
+def test_switching_encryption_on_removes_the_plaintext_files_from_the_branch(home):
+    settings = make_settings(home)
+    seed(settings, varied_decisions(30))
+    run_backup(settings)
+    encrypted = make_settings(home, BACKUP_PASSPHRASE=PASSPHRASE)
+    with open_storage(settings) as storage:
+        storage.upsert_decisions(varied_decisions(2, seed=8))
+
+    result = run_backup(encrypted)
+
+    assert result["result"] == "committed" and "32 decisions (+2 ~0 -0)" in result["message"]
+    remote = home / "data" / "backup-remote.git"
+    tree = git("ls-tree", "--name-only", "main", cwd=remote).split()
+    assert tree == ["agent_activity.jsonl.enc", "decision_vault.jsonl.enc", "manifest.json"]
+    assert run_verify(encrypted)["result"] == "ok"
+
+
+@pytest.mark.parametrize("damage", ["record", "manifest"])
+def test_an_altered_encrypted_backup_is_refused_and_the_database_left_alone(home, run_script, tmp_path_factory, damage):
+    settings = make_settings(home, BACKUP_PASSPHRASE=PASSPHRASE)
+    seed(settings, varied_decisions(40))
+    run_backup(settings)
+    wipe_database(settings)
+    work = tmp_path_factory.mktemp("sealed") / "w"
+    git("clone", "-q", str(home / "data" / "backup-remote.git"), str(work), cwd=work.parent)
+    if damage == "record":
+        path = work / "decision_vault.jsonl.enc"
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        path.write_bytes(bytes(data))
+        expected = "does not decrypt (damaged or altered)"
+    else:
+        manifest = json.loads((work / "manifest.json").read_text())
+        manifest["files"]["decision_vault.jsonl"]["rows"] = 39
+        (work / "manifest.json").write_text(json.dumps(manifest))
+        expected = "file list was altered"
+    git("commit", "-qam", "alter", cwd=work)
+    git("push", "-q", "origin", "main", cwd=work)
+
+    done = run_script("restore_from_github.py", "--restore-decisions", env={"BACKUP_PASSPHRASE": PASSPHRASE})
+
+    assert done.returncode == 1 and expected in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert dump(settings) == []

@@ -1,4 +1,5 @@
-"""An unchanged backup skips re-running the token-shape scan on bytes it already vouched for, never the secrets."""
+"""An unchanged backup skips re-running the token-shape scan on bytes it already vouched for, never the secrets,
+and still reports every record the earlier scan found."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import shutil
 
 from angles.actions.backup import run_backup
 from angles.config import load_settings
-from angles.engines import backup_format as snapshot
+from angles.engines.credential_scan import CredentialScanner
 from angles.engines.decision_model import validate
 from angles.storage import migrations, open_storage
 
@@ -23,6 +24,7 @@ def seed(settings, count: int = 1200) -> list[dict]:
         for n in range(count)
     ]
     rows[700]["comment"] = f"old key {LATER_SECRET} still in use"
+    rows[200]["comment"] = "token " + "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2" + " pasted here"
     with open_storage(settings) as storage:
         migrations.migrate(storage)
         storage.upsert_decisions(rows, atomic=True)
@@ -31,30 +33,32 @@ def seed(settings, count: int = 1200) -> list[dict]:
 
 def spy_on_scans(monkeypatch) -> list[bool]:
     seen: list[bool] = []
-    original = snapshot.SecretScanner.may_have_secret
+    original = CredentialScanner.may_match
 
-    def spy(self, data, *, shapes_checked=False):
+    def spy(self, data, *, shapes_checked=False, absent=b""):
         seen.append(shapes_checked)
-        return original(self, data, shapes_checked=shapes_checked)
+        return original(self, data, shapes_checked=shapes_checked, absent=absent)
 
-    monkeypatch.setattr(snapshot.SecretScanner, "may_have_secret", spy)
+    monkeypatch.setattr(CredentialScanner, "may_match", spy)
     return seen
 
 
-def test_a_secret_configured_after_a_backup_is_redacted_from_the_next_unchanged_export(home, monkeypatch):
+def test_a_secret_configured_after_a_backup_is_reported_by_the_next_unchanged_export(home, monkeypatch):
     settings = make_settings(home)
     rows = seed(settings)
-    run_backup(settings)
+    first = run_backup(settings)
     clone = home / "data" / "backup-repo"
-    assert LATER_SECRET.encode() in (clone / "decision_vault.jsonl").read_bytes()
+    data = (clone / "decision_vault.jsonl").read_bytes()
+    assert [r["id"] for r in first["credential_like"]] == [rows[200]["id"]]
     seen = spy_on_scans(monkeypatch)
 
     result = run_backup(make_settings(home, OPENAI_API_KEY=LATER_SECRET))
 
-    assert result["result"] == "committed"
+    assert result["result"] == "committed" and "(+0 ~0 -0)" in result["message"], "the manifest's list changed"
     assert any(seen), "the unchanged chunks took the vouched-for path"
-    assert LATER_SECRET.encode() not in (clone / "decision_vault.jsonl").read_bytes()
-    assert {"table": "decision_vault", "id": rows[700]["id"], "fields": ["comment"]} in result["redactions"]
+    assert (clone / "decision_vault.jsonl").read_bytes() == data
+    reported = {r["id"]: r["fields"] for r in result["credential_like"] if r["table"] == "decision_vault"}
+    assert reported == {rows[700]["id"]: ["comment"], rows[200]["id"]: ["comment"]}
 
 
 def test_a_rewritten_file_in_the_clone_is_scanned_in_full_again(home, monkeypatch):

@@ -505,3 +505,55 @@ def test_backup_remote_that_never_answers_is_a_warning_within_the_timeout(home):
     assert result.status == "warning"
     assert "did not answer within 0.5 s" in result.reason
     assert result.metrics["backup_remote_up"] == 0
+
+
+def test_a_backed_up_credential_warns_naming_the_decision_until_it_is_edited(home):
+    from angles.actions.backup import run_backup
+    from angles.engines.decision_model import validate
+    from angles.health.backup import CredentialContentCheck
+    from angles.storage import migrations, open_storage
+
+    settings = settings_with(home)
+    token = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2"
+    rows = [validate({"decision": f"decision {n}", "type": "process"}) for n in range(5)]
+    rows[2]["comment"] = f"CI token {token}"
+    with open_storage(settings) as storage:
+        migrations.migrate(storage)
+        storage.upsert_decisions(rows)
+    assert run(CredentialContentCheck(), settings).status == "ok"
+    run_backup(settings)
+
+    result = run(CredentialContentCheck(), settings)
+
+    assert result.status == "warning" and rows[2]["id"] in result.reason and token not in result.reason
+    with open_storage(settings) as storage:
+        storage.update_decision(rows[2]["id"], {"comment": "CI token rotated and removed"})
+    assert run(CredentialContentCheck(), settings).status == "ok"
+
+
+def test_failures_after_a_good_backup_name_the_good_one_and_count_the_failures(home):
+    from angles.actions.backup import run_backup
+    from angles.engines.decision_model import validate
+    from angles.errors import AnglesError
+    from angles.storage import migrations, open_storage
+
+    settings = settings_with(home)
+    with open_storage(settings) as storage:
+        migrations.migrate(storage)
+        storage.upsert_decisions([validate({"decision": "first", "type": "process"})])
+    good = run_backup(settings)
+    hook = home / "data" / "backup-remote.git" / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\necho 'disk quota exceeded' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    for n in range(2):
+        with open_storage(settings) as storage:
+            storage.upsert_decisions([validate({"decision": f"later {n}", "type": "process"})])
+        with pytest.raises(AnglesError):
+            run_backup(settings)
+
+    result = run(BackupAgeCheck(), settings, now=datetime.now(UTC))
+
+    assert result.status == "warning"
+    assert "only recorded" not in result.reason
+    assert "2 failure(s) since the last good backup" in result.reason and good["commit"][:12] in result.reason
+    assert result.details["last_success"] and result.metrics["backup_age_hours"] < 1

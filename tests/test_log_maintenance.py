@@ -135,3 +135,36 @@ def test_cleanup_forgets_slot_claims_older_than_a_week_and_keeps_recent_ones(set
     assert sqlite_storage.claim_slot("health_check", recent, "host")
     assert run_cleanup(settings)["slots_pruned"] == 1
     assert sqlite_storage.claim_slot("health_check", recent, "other-host") is False
+
+
+def test_backup_history_is_rotated_and_tail_still_finds_it(home, clean_env):
+    import subprocess
+
+    from angles.actions.backup import append_history
+    from angles.actions.maintenance import run_cleanup, run_rotate_logs
+    from angles.config import load_settings
+
+    clean_env.setenv("LOG_MAX_MB", "0.01")
+    settings = load_settings()
+
+    for n in range(3):
+        append_history(settings, f"backup completed: run {n}")
+    history = settings.logs_dir / "backup.log"
+
+    run_rotate_logs(settings)
+
+    folder = settings.logs_dir / "archive" / time.strftime("%Y-%m-%d", time.gmtime())
+    archived = (folder / "backup-history.log").read_text()
+    assert [line.split(" ", 1)[1] for line in archived.splitlines()] == [f"backup completed: run {n}" for n in range(3)]
+    append_history(settings, "backup completed: run 3")
+    tail = subprocess.run(["tail", "-n", "5", str(history)], capture_output=True, text=True, check=True).stdout
+    assert f"history before this line: logs/archive/{folder.name}/backup-history.log" in tail
+    assert tail.rstrip().endswith("backup completed: run 3")
+    assert not (settings.active_logs_dir / "backup-history.log").exists()
+
+    # The daily cleanup rotates it too once it outgrows LOG_MAX_MB; a history of only the pointer line stays.
+    history.write_text("x" * (int(settings.log_max_mb * 1024 * 1024) + 1))
+    assert "backup.log" in run_cleanup(settings)["oversized_rotated"]
+    assert (folder / "backup-history.2.log").exists()
+    assert run_rotate_logs(settings)["rotated"] == []
+    assert history.read_text().count("\n") == 1

@@ -54,3 +54,16 @@ def test_log_lines_are_one_line_with_utc_timestamps(home):
     stamp = line.split(" ", 1)[0]
     assert stamp.endswith("Z") and stamp[4] == "-" and "T" in stamp
     assert "INFO" in line and "completed" in line
+
+
+def test_logs_keep_ordinary_words_and_short_configured_values_but_hide_url_passwords(home, clean_env):
+    clean_env.setenv("DATABASE_URL", "postgresql://postgres:postgres@127.0.0.1:5432/vault")
+    settings = load_settings()
+    log = setup_logging("words", settings, console=False)
+    words = "postgres runs disk-encryption-at-rest, task-management-system-v2 and risk-assessment-spreadsheet"
+    log.info("decision text: %s", words)
+    log.info("connecting to %s", settings.database_url)
+    logging.shutdown()
+    text = (home / "logs" / "active" / "words.log").read_text()
+    assert f"decision text: {words}" in text
+    assert "postgresql://[REDACTED]@127.0.0.1:5432/vault" in text

@@ -576,11 +576,15 @@ def test_export_is_sorted_by_id_with_stable_keys_and_a_header(home, run_script):
     assert not [p for p in (home / "export").iterdir() if p.name.startswith(".")]
 
 
-def test_export_never_carries_a_secret_pasted_into_a_decision(home, run_script):
-    seed(1, text=lambda i: "rotate key " + "sk-" + "proj-abcdefghijklmnopqrstuvwxyz0123456789 today")
-    assert run_script("memory_sync.py", "--export-only").returncode == 0
+def test_export_holds_a_pasted_secret_as_stored_and_names_the_decision(home, run_script):
+    key = "sk-" + "proj-abcdefghijklmnopqrstuvwxyz0123456789"
+    (pasted,) = seed(1, text=lambda i: f"rotate key {key} today")
+    done = run_script("memory_sync.py", "--export-only")
+    assert done.returncode == 0, done.stderr
     (path,) = list((home / "export").glob("decisions_*.json"))
-    assert "sk-" + "proj-abcdefghijklmnop" not in path.read_text()
+    assert json.loads(path.read_text())["decisions"][0]["decision"] == f"rotate key {key} today"
+    assert f"decision {pasted} looks like it holds a credential" in done.stdout
+    assert key not in done.stdout + done.stderr
 
 
 def test_full_sync_against_postgres(notion, pg_url, monkeypatch):

@@ -15,6 +15,9 @@ from angles.errors import MigrationError
 from angles.storage import migrations
 from tests.fakes.postgrest import FakePostgrest, fake_service_key
 
+# The newest migration this checkout ships (other branches add theirs).
+SHIPPED = migrations.latest_version("sqlite")
+
 # The original system's schema, as its database was created (issue 2, item 5).
 ORIGINAL_SCHEMA = """
 CREATE TABLE decision_vault (
@@ -77,7 +80,7 @@ def test_fresh_checkout_creates_the_sqlite_database_and_a_second_run_has_nothing
     assert second.returncode == 0, second.stderr
     assert "nothing pending" in second.stdout
     report = json.loads(run_script("run_migration.py", "--json").stdout)
-    assert report["pending"] == [] and report["schema_version"] == report["latest_version"] == 2
+    assert report["pending"] == [] and report["schema_version"] == report["latest_version"] == SHIPPED
 
 
 def test_dry_run_on_a_fresh_checkout_lists_migrations_and_creates_nothing(run_script, home):
@@ -102,11 +105,11 @@ def test_a_changed_applied_migration_is_refused(run_script, home):
 
 @pytest.fixture
 def broken_migrations(tmp_path, monkeypatch):
-    """The shipped migrations plus a third whose last statement fails after earlier ones succeeded."""
+    """The shipped migrations plus one more whose last statement fails after earlier ones succeeded."""
     root = tmp_path / "migrations"
     for dialect in ("sqlite", "postgres"):
         shutil.copytree(migrations.MIGRATIONS_DIR / dialect, root / dialect)
-        (root / dialect / "0003_half_done.sql").write_text(
+        (root / dialect / f"{SHIPPED + 1:04d}_half_done.sql").write_text(
             "CREATE TABLE half_done (id integer);\n"
             "ALTER TABLE decision_vault ADD COLUMN half_column integer;\n"
             "INSERT INTO agent_activity (agent_name, action) VALUES ('migration', 'half');\n"
@@ -117,10 +120,10 @@ def broken_migrations(tmp_path, monkeypatch):
 
 
 def _assert_nothing_half_applied(storage, columns_of):
-    with pytest.raises(MigrationError, match="0003_half_done.sql failed and was rolled back") as info:
+    with pytest.raises(MigrationError, match=f"{SHIPPED + 1:04d}_half_done.sql failed and was rolled back") as info:
         migrations.migrate(storage)
     assert info.value.exit_code == 2
-    assert storage.schema_version() == 2
+    assert storage.schema_version() == SHIPPED
     assert "half_column" not in columns_of("decision_vault")
     assert columns_of("half_done") == []
     assert [r["action"] for r in storage.iter_activity()] == []
@@ -154,7 +157,7 @@ def test_postgres_migration_dry_run_then_apply_then_nothing_pending(run_script, 
     again = run_script("run_migration.py", env=env)
     assert again.returncode == 0 and "nothing pending" in again.stdout
     versions = pg_rows(pg_url, "SELECT version FROM schema_migrations ORDER BY version")
-    assert [r["version"] for r in versions] == [1, 2]
+    assert [r["version"] for r in versions] == list(range(1, SHIPPED + 1))
 
 
 @pytest.mark.postgres

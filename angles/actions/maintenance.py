@@ -15,24 +15,36 @@ logger = logging.getLogger(__name__)
 
 MB = 1024 * 1024
 SLOT_RETENTION_DAYS = 7
+HISTORY_ARCHIVE_NAME = "backup-history.log"
+POINTER = "history before this line:"
 
 
 def run_rotate_logs(settings, *, only_larger_than: float | None = None) -> dict:
-    """Move logs/active/*.log to logs/archive/YYYY-MM-DD/; every writer reopens its file on its next line."""
+    """Move logs/active/*.log and logs/backup.log to logs/archive/YYYY-MM-DD/; writers reopen on their next line.
+
+    logs/backup.log starts again with one line saying where the earlier history went, so `tail` finds the way.
+    """
     day = datetime.now(UTC).strftime("%Y-%m-%d")
     archive = settings.logs_dir / "archive" / day
     rotated = []
-    for path in sorted(settings.active_logs_dir.glob("*.log")):
+    logs = [(path, path.name) for path in sorted(settings.active_logs_dir.glob("*.log"))]
+    # Archived under another name: logs/active/backup.log is the backup's own log, not this history.
+    logs.append((settings.backup_history_log, HISTORY_ARCHIVE_NAME))
+    for path, name in logs:
         try:
             size = path.stat().st_size
         except FileNotFoundError:
             continue
         if size == 0 or (only_larger_than is not None and size <= only_larger_than):
             continue
+        if name == HISTORY_ARCHIVE_NAME and _only_pointer(path, size):
+            continue
         archive.mkdir(parents=True, exist_ok=True)
-        target = _free_name(archive, path.name)
+        target = _free_name(archive, name)
         _move(path, target)
         rotated.append({"file": path.name, "to": str(target.relative_to(settings.logs_dir)), "bytes": size})
+        if path == settings.backup_history_log:
+            _append(path, f"{POINTER} {target.relative_to(settings.logs_dir.parent)}")
     logger.info("log rotation completed: %d file(s) moved to logs/archive/%s", len(rotated), day)
     return {"rotated": rotated, "archive": str(archive), "exit_code": 0}
 
@@ -63,6 +75,24 @@ def run_cleanup(settings) -> dict:
         "slots_pruned": slots,
         "exit_code": 0,
     }
+
+
+def _only_pointer(path: Path, size: int) -> bool:
+    """Whether the history holds nothing since the last rotation but the line pointing at the archive."""
+    if size > 4096:
+        return False
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    return len(lines) == 1 and POINTER in lines[0]
+
+
+def _append(path: Path, text: str) -> None:
+    # O_APPEND, as the history's writer does: a line it adds meanwhile is never overwritten.
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, f"{stamp} {text}\n".encode())
+    finally:
+        os.close(fd)
 
 
 def _prune_slots(settings) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 
 from angles.engines import restore_plan as restore
-from angles.engines.backup_format import secret_scanner
 from angles.errors import AnglesError
 from angles.logs import redactor
 from angles.progress import progress_bar
@@ -24,17 +23,22 @@ def run_restore(
     restore_decisions: bool = False,
     at: str | None = None,
     prune: bool = False,
+    prefer_backup: bool = False,
     level: str = "checksums",
     progress: bool = False,
 ) -> dict:
-    """Verify a backup, report drift against the live database and, when asked, upsert its decisions."""
+    """Verify a backup, report drift against the live database and, when asked, upsert its decisions.
+
+    Decisions edited live after the backup keep their live version unless `prefer_backup`.
+    """
     if prune and not restore_decisions:
         raise AnglesError("--prune only applies together with --restore-decisions")
+    if prefer_backup and not restore_decisions:
+        raise AnglesError("--prefer-backup only applies together with --restore-decisions")
     if level not in LEVELS:
         raise AnglesError(f"verification level {level!r} is unknown (one of {', '.join(LEVELS)})")
     writes = restore_decisions and not dry_run
     suffix = " (dry run)" if dry_run else ""
-    scanner = secret_scanner(settings)
     with (
         component_log(settings, "restore"),
         open_storage(settings, create=writes) as storage,
@@ -48,15 +52,19 @@ def run_restore(
                 if writes:
                     migrations.migrate(storage)
                 result = _describe(checkout)
-                result["verification"] = _levels(checkout, storage, scanner, level)
-                found = restore.drift(checkout, storage, scanner, bar)
+                result["verification"] = _levels(checkout, storage, level)
+                found = restore.drift(checkout, storage, bar)
                 result["drift"] = found.report()
                 if writes:
-                    result["restored"] = restore.restore_decisions(checkout, storage, found, prune=prune, bar=bar)
+                    result["restored"] = restore.restore_decisions(
+                        checkout, storage, found, prune=prune, prefer_backup=prefer_backup, bar=bar
+                    )
                 elif restore_decisions:
+                    kept = 0 if prefer_backup else len(found.newer_live)
                     result["would_restore"] = {
-                        "upsert": len(found.only_backup) + len(found.changed),
+                        "upsert": len(found.only_backup) + len(found.changed) - kept,
                         "prune": len(found.only_live) if prune else 0,
+                        "kept_newer": kept,
                     }
         except AnglesError as exc:
             if writes:
@@ -64,7 +72,13 @@ def run_restore(
             raise
         # Rows skipped as unstorable: the rest is restored and committed, but a script must notice the gap.
         skipped = result.get("restored", {}).get("skipped")
-        result.update(dry_run=dry_run, restore_decisions=restore_decisions, prune=prune, exit_code=1 if skipped else 0)
+        result.update(
+            dry_run=dry_run,
+            restore_decisions=restore_decisions,
+            prune=prune,
+            prefer_backup=prefer_backup,
+            exit_code=1 if skipped else 0,
+        )
         result["duration_s"] = run.duration_s
         logger.info("restore completed%s: %s", suffix, restore_summary(result))
         if writes:
@@ -89,7 +103,7 @@ def run_verify(settings, *, level: str = "restore", at: str | None = None) -> di
             with restore.verified_checkout(settings, at) as checkout:
                 restore.check_schema(checkout, storage)
                 result = _describe(checkout)
-                result["verification"] = _levels(checkout, storage, secret_scanner(settings), level)
+                result["verification"] = _levels(checkout, storage, level)
         except AnglesError as exc:
             message = redactor()(str(exc))
             store_state(
@@ -129,18 +143,19 @@ def _describe(checkout: restore.Checkout) -> dict:
         "schema_version": manifest.get("schema_version"),
         "tool_version": manifest.get("tool_version"),
         "files": {name: {"rows": m.get("rows"), "sha256": m.get("sha256")} for name, m in manifest["files"].items()},
-        "redactions": len(manifest.get("redactions") or []),
+        "credential_like": len(manifest.get("credential_like") or []),
+        "encrypted": bool(manifest.get("encryption")),
     }
 
 
-def _levels(checkout, storage, scanner, level: str) -> dict:
+def _levels(checkout, storage, level: str) -> dict:
     out: dict = {"checksums": "ok"}
     if level in ("restore", "live"):
         out["scratch_restore"] = restore.scratch_restore(checkout)
         if not out["scratch_restore"]["identical"]:
             logger.warning("restore drill: decisions restored into scratch SQLite do not re-export byte-identically")
     if level == "live":
-        out["spot_check"] = restore.spot_check(checkout, storage, scanner)
+        out["spot_check"] = restore.spot_check(checkout, storage)
     return out
 
 
@@ -148,13 +163,15 @@ def restore_summary(result: dict) -> str:
     drift = result["drift"]
     text = (
         f"backup {result['commit'][:12]} ({result['backup_created_at']}): "
-        f"{drift['only_backup']['count']} only in backup, {drift['changed']['count']} changed, "
+        f"{drift['only_backup']['count']} only in backup, {drift['changed']['count']} changed "
+        f"({drift['newer_live']['count']} edited live since), "
         f"{drift['only_live']['count']} only live, {drift['unchanged']} unchanged"
     )
     if "restored" in result:
-        text += f"; restored {result['restored']['upserted']}, pruned {result['restored']['pruned']}"
-        if result["restored"].get("skipped"):
-            text += f", skipped {len(result['restored']['skipped'])} unstorable"
+        restored = result["restored"]
+        text += f"; restored {restored['upserted']}, pruned {restored['pruned']}, kept {restored['kept_newer']} newer"
+        if restored.get("skipped"):
+            text += f", skipped {len(restored['skipped'])} unstorable"
     return text
 
 

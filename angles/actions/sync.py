@@ -173,8 +173,7 @@ def _sync(storage, settings, result: dict, bar, *, sync: bool, dry_run: bool, pu
 def _export(storage, settings, bar, *, dry_run: bool) -> dict:
     if dry_run:
         return {"path": str(export_path(settings)), "count": storage.count_decisions()}
-    path = write_export(storage, settings, progress=bar)
-    return {"path": str(path), "count": storage.count_decisions()}
+    return write_export(storage, settings, progress=bar)
 
 
 def _database_status(result, context) -> dict:

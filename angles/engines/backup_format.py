@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from itertools import repeat
 from pathlib import Path
 
+from angles.engines.credential_scan import CredentialScanner
 from angles.engines.decision_model import ACTIVITY_COLUMNS, COLUMNS, JSON_COLUMNS
 from angles.errors import AnglesError
 from angles.files import atomic_write
-from angles.logs import TOKEN_PATTERNS
 
 FORMAT = "angles-backup/1"
 MANIFEST = "manifest.json"
@@ -41,17 +41,17 @@ TABLES = (DECISIONS, ACTIVITY)
 
 @dataclass
 class Snapshot:
-    """What one export wrote: per-file checksums and counts, and the records redacted on the way."""
+    """What one export wrote: per-file checksums and counts, and the records that look like they hold a credential."""
 
     files: dict[str, dict] = field(default_factory=dict)
-    redactions: list[dict] = field(default_factory=list)
+    credential_like: list[dict] = field(default_factory=list)
     schema_version: int | None = None
 
     def rows(self, table: Table) -> int:
         return self.files.get(table.file, {}).get("rows", 0)
 
-    def manifest(self, created_at: str, tool_version: str, database: str) -> dict:
-        return {
+    def manifest(self, created_at: str, tool_version: str, database: str, encryption: dict | None = None) -> dict:
+        manifest = {
             "format": FORMAT,
             "created_at": created_at,
             "tool": "angles",
@@ -59,8 +59,11 @@ class Snapshot:
             "database": database,
             "schema_version": self.schema_version,
             "files": self.files,
-            "redactions": self.redactions,
+            "credential_like": self.credential_like,
         }
+        if encryption:
+            manifest["encryption"] = encryption
+        return manifest
 
 
 def _sorted_keys(value):
@@ -116,78 +119,22 @@ def line_key(line: bytes):
     return json.loads(line)["id"]
 
 
-# Every well-known token shape starts with one of these; most lines contain none, so the regex rarely runs.
-TOKEN_PREFIXES = ("sk-", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "secret_", "ntn_", "sb_", "eyJ", "://")
-# Which token-shape scan vouched for a file: bytes it passed need no second pass of the same scan.
-SHAPES_FINGERPRINT = hashlib.sha256(repr((TOKEN_PREFIXES, TOKEN_PATTERNS.pattern)).encode("utf-8")).hexdigest()
-
-
-class SecretScanner:
-    """Finds configured secrets and token shapes in records and redacts them field by field."""
-
-    def __init__(self, redactor):
-        self.redactor = redactor
-        # A secret with quotes or backslashes looks different once JSON-escaped inside a line.
-        escaped = [json.dumps(s, ensure_ascii=False)[1:-1] for s in redactor.secrets]
-        self._line_secrets = sorted({*redactor.secrets, *escaped}, key=len, reverse=True)
-        self._secret_needles = tuple(n.encode("utf-8") for n in self._line_secrets)
-        self._needles = (*self._secret_needles, *(n.encode("utf-8") for n in TOKEN_PREFIXES))
-
-    def may_have_secret(self, data: bytes, *, shapes_checked: bool = False) -> bool:
-        """A cheap byte-level test on a whole chunk: False means no line in it holds a secret.
-
-        `shapes_checked` says these exact bytes already passed this code's token-shape scan (they equal a
-        file it wrote), so only the configured secrets, which may have changed since, are looked for.
-        """
-        return any(map(data.__contains__, self._secret_needles if shapes_checked else self._needles))
-
-    def line_has_secret(self, line: str) -> bool:
-        if any(map(line.__contains__, self._line_secrets)):
-            return True
-        return any(map(line.__contains__, TOKEN_PREFIXES)) and self.redactor.contains_secret(line)
-
-    def redact(self, record: dict) -> tuple[dict, list[str]]:
-        fields = []
-        out = dict(record)
-        for key, value in record.items():
-            cleaned = self._clean(value)
-            if cleaned != value:
-                out[key] = cleaned
-                fields.append(key)
-        return out, fields
-
-    def _clean(self, value):
-        if isinstance(value, str):
-            return self.redactor(value)
-        if isinstance(value, dict):
-            return {k: self._clean(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self._clean(v) for v in value]
-        return value
-
-
-def secret_scanner(settings) -> SecretScanner:
-    """A scanner for the configured secrets and every token shape, whatever the process loaded so far."""
-    from angles.logs import Redactor, redactor
-
-    return SecretScanner(Redactor((*settings.secrets, *redactor().secrets)))
-
-
 def write_table(
     directory: Path,
     table: Table,
     records: Iterable[dict],
-    scanner: SecretScanner,
-    redactions: list[dict],
+    scanner: CredentialScanner,
+    found: list[dict],
     previous_sha256: str | None = None,
-    shapes_checked: bool = False,
+    vouched: set | None = None,
 ) -> dict:
     """Stream records into <file>.tmp, then rename over the file; returns its sha256, row count and size.
 
+    Records are written exactly as given; those that look like they hold a credential are appended to `found`.
     When the result equals `previous_sha256` and the existing file holds exactly these bytes, that file is
     kept untouched (git need not re-read it); a file that differs from its manifest is replaced.
-    `shapes_checked` says the existing file passed this code's token-shape scan: chunks equal to its bytes
-    at the same offset are only searched for configured secrets.
+    `vouched` (the ids that scan reported) says the existing file passed this code's token-shape scan: chunks
+    equal to its bytes at the same offset are only searched for configured secrets and those ids.
     """
     target = directory / table.file
     tmp = target.with_name(target.name + ".tmp")
@@ -203,16 +150,21 @@ def write_table(
         data = "".join(text for _, text in pending).encode("utf-8")
         same = old is not None and old.read(len(data)) == data
         # Secrets never span a newline, so a clean chunk means clean lines; only a hit is checked line by line.
-        if scanner.may_have_secret(data, shapes_checked=same):
-            chunk = "".join(_clean_line(table, record, text, scanner, redactions) for record, text in pending)
-            data = chunk.encode("utf-8")
+        if scanner.may_match(data, shapes_checked=same):
+            for record, text in pending:
+                if scanner.line_may_match(text):
+                    _report(table, record, scanner, found)
+        elif same and vouched:
+            for record, _ in pending:
+                if record.get("id") in vouched:
+                    _report(table, record, scanner, found)
         out.write(data)
         digest.update(data)
         size += len(data)
         pending.clear()
 
-    vouched = open(target, "rb") if shapes_checked and target.is_file() else nullcontext()  # noqa: SIM115
-    with _discarded_on_failure(tmp), open(tmp, "wb") as out, vouched as old:
+    reuse = vouched is not None and target.is_file()
+    with _discarded_on_failure(tmp), open(tmp, "wb") as out, open(target, "rb") if reuse else nullcontext() as old:  # noqa: SIM115
         for record in records:
             key = record.get("id")
             if last is not None and key <= last:
@@ -252,14 +204,10 @@ def _discarded_on_failure(tmp: Path) -> Iterator[None]:
         raise
 
 
-def _clean_line(table: Table, record: dict, text: str, scanner: SecretScanner, redactions: list[dict]) -> str:
-    if not scanner.line_has_secret(text):
-        return text
-    cleaned, fields = scanner.redact(record)
-    if not fields:
-        return text
-    redactions.append({"table": table.name, "id": record.get("id"), "fields": fields})
-    return encode_text(cleaned, table.columns, table.nested)
+def _report(table: Table, record: dict, scanner: CredentialScanner, found: list[dict]) -> None:
+    fields = scanner.fields(record)
+    if fields:
+        found.append({"table": table.name, "id": record.get("id"), "fields": fields})
 
 
 def _sort_file(path: Path) -> None:

@@ -10,9 +10,11 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
+from angles.engines import credential_scan
+from angles.engines.credential_scan import CredentialScanner
 from angles.engines.decision_model import utc_now
 from angles.errors import AnglesError
-from angles.logs import REDACTED, redactor
+from angles.logs import redactor
 from angles.progress import Advance, Start
 
 logger = logging.getLogger(__name__)
@@ -31,47 +33,37 @@ def export_path(settings, now: datetime | None = None) -> Path:
     return path
 
 
-class _Scrubber:
-    """Redacts the lines of a block that hold a secret, counting them; clean blocks pass after a few scans."""
+class _Scan:
+    """Notes the decisions that look like they hold a credential; the export itself holds them as stored."""
 
-    def __init__(self):
-        self.redactor = redactor()
-        self.redacted = 0
+    def __init__(self, scanner: CredentialScanner):
+        self.scanner = scanner
+        self.found: list[dict] = []
 
-    def __call__(self, block: bytes, absent: bytes = b"") -> bytes:
-        if not self.redactor.may_hold_secret(block, absent):
-            return block
-        out = []
-        for line in block.splitlines(keepends=True):
-            if self.redactor.may_hold_secret(line):
-                text = line.decode()
-                clean = self.redactor(text)
-                if clean != text:
-                    # A secret pasted into a decision must not reach an export (and so a backup).
-                    self.redacted += 1
-                    logger.warning(
-                        "decision %s holds a secret-shaped text; written as %s in the export",
-                        json.loads(text)["id"],
-                        REDACTED,
-                    )
-                    line = clean.encode()
-            out.append(line)
-        return b"".join(out)
+    def __call__(self, block: bytes, absent: bytes = b"") -> None:
+        if not self.scanner.may_match(block, absent=absent):
+            return
+        for line in block.split(b"\n"):
+            text = line.decode("utf-8")
+            if text and self.scanner.line_may_match(text):
+                record = json.loads(text)
+                fields = self.scanner.fields(record)
+                if fields:
+                    self.found.append({"table": "decision_vault", "id": record["id"], "fields": fields})
 
 
-def _write(storage, handle, expected: int, advance: Advance | None = None) -> tuple[int, int]:
-    """Stream the header and the rows; returns (rows written, rows with redactions)."""
+def _write(storage, handle, expected: int, scan: _Scan, advance: Advance | None = None) -> int:
+    """Stream the header and the rows; returns the number of rows written."""
     header = {"exported_at": utc_now(), "count": expected, "schema_version": storage.schema_version()}
     handle.write(b"{\n")
     for key, value in header.items():
         handle.write(f"  {json.dumps(key)}: {json.dumps(value)},\n".encode())
     handle.write(b'  "decisions": [')
     written = 0
-    scrub = _Scrubber()
     # One write in flight on a thread (a large write releases the GIL) while the next batch is prepared.
     with ThreadPoolExecutor(max_workers=1) as writer:
         in_flight = None
-        for lines in storage.dump_decisions(scrub=scrub):
+        for lines in storage.dump_decisions(scan=scan):
             data = (b"\n    " if written == 0 else b",\n    ") + b",\n    ".join(lines)
             written += len(lines)
             if advance is not None:
@@ -82,19 +74,24 @@ def _write(storage, handle, expected: int, advance: Advance | None = None) -> tu
         if in_flight is not None:
             in_flight.result()
     handle.write(b"\n  ]\n}\n" if written else b"]\n}\n")
-    return written, scrub.redacted
+    return written
 
 
-def write_export(storage, settings, *, progress: Start | None = None) -> Path:
-    """Write all decisions sorted by id, with a header (time, count, schema version); returns the file's path."""
+def write_export(storage, settings, *, progress: Start | None = None) -> dict:
+    """Write all decisions exactly as stored, sorted by id, with a header (time, count, schema version).
+
+    Returns the file's path, the count and the decisions that look like they hold a credential (also named in
+    one warning).
+    """
     settings.export_dir.mkdir(parents=True, exist_ok=True)
     for _ in range(ATTEMPTS):
         expected = storage.count_decisions()
+        scan = _Scan(CredentialScanner((*settings.secrets, *redactor().secrets)))
         fd, tmp = tempfile.mkstemp(prefix=".decisions_", suffix=".json.tmp", dir=settings.export_dir)
         try:
             with os.fdopen(fd, "wb") as handle:
                 advance = progress("export", expected) if progress else None
-                written, redacted = _write(storage, handle, expected, advance)
+                written = _write(storage, handle, expected, scan, advance)
                 handle.flush()
                 os.fsync(handle.fileno())
             if written != expected:
@@ -114,6 +111,13 @@ def write_export(storage, settings, *, progress: Start | None = None) -> Path:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-        logger.info("exported %d decisions to %s%s", written, path, f" ({redacted} redacted)" if redacted else "")
-        return path
+        if scan.found:
+            logger.warning(
+                "%d decision(s) look like they hold a credential; exported exactly as stored (rotate the credential, "
+                "then edit the decision): %s",
+                len(scan.found),
+                credential_scan.describe(scan.found),
+            )
+        logger.info("exported %d decisions to %s", written, path)
+        return {"path": str(path), "count": written, "credential_like": scan.found}
     raise AnglesError("decisions kept changing during the export; try again")

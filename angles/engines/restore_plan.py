@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import json
 import logging
-import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from angles.engines import backup_crypto
 from angles.engines import backup_format as snapshot
-from angles.engines.decision_model import unstorable_field
+from angles.engines.decision_model import parse_timestamp, unstorable_field
 from angles.errors import AnglesError
 from angles.progress import Start, counted
+from angles.scratch import scratch_dir
 from angles.services.git_remote import BackupClone, BackupRemote
 from angles.storage import migrations
 
@@ -41,6 +43,7 @@ class Checkout:
         return self.directory / table.file
 
     def redacted_fields(self, table: snapshot.Table = snapshot.DECISIONS) -> dict[str, list[str]]:
+        """Fields that backups written before credentials were only reported hold as [REDACTED]."""
         return {
             str(r.get("id")): list(r.get("fields") or [])
             for r in self.manifest.get("redactions") or []
@@ -56,13 +59,17 @@ def verified_checkout(settings, at: str | None = None) -> Iterator[Checkout]:
         raise AnglesError(
             f"no backup yet: the local backup remote {remote.describe()} does not exist (run run_backup_now.py first)"
         )
-    with tempfile.TemporaryDirectory(prefix="angles-restore-") as tmp, remote.open_clone(Path(tmp) / "backup") as clone:
+    with scratch_dir("angles-restore-") as tmp, remote.open_clone(tmp / "backup") as clone:
         borrowed = clone.borrow_packs()
         tip = clone.fetch(depth=None if at or borrowed else 1)
         if tip is None:
             raise AnglesError(f"the backup remote {remote.describe()} holds no backup on branch {remote.branch}")
         commit = clone.resolve(at)
         clone.checkout(commit)
+        # An encrypted backup is decrypted into its plain file names first; the scratch folder holds them.
+        backup_crypto.open_directory(
+            clone.path, snapshot.read_manifest(clone.path), settings.backup_passphrase, commit[:12]
+        )
         manifest = snapshot.verify(clone.path)
         logger.info("backup %s verified: %d files match manifest.json", commit[:12], len(manifest["files"]))
         yield Checkout(clone, commit, clone.commit_time(commit), manifest)
@@ -79,16 +86,20 @@ def check_schema(checkout: Checkout, storage) -> None:
         )
 
 
+DIGEST_SIZE = 16
+
+
 def _digest(line: bytes) -> bytes:
-    return hashlib.blake2b(line, digest_size=16).digest()
+    return hashlib.blake2b(line, digest_size=DIGEST_SIZE).digest()
 
 
 @dataclass
 class Drift:
-    """Rows only in the backup, rows that differ, rows only in the live database."""
+    """Rows only in the backup, rows that differ (some edited live after the backup), rows only live."""
 
     only_backup: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
+    newer_live: list[str] = field(default_factory=list)  # changed rows whose live updated_at is the later one
     only_live: list[str] = field(default_factory=list)
     unchanged: int = 0
     live_ids: set[str] = field(default_factory=set)
@@ -101,20 +112,20 @@ class Drift:
         return {
             "only_backup": part(self.only_backup),
             "changed": part(self.changed),
+            "newer_live": part(self.newer_live),
             "only_live": part(self.only_live),
             "unchanged": self.unchanged,
         }
 
 
-def drift(checkout: Checkout, storage, scanner: snapshot.SecretScanner, bar: Start | None = None) -> Drift:
-    """Compare the backup with live decisions, both as canonical lines (live ones redacted the same way)."""
+def drift(checkout: Checkout, storage, bar: Start | None = None) -> Drift:
+    """Compare the backup with live decisions, both as canonical lines; a differing row compares updated_at too."""
+    # Per id: the digest of the live line followed by its updated_at, which only rows that differ compare.
     live: dict[str, bytes] = {}
     rows = storage.iter_decisions(batch=2000)
     for row in counted(rows, bar("read live", storage.count_decisions()) if bar else None):
-        line = snapshot.encode_row(snapshot.DECISIONS, row)
-        if scanner.line_has_secret(line.decode("utf-8")):
-            line = snapshot.encode_row(snapshot.DECISIONS, scanner.redact(row)[0])
-        live[str(row["id"])] = _digest(line)
+        stamp = str(row.get("updated_at") or "").encode()
+        live[str(row["id"])] = _digest(snapshot.encode_row(snapshot.DECISIONS, row)) + stamp
     result = Drift(live_ids=set(live))
     expected = checkout.manifest["files"][snapshot.DECISIONS.file].get("rows")
     with open(checkout.path(snapshot.DECISIONS), "rb") as handle:
@@ -124,18 +135,28 @@ def drift(checkout: Checkout, storage, scanner: snapshot.SecretScanner, bar: Sta
             theirs = live.pop(key, None)
             if theirs is None:
                 result.only_backup.append(key)
-            elif theirs != _digest(line):
+            elif theirs[:DIGEST_SIZE] != _digest(line):
                 result.changed.append(key)
+                if _later(theirs[DIGEST_SIZE:].decode(), json.loads(line).get("updated_at")):
+                    result.newer_live.append(key)
             else:
                 result.unchanged += 1
     result.only_live = list(live)
     return result
 
 
+def _later(live: str, backup: str | None) -> bool:
+    """Whether the live row was updated after the backup's version of it."""
+    try:
+        return parse_timestamp(live) > parse_timestamp(backup or "")
+    except ValueError:
+        return False
+
+
 def restore_rows(
     checkout: Checkout, storage, ids: set[str], live_ids: set[str], skipped: list[str] | None = None
 ) -> Iterator[dict]:
-    """The backup's rows for `ids`, redacted fields replaced by live values, ordered so links resolve.
+    """The backup's rows for `ids` (fields an older backup redacted replaced by live values), linked targets first.
 
     A row no backend can store alike (a NUL character, kept by SQLite before validation refused it) is
     left out with a warning and its id appended to `skipped`: one such row must not fail the whole restore.
@@ -174,17 +195,57 @@ def _ordered_rows(
 
 
 def restore_decisions(
-    checkout: Checkout, storage, found: Drift, *, prune: bool = False, bar: Start | None = None
+    checkout: Checkout,
+    storage,
+    found: Drift,
+    *,
+    prune: bool = False,
+    prefer_backup: bool = False,
+    bar: Start | None = None,
+    on_replace: Callable[[dict], None] | None = None,
 ) -> dict:
-    """Upsert the missing and changed rows by id in one transaction; delete rows only live only with prune."""
+    """Upsert the missing and changed rows by id and, with prune, delete the rows only live: one transaction.
+
+    A row edited live after the backup keeps its live version unless `prefer_backup`. `on_replace` is handed
+    each live row the restore overwrites or deletes, before the write: the place a decision history keeps it.
+    """
     migrations.migrate(storage)
-    ids = set(found.only_backup) | set(found.changed)
+    kept = set() if prefer_backup else set(found.newer_live)
+    replaced = [key for key in found.changed if key not in kept]
+    doomed = list(found.only_live) if prune else []
+    _refuse_broken_links(storage, kept, set(doomed))
+    if on_replace is not None:
+        for key in (*replaced, *doomed):
+            old = storage.get_decision(key)
+            if old is not None:
+                on_replace(old)
+    ids = set(found.only_backup) | set(replaced)
+    written = pruned = 0
     skipped: list[str] = []
-    rows = restore_rows(checkout, storage, ids, found.live_ids, skipped)
-    rows = counted(rows, bar("restore", len(ids)) if bar else None)
-    written = storage.upsert_decisions(rows, atomic=True) if ids else 0
-    pruned = storage.delete_decisions(found.only_live) if prune and found.only_live else 0
-    return {"upserted": len(ids) - len(skipped), "written": written, "pruned": pruned, "skipped": sorted(skipped)}
+    if ids or doomed:
+        rows = restore_rows(checkout, storage, ids, found.live_ids, skipped) if ids else iter(())
+        rows = counted(rows, bar("restore", len(ids)) if bar else None)
+        written, pruned = storage.upsert_and_prune(rows, doomed)
+    return {
+        "upserted": len(ids) - len(skipped),
+        "written": written,
+        "pruned": pruned,
+        "kept_newer": len(kept),
+        "skipped": sorted(skipped),
+    }
+
+
+def _refuse_broken_links(storage, kept: set[str], doomed: set[str]) -> None:
+    """A kept live row may link to a row only live; pruning that row would break the link: refuse before writing."""
+    if not kept or not doomed:
+        return
+    for key in sorted(kept):
+        target = (storage.get_decision(key) or {}).get("superseded_by")
+        if target and str(target) in doomed:
+            raise AnglesError(
+                f"--prune would delete decision {target}, which decision {key} (edited after the backup, so kept) "
+                "links to as superseded_by; add --prefer-backup to restore the backup's version of it, or edit it first"
+            )
 
 
 def scratch_restore(checkout: Checkout) -> dict:
@@ -192,7 +253,7 @@ def scratch_restore(checkout: Checkout) -> dict:
     from angles.storage.sqlite import SQLiteStorage
 
     expected = checkout.manifest["files"][snapshot.DECISIONS.file]
-    with tempfile.TemporaryDirectory(prefix="angles-drill-") as tmp, SQLiteStorage(Path(tmp) / "drill.db") as db:
+    with scratch_dir("angles-drill-") as tmp, SQLiteStorage(tmp / "drill.db") as db:
         migrations.migrate(db)
         records = snapshot.iter_records(checkout.path(snapshot.DECISIONS))
         db.upsert_decisions(in_link_order(records), atomic=True)
@@ -243,7 +304,7 @@ def in_link_order(records: Iterator[dict], present: set[str] | None = None) -> I
     yield from leftovers
 
 
-def spot_check(checkout: Checkout, storage, scanner: snapshot.SecretScanner, sample: int = SPOT_SAMPLE) -> dict:
+def spot_check(checkout: Checkout, storage, sample: int = SPOT_SAMPLE) -> dict:
     """Compare an even sample of backup rows with the live rows of the same ids."""
     total = checkout.manifest["files"][snapshot.DECISIONS.file]["rows"]
     step = max(1, total // sample) if total else 1
@@ -260,7 +321,7 @@ def spot_check(checkout: Checkout, storage, scanner: snapshot.SecretScanner, sam
                 missing += 1
                 differing.append(key)
                 continue
-            ours = snapshot.encode_row(snapshot.DECISIONS, scanner.redact(live)[0])
+            ours = snapshot.encode_row(snapshot.DECISIONS, live)
             if ours != line:
                 different += 1
                 differing.append(key)

@@ -8,7 +8,12 @@ from angles.health.base import CRITICAL, OK, WARNING, Check, CheckResult, Contex
 def default_checks() -> list[Check]:
     """Every check backend_monitor.py runs, in display order."""
     from angles.health.alerts import AlertsCheck
-    from angles.health.backup import BackupAgeCheck, BackupRemoteCheck, BackupVerificationCheck
+    from angles.health.backup import (
+        BackupAgeCheck,
+        BackupRemoteCheck,
+        BackupVerificationCheck,
+        CredentialContentCheck,
+    )
     from angles.health.dashboard import DashboardCheck
     from angles.health.database import DatabaseCheck
     from angles.health.scheduler import SchedulerCheck
@@ -27,6 +32,7 @@ def default_checks() -> list[Check]:
         BackupRemoteCheck(),
         BackupAgeCheck(),
         BackupVerificationCheck(),
+        CredentialContentCheck(),
         SchedulerCheck(),
         DashboardCheck(),
         SyncRateCheck(),

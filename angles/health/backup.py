@@ -1,4 +1,4 @@
-"""Backups: the remote answers, the last backup is recent and succeeded, the last verification is recent."""
+"""Backups: the remote answers, the last backup is recent and succeeded, verified, and holds no credential-like text."""
 
 from __future__ import annotations
 
@@ -135,11 +135,16 @@ class BackupAgeCheck(Check):
         if problem:
             return self.result(WARNING, "unknown", problem)
         success_time = None
+        success_commit = ""
         details = {}
+        failed = bool(last) and _failed(last.get("result"))
         if last:
             details = {"time": last.get("time"), "result": last.get("result"), "commit": last.get("commit")}
-            if not _failed(last.get("result")):
-                success_time = last.get("time")
+            # A failed run's state names the last good backup before it (older states do not).
+            success = last.get("last_success") if failed else last
+            if isinstance(success, dict) and isinstance(success.get("time"), str):
+                success_time = success["time"]
+                success_commit = str(success.get("commit") or "")[:12]
         if success_time is None:
             from angles.jobs.history import read_state
 
@@ -154,12 +159,13 @@ class BackupAgeCheck(Check):
             stamp = iso_to_epoch(success_time)
             if stamp is not None:
                 metrics["backup_last_success_timestamp"] = stamp
+        failures = last.get("failures_since_success") if failed else 0
+        failures = failures if isinstance(failures, int) and failures > 0 else 1
         if age is None:
             installed = _installed_hours(context)
-            if last and _failed(last.get("result")):
-                return self.result(
-                    WARNING, "failed", f"the only recorded backup failed at {last.get('time')}", metrics, details
-                )
+            if failed:
+                reason = f"no successful backup recorded; {failures} failed, the last at {last.get('time')}"
+                return self.result(WARNING, "failed", reason, metrics, details)
             if installed is not None and installed < settings.backup_warning_hours:
                 return self.result(
                     OK, "none yet", f"no backup yet; the first is due at {settings.backup_time} UTC", metrics, details
@@ -176,11 +182,13 @@ class BackupAgeCheck(Check):
                 metrics,
                 details,
             )
-        if last and _failed(last.get("result")):
+        if failed:
+            commit = f", commit {success_commit}" if success_commit else ""
             return self.result(
                 WARNING,
                 value,
-                f"last backup failed at {last.get('time')}; last success {age:.1f} h ago",
+                f"last backup failed at {last.get('time')}: {failures} failure(s) since the last good backup "
+                f"at {success_time} ({age:.1f} h ago{commit})",
                 metrics,
                 details,
             )
@@ -233,3 +241,30 @@ class BackupVerificationCheck(Check):
                 details,
             )
         return self.result(OK, value, f"last backup verification {age:.1f} h ago passed", metrics, details)
+
+
+class CredentialContentCheck(Check):
+    name = "credential_content"
+    label = "Credentials in decisions"
+
+    def run(self, settings, context: Context) -> CheckResult:
+        reported, problem = _read_json_state(context, "backup.credential_like")
+        if problem:
+            return self.result(WARNING, "unknown", problem)
+        # A decision stops counting once edited (its updated_at moved); the next backup reports it again if needed.
+        waiting = []
+        for record in (reported or {}).get("records") or []:
+            live = context.storage().get_decision(str(record.get("id")))
+            if live is not None and live.get("updated_at") == record.get("updated_at"):
+                waiting.append(str(record["id"]))
+        if not waiting:
+            return self.result(OK, "none", "no decision in the last backup looks like it holds a credential")
+        shown = ", ".join(waiting[:5]) + (f" and {len(waiting) - 5} more" if len(waiting) > 5 else "")
+        return self.result(
+            WARNING,
+            f"{len(waiting)} decision(s)",
+            f"{len(waiting)} decision(s) look like they hold a credential (backed up as stored): {shown}; "
+            "rotate the credential, then edit the decision",
+            {"credential_like_decisions": len(waiting)},
+            {"ids": waiting},
+        )

@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 
 NETWORK_TIMEOUT_S = 600
 PUSH_ATTEMPTS = 5
+# A push holds its ref lock for well under a second; a lock this old in a shared remote is left by a killed git.
+SHARED_LOCK_STALE_S = 60.0
 CLONE_REPACK_LOOSE = 40
 TRANSIENT_RETRIES = (1.0, 3.0)
 
@@ -55,7 +57,31 @@ TIMED_OUT = re.compile(r"Timeout: the command .* did not complete in ([\d.]+) se
 
 
 class RemoteMovedError(AnglesError):
-    """The remote branch moved on while we pushed; fetch and try again on top."""
+    """The remote refused a push the way it does when its branch moved on; fetch and try again on top."""
+
+    def __init__(self, message: str, detail: str = ""):
+        super().__init__(message)
+        self.detail = detail
+
+
+def clear_stale_locks(git_dir: Path, *, older_than: float = 0.0) -> list[Path]:
+    """Delete git's *.lock files in a repository (older than `older_than` seconds); the ones deleted.
+
+    Git creates them while it writes and removes them when done; a git process killed meanwhile (kill -9,
+    a power cut) leaves them, and every later git command that needs that file refuses to run.
+    """
+    removed = []
+    now = time.time()
+    for lock in git_dir.rglob("*.lock"):
+        try:
+            if now - lock.stat().st_mtime < older_than:
+                continue
+            lock.unlink()
+        except OSError:
+            continue
+        logger.warning("removed the stale git lock file %s (left by an interrupted git process)", lock)
+        removed.append(lock)
+    return removed
 
 
 def strip_credentials(url: str) -> tuple[str, str | None, str | None]:
@@ -97,6 +123,17 @@ class BackupRemote:
     def exists_locally(self) -> bool:
         """False only for the default bare repository before the first backup created it."""
         return not self.is_default or Path(self.url).joinpath("HEAD").is_file()
+
+    def clear_stale_locks(self) -> list[Path]:
+        """Clear lock files an interrupted push left in a remote on this machine; call with backup_lock held.
+
+        The default remote is this host's alone, so backup_lock makes any lock in it stale. A remote path other
+        hosts may push to keeps locks younger than SHARED_LOCK_STALE_S: one of them may be pushing right now.
+        """
+        local = self.local_path
+        if local is None or not (local / "HEAD").is_file():
+            return []
+        return clear_stale_locks(local, older_than=0.0 if self.is_default else SHARED_LOCK_STALE_S)
 
     def create_default(self) -> None:
         """Create the default local bare repository on first use."""
@@ -160,8 +197,12 @@ class BackupRemote:
         return BackupClone(self, git.Repo(path))
 
     def open_clone(self, path: Path) -> BackupClone:
-        """The persistent clone at `path`, created when missing, its origin pointing at the bare URL."""
+        """The persistent clone at `path`, created when missing, its origin pointing at the bare URL.
+
+        Call with backup_lock held: lock files found in the clone were left by an interrupted backup and go.
+        """
         if (path / ".git").is_dir():
+            clear_stale_locks(path / ".git")
             repo = git.Repo(path)
         else:
             path.mkdir(parents=True, exist_ok=True)
@@ -179,6 +220,7 @@ class BackupClone:
         self.repo = repo
         self.repo.git.update_environment(**remote.env())
         self.path = Path(repo.working_tree_dir)
+        self.git_dir = Path(repo.git_dir)
 
     def close(self) -> None:
         """Stop GitPython's persistent cat-file processes (the scheduler runs for months)."""
@@ -456,7 +498,7 @@ def _map_error(remote: BackupRemote, command: str, stderr: str) -> Exception:
         hint = "set GITHUB_TOKEN (and GIT_USERNAME)" if not remote.token else "check GITHUB_TOKEN and GIT_USERNAME"
         return BackupAuthError(f"backup remote {where} rejected the credentials ({_first_lines(stderr, 1)}); {hint}")
     if command == "push" and REMOTE_MOVED.search(stderr):
-        return RemoteMovedError(f"backup remote {where} moved on during the push")
+        return RemoteMovedError(f"backup remote {where} moved on during the push", _first_lines(stderr))
     if command in ("fetch", "push", "ls_remote", "ls-remote"):
         verb = command.replace("_", "-")
         return AnglesError(f"git {verb} with the backup remote {where} failed: {_first_lines(stderr)}")

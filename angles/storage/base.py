@@ -85,11 +85,11 @@ class Storage(ABC):
     ) -> Iterator[dict]:
         """Stream decisions in id order without holding them all; `since` filters on updated_at."""
 
-    def dump_decisions(self, batch_bytes: int = 1 << 20, *, scrub=None) -> Iterator[list[bytes]]:
+    def dump_decisions(self, batch_bytes: int = 1 << 20, *, scan=None) -> Iterator[list[bytes]]:
         """Every decision as one line of JSON (COLUMNS order, UTF-8, no newline), in id order, in batches.
 
         For read-only bulk export: the caller writes nothing through this storage until the dump is consumed.
-        `scrub(block, absent)` (one line out per line in) sees every line once, in newline-ended blocks; `absent`
+        `scan(block, absent)` sees every line once, in newline-ended blocks, before they are yielded; `absent`
         names characters found in the block only in its keys and fixed-form values (ids, dates, timestamps).
         """
         lines: list[bytes] = []
@@ -99,10 +99,14 @@ class Storage(ABC):
             lines.append(line)
             size += len(line)
             if size >= batch_bytes:
-                yield scrub(b"\n".join(lines) + b"\n", b"").split(b"\n")[:-1] if scrub else lines
+                if scan:
+                    scan(b"\n".join(lines) + b"\n", b"")
+                yield lines
                 lines, size = [], 0
         if lines:
-            yield scrub(b"\n".join(lines) + b"\n", b"").split(b"\n")[:-1] if scrub else lines
+            if scan:
+                scan(b"\n".join(lines) + b"\n", b"")
+            yield lines
 
     @abstractmethod
     def count_decisions(self) -> int: ...
@@ -116,7 +120,15 @@ class Storage(ABC):
 
     @abstractmethod
     def delete_decisions(self, ids: Iterable[str]) -> int:
-        """Hard-delete rows by id (restore --prune only)."""
+        """Hard-delete rows by id (restore --prune only), links among them included."""
+
+    def upsert_and_prune(self, rows: Iterable[dict], prune_ids: list[str]) -> tuple[int, int]:
+        """Upsert rows, then delete prune_ids: one transaction on the SQL backends; (written, deleted).
+
+        Over Supabase REST (no transaction across requests) the upsert and the delete are separate steps.
+        """
+        written = self.upsert_decisions(rows, atomic=True)
+        return written, self.delete_decisions(prune_ids) if prune_ids else 0
 
     # activity
 

@@ -207,6 +207,12 @@ def _merge(conn, columns: tuple[str, ...], lines: list[str]) -> None:
         )
 
 
+def _delete_in(conn, ids: list[str]) -> None:
+    # One statement: PostgreSQL checks foreign keys at its end, so links among the deleted rows need no order.
+    if ids:
+        conn.execute("DELETE FROM decision_vault WHERE id = ANY(%s::uuid[])", (ids,))
+
+
 def _is_uuid(value: str) -> bool:
     try:
         uuid.UUID(str(value))
@@ -382,7 +388,7 @@ class PostgresStorage(Storage):
                 yield decode(row)
             last = rows[-1]["id"]
 
-    def dump_decisions(self, batch_bytes: int = 1 << 20, *, scrub=None) -> Iterator[list[bytes]]:
+    def dump_decisions(self, batch_bytes: int = 1 << 20, *, scan=None) -> Iterator[list[bytes]]:
         # The server writes the JSON and streams it with COPY on a connection of its own (one snapshot, and the
         # rows arrive while the client works on earlier ones). The client sorts them by id: each line goes to
         # one of 256 buckets by the id's first two hex digits, full buckets spill to a temporary file, then each
@@ -406,10 +412,10 @@ class PostgresStorage(Storage):
 
             def finish(rows: list) -> bytes:
                 chunk = _exact(b"".join(rows))
-                if not scrub:
-                    return chunk
-                # One count instead of five searches: when every '_' is in a key, no text holds one.
-                return scrub(chunk, b"_" if chunk.count(b"_") == _KEY_UNDERSCORES * len(rows) else b"")
+                if scan:
+                    # One count instead of five searches: when every '_' is in a key, no text holds one.
+                    scan(chunk, b"_" if chunk.count(b"_") == _KEY_UNDERSCORES * len(rows) else b"")
+                return chunk
 
             try:
                 conn.execute("SET client_encoding = 'UTF8'")
@@ -455,9 +461,16 @@ class PostgresStorage(Storage):
 
     def delete_decisions(self, ids: Iterable[str]) -> int:
         ids = [i for i in ids if _is_uuid(i)]
-        with self._transaction() as conn, conn.cursor() as cur:
-            cur.executemany("DELETE FROM decision_vault WHERE id = %s", [(i,) for i in ids])
+        with self._transaction() as conn:
+            _delete_in(conn, ids)
         return len(ids)
+
+    def upsert_and_prune(self, rows: Iterable[dict], prune_ids: list[str], batch: int = COPY_BATCH) -> tuple[int, int]:
+        ids = [i for i in prune_ids if _is_uuid(i)]
+        with self._transaction() as conn:
+            written = _merge_all(conn, _segments(rows, batch))
+            _delete_in(conn, ids)
+        return written, len(ids)
 
     def record_activity(
         self,

@@ -141,35 +141,56 @@ class SQLiteStorage(Storage):
                 raise
 
     def upsert_decisions(self, rows: Iterable[dict], *, atomic: bool = False, batch: int = 500) -> int:
+        if atomic:
+            with self._transaction() as conn:
+                return self._upsert_in(conn, rows, batch)
         count = 0
         pending: list[dict] = []
+        for row in rows:
+            pending.append(prepare(row, json_as_text=True, bool_as_int=True))
+            if len(pending) >= batch:
+                count += self._commit_batch(pending)
+        return count + self._commit_batch(pending)
 
-        def flush():
-            nonlocal count
-            if not pending:
-                return
-            if atomic:
-                self._write_batch(self.conn, pending)
-            else:
-                with self._transaction() as conn:
-                    self._write_batch(conn, pending)
-            count += len(pending)
-            pending.clear()
-
-        if atomic:
-            with self._transaction():
-                for row in rows:
-                    pending.append(prepare(row, json_as_text=True, bool_as_int=True))
-                    if len(pending) >= batch:
-                        flush()
-                flush()
-        else:
-            for row in rows:
-                pending.append(prepare(row, json_as_text=True, bool_as_int=True))
-                if len(pending) >= batch:
-                    flush()
-            flush()
+    def _commit_batch(self, pending: list[dict]) -> int:
+        """Write and commit one batch of prepared rows, then empty the list; how many were written."""
+        if not pending:
+            return 0
+        with self._transaction() as conn:
+            self._write_batch(conn, pending)
+        count = len(pending)
+        pending.clear()
         return count
+
+    def _upsert_in(self, conn, rows: Iterable[dict], batch: int) -> int:
+        """Upsert inside the caller's transaction."""
+        count = 0
+        pending: list[dict] = []
+        for row in rows:
+            pending.append(prepare(row, json_as_text=True, bool_as_int=True))
+            if len(pending) >= batch:
+                self._write_batch(conn, pending)
+                count += len(pending)
+                pending.clear()
+        if pending:
+            self._write_batch(conn, pending)
+            count += len(pending)
+        return count
+
+    def upsert_and_prune(self, rows: Iterable[dict], prune_ids: list[str], batch: int = 500) -> tuple[int, int]:
+        with self._transaction() as conn:
+            written = self._upsert_in(conn, rows, batch)
+            self._delete_in(conn, prune_ids)
+        return written, len(prune_ids)
+
+    @staticmethod
+    def _delete_in(conn, ids: list[str]) -> None:
+        # SQLite checks a foreign key after each row's DELETE statement: links among the deleted rows go first.
+        keys = [(i,) for i in ids]
+        conn.executemany(
+            "UPDATE decision_vault SET superseded_by = NULL WHERE id = ? AND superseded_by IS NOT NULL", keys
+        )
+        conn.executemany("DELETE FROM decision_vault WHERE id=?", keys)
 
     @staticmethod
     def _write_batch(conn, rows: list[dict]) -> None:
@@ -264,7 +285,7 @@ class SQLiteStorage(Storage):
     def delete_decisions(self, ids: Iterable[str]) -> int:
         ids = list(ids)
         with self._transaction() as conn:
-            conn.executemany("DELETE FROM decision_vault WHERE id=?", [(i,) for i in ids])
+            self._delete_in(conn, ids)
         return len(ids)
 
     def record_activity(
