@@ -385,7 +385,7 @@ def watch_heartbeat(settings, stop: threading.Event | None = None, interval: flo
 
     def loop() -> None:
         while not stop.is_set():
-            state, _ = read_state(settings)
+            state = read_state(settings)
             heartbeat_evaluated(settings, state)
             stop.wait(interval)
 

@@ -420,18 +420,21 @@ def test_test_alerts_prints_pass_or_fail_per_target_and_exits_3_when_one_fails(h
 
 
 def test_verify_lists_each_alert_target_and_warns_when_one_is_unreachable(configure, receiver):
-    from angles.actions.verify import check_alerts
+    from angles.actions.verify import run_verify_deployment
+    from angles.health.alerts import AlertsCheck
 
     settings = configure(
         HEALTHCHECKS_URL=receiver.ping_base,
         ALERT_URLS=f"{receiver.webhook_url()},json://127.0.0.1:9/hook/nobody,slack://T0ken1/B0ken2/C0ken3",
     )
-    lines = {line["check"]: line for line in check_alerts(settings)}
-    assert lines[f"alert target healthchecks http://127.0.0.1:{receiver.port}"]["status"] == "PASS"
-    assert lines[f"alert target json://127.0.0.1:{receiver.port}"]["status"] == "PASS"
-    assert lines["alert target json://127.0.0.1:9"]["status"] == "WARN"
-    assert "slack://…" in " ".join(lines)
-    assert receiver.ping_key not in json.dumps(lines) and "T0ken1" not in json.dumps(lines)
+    result = run_verify_deployment(settings, checks=[("alerts", AlertsCheck())])
+    (line,) = result["checks"]
+    assert line["status"] == "WARN"
+    assert f"healthchecks http://127.0.0.1:{receiver.port} reachable" in line["detail"]
+    assert f"json://127.0.0.1:{receiver.port} reachable" in line["detail"]
+    assert "json://127.0.0.1:9: " in line["detail"]
+    assert "slack://…" in line["detail"]
+    assert receiver.ping_key not in json.dumps(result) and "T0ken1" not in json.dumps(result)
     assert receiver.everything_received() == "", "verifying sends nothing"
 
 

@@ -520,7 +520,7 @@ def test_restore_keeps_live_rows_unless_pruned_and_newer_live_edits_unless_told(
     assert report["drift"]["changed"]["first_ids"] == sorted([rows[0]["id"], rows[2]["id"]])
     assert report["drift"]["newer_live"]["first_ids"] == [rows[0]["id"]]
     assert report["drift"]["only_live"]["first_ids"] == [extra["id"]]
-    assert report["restored"] == {"upserted": 2, "written": 2, "pruned": 0, "kept_newer": 1}
+    assert report["restored"] == {"upserted": 2, "written": 2, "pruned": 0, "kept_newer": 1, "skipped": []}
     live = {r["id"]: r for r in dump(settings)}
     assert extra["id"] in live and rows[1]["id"] in live
     assert live[rows[0]["id"]]["decision"] == "edited after the backup"
