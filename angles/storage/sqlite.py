@@ -490,10 +490,12 @@ class SQLiteStorage(Storage):
 
     def _insert_links(self, conn, rows: list[dict]) -> int:
         before = conn.total_changes
+        # A link to a decision that is not (or no longer) stored is skipped, as a restore may bring one.
         conn.executemany(
-            f"INSERT INTO decision_links ({', '.join(LINK_COLUMNS)}) VALUES ({', '.join('?' * len(LINK_COLUMNS))})"
-            " ON CONFLICT DO NOTHING",
-            [tuple(r.get(c) for c in LINK_COLUMNS) for r in rows],
+            f"INSERT INTO decision_links ({', '.join(LINK_COLUMNS)}) SELECT {', '.join('?' * len(LINK_COLUMNS))}"
+            " WHERE EXISTS (SELECT 1 FROM decision_vault WHERE id = ?)"
+            " AND EXISTS (SELECT 1 FROM decision_vault WHERE id = ?) ON CONFLICT DO NOTHING",
+            [(*(r.get(c) for c in LINK_COLUMNS), r["from_id"], r["to_id"]) for r in rows],
         )
         return conn.total_changes - before
 
