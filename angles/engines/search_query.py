@@ -103,7 +103,8 @@ def _tokens(text: str) -> list[tuple[str, str]]:
         while end < n and not text[end].isspace() and text[end] != '"':
             end += 1
         word = text[i:end]
-        if word == "OR" and not negated:
+        # websearch_to_tsquery takes "or" in any case as the operator; so does this language.
+        if word.upper() == "OR" and not negated:
             tokens.append(("or", word))
         else:
             tokens.append(("-word" if negated else "word", word))
