@@ -223,6 +223,7 @@ class NotionSync:
                 "synced": True,
                 "synced_at": utc_now(),
             },
+            source="notion",
         )
 
     @staticmethod
