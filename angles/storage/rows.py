@@ -71,3 +71,10 @@ def decode_activity(row: dict) -> dict:
     for column in ("created_at", "started_at", "finished_at"):
         out[column] = to_iso(out.get(column))
     return out
+
+
+def decode_token(row: dict) -> dict:
+    out = {k: row.get(k) for k in ("name", "scope", "created_at", "last_used_at", "revoked_at")}
+    for column in ("created_at", "last_used_at", "revoked_at"):
+        out[column] = to_iso(out[column])
+    return out
