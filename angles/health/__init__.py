@@ -7,6 +7,7 @@ from angles.health.base import CRITICAL, OK, WARNING, Check, CheckResult, Contex
 
 def default_checks() -> list[Check]:
     """Every check backend_monitor.py runs, in display order."""
+    from angles.health.assistants import MCPServerCheck
     from angles.health.backup import BackupAgeCheck, BackupRemoteCheck, BackupVerificationCheck
     from angles.health.dashboard import DashboardCheck
     from angles.health.database import DatabaseCheck
@@ -28,6 +29,7 @@ def default_checks() -> list[Check]:
         BackupVerificationCheck(),
         SchedulerCheck(),
         DashboardCheck(),
+        MCPServerCheck(),
         SyncRateCheck(),
     ]
 
