@@ -10,7 +10,7 @@ from datetime import date
 from pathlib import Path
 
 from angles.engines.decision_model import PRIORITIES, TYPES, validate
-from angles.errors import AnglesError, DatabaseError, ValidationError
+from angles.errors import DatabaseError, NotFoundError, ValidationError
 from angles.storage import migrations, open_storage
 
 logger = logging.getLogger(__name__)
@@ -22,10 +22,6 @@ EDITABLE = ("decision", "date", "type", "priority", "tags", "active", "comment")
 WRITE_BATCH = 500
 # Beyond this many rows a paged scan of the vault is cheaper than a lookup per row (over REST especially).
 LOOKUP_LIMIT = 50
-
-
-class NotFoundError(AnglesError):
-    """No decision matches the id given."""
 
 
 def _writable(storage) -> None:

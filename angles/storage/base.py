@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from angles.engines.decision_model import COLUMNS
+from angles.engines.search_query import Query
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
 
@@ -52,12 +53,18 @@ class Storage(ABC):
     # decisions
 
     @abstractmethod
-    def upsert_decisions(self, rows: Iterable[dict], *, atomic: bool = False) -> int:
-        """Insert or replace validated decisions by id, in batches (one transaction when atomic)."""
+    def upsert_decisions(self, rows: Iterable[dict], *, atomic: bool = False, source: str = "system") -> int:
+        """Insert or replace validated decisions by id, in batches (one transaction when atomic).
+
+        A row whose content (HISTORY_FIELDS) changes leaves its previous version in decision_history, marked
+        with `source`, in the same transaction.
+        """
 
     @abstractmethod
-    def update_decision(self, decision_id: str, fields: dict) -> None:
-        """Change some columns of one decision, committed at once."""
+    def update_decision(
+        self, decision_id: str, fields: dict, *, source: str = "system", reason: str | None = None
+    ) -> None:
+        """Change some columns of one decision, committed at once; a content change leaves a history row."""
 
     @abstractmethod
     def get_decision(self, decision_id: str) -> dict | None: ...
@@ -173,3 +180,72 @@ class Storage(ABC):
 
         Atomic: concurrent writers through any number of servers each see a different count.
         """
+
+    # the searchable vault: full-text search, history, links
+
+    def search_decisions(
+        self,
+        query: Query,
+        *,
+        type: str | None = None,
+        priority: str | None = None,
+        tag: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        include_inactive: bool = False,
+        limit: int = 20,
+    ) -> list[dict]:
+        """Decisions matching a parsed query, best first and newer first on ties.
+
+        Each hit is a decision dict plus `score` (higher is better) and `snippet` (a short extract, matched words
+        between search_query.MARK_START and MARK_END). since/until compare the decision's date.
+        """
+        raise NotImplementedError(f"{self.kind} does not search or keep history yet")
+
+    def same_text_candidates(self, words: list[str], text: str, limit: int = 20) -> list[dict]:
+        """Live decisions holding these words as one phrase (with no words: exactly this text), nearest length first."""
+        raise NotImplementedError(f"{self.kind} does not search or keep history yet")
+
+    def similar_candidates(self, words: list[str], limit: int = 20) -> list[dict]:
+        """Decisions sharing the most telling (rarest) of these words, best first."""
+        raise NotImplementedError(f"{self.kind} does not search or keep history yet")
+
+    def ids_between(self, low: str, high: str, limit: int) -> list[str]:
+        """Decision ids from low to high inclusive (canonical UUID text), in order, at most `limit`."""
+        raise NotImplementedError(f"{self.kind} does not search or keep history yet")
+
+    def superseded_into(self, decision_id: str) -> list[dict]:
+        """Decisions whose superseded_by names this one."""
+        raise NotImplementedError(f"{self.kind} does not search or keep history yet")
+
+    def history_of(self, decision_id: str) -> list[dict]:
+        """The stored earlier versions of one decision (HISTORY_COLUMNS rows), oldest first."""
+        raise NotImplementedError(f"{self.kind} does not search or keep history yet")
+
+    def iter_history(self, batch: int = 1000) -> Iterator[dict]:
+        """Every history row in id order."""
+        raise NotImplementedError(f"{self.kind} does not search or keep history yet")
+
+    def upsert_history(self, rows: Iterable[dict]) -> int:
+        """Store history rows that are not there yet (by id); rows already present are left as they are."""
+        raise NotImplementedError(f"{self.kind} does not search or keep history yet")
+
+    def links_of(self, decision_id: str) -> list[dict]:
+        """Links from or to one decision (LINK_COLUMNS rows)."""
+        raise NotImplementedError(f"{self.kind} does not search or keep history yet")
+
+    def add_link(self, row: dict) -> bool:
+        """Store one link; False when the same link (same id) is already there."""
+        raise NotImplementedError(f"{self.kind} does not search or keep history yet")
+
+    def remove_links(self, from_id: str, to_id: str, kind: str | None = None) -> int:
+        """Delete the links from one decision to another (of one kind, or all); returns how many went."""
+        raise NotImplementedError(f"{self.kind} does not search or keep history yet")
+
+    def iter_links(self, batch: int = 1000) -> Iterator[dict]:
+        """Every link in id order."""
+        raise NotImplementedError(f"{self.kind} does not search or keep history yet")
+
+    def upsert_links(self, rows: Iterable[dict]) -> int:
+        """Store links that are not there yet (by id)."""
+        raise NotImplementedError(f"{self.kind} does not search or keep history yet")

@@ -315,7 +315,9 @@ class PostgresStorage(Storage):
                 out[column] = Jsonb(out[column])
         return out
 
-    def upsert_decisions(self, rows: Iterable[dict], *, atomic: bool = False, batch: int = COPY_BATCH) -> int:
+    def upsert_decisions(
+        self, rows: Iterable[dict], *, atomic: bool = False, batch: int = COPY_BATCH, source: str = "system"
+    ) -> int:
         """COPY each run of rows into a temporary table, then merge it with one INSERT ... ON CONFLICT."""
         if atomic:
             with self._transaction() as conn:
@@ -328,7 +330,9 @@ class PostgresStorage(Storage):
             count += len(values)
         return count
 
-    def update_decision(self, decision_id: str, fields: dict) -> None:
+    def update_decision(
+        self, decision_id: str, fields: dict, *, source: str = "system", reason: str | None = None
+    ) -> None:
         if not fields or not _is_uuid(decision_id):
             return
         prepared = self._adapt({"id": decision_id, **fields})

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from angles.engines.decision_model import COLUMNS, utc_now
+from angles.engines.decision_model import COLUMNS, HISTORY_COLUMNS, HISTORY_FIELDS, LINK_COLUMNS, history_entry, utc_now
+from angles.engines.search_query import MARK_END, MARK_START, STOP_WORDS, Query, any_fts5, phrase_fts5, to_fts5
 from angles.errors import DatabaseError
 from angles.storage.base import Storage
-from angles.storage.rows import decode, decode_activity, decode_token, prepare
+from angles.storage.rows import canonical, decode, decode_activity, decode_history, decode_link, decode_token, prepare
+
+# bm25 weights of the indexed columns: decision text, comment, tags, AI summary.
+BM25 = "bm25(decision_search, 4.0, 1.0, 2.0, 1.0)"
+LIVE = "d.active = 1 AND d.superseded_by IS NULL AND d.deleted_at IS NULL"
+SNIPPET_TOKENS = 16
+# How many of a text's rarest words pick the candidates for similarity.
+RARE_WORDS = 6
+TOKENIZER = "porter unicode61 remove_diacritics 2"
 
 
 class SQLiteStorage(Storage):
@@ -21,6 +31,7 @@ class SQLiteStorage(Storage):
     def __init__(self, path: Path, *, create: bool = True):
         self.path = Path(path)
         self._lock = threading.RLock()
+        self._probing = False
         target = str(self.path)
         if not self.path.exists():
             if create:
@@ -95,7 +106,9 @@ class SQLiteStorage(Storage):
                     conn.execute("ROLLBACK")
                 raise
 
-    def upsert_decisions(self, rows: Iterable[dict], *, atomic: bool = False, batch: int = 500) -> int:
+    def upsert_decisions(
+        self, rows: Iterable[dict], *, atomic: bool = False, batch: int = 500, source: str = "system"
+    ) -> int:
         count = 0
         pending: list[dict] = []
 
@@ -104,10 +117,10 @@ class SQLiteStorage(Storage):
             if not pending:
                 return
             if atomic:
-                self._write_batch(self.conn, pending)
+                self._write_batch(self.conn, pending, source)
             else:
                 with self._transaction() as conn:
-                    self._write_batch(conn, pending)
+                    self._write_batch(conn, pending, source)
             count += len(pending)
             pending.clear()
 
@@ -126,8 +139,8 @@ class SQLiteStorage(Storage):
             flush()
         return count
 
-    @staticmethod
-    def _write_batch(conn, rows: list[dict]) -> None:
+    def _write_batch(self, conn, rows: list[dict], source: str) -> None:
+        self._keep_history(conn, rows, source)
         groups: dict[tuple, list[dict]] = {}
         for row in rows:
             groups.setdefault(tuple(row), []).append(row)
@@ -139,7 +152,43 @@ class SQLiteStorage(Storage):
             )
             conn.executemany(sql, [tuple(r[c] for c in columns) for r in group])
 
-    def update_decision(self, decision_id: str, fields: dict) -> None:
+    def _keep_history(self, conn, rows: list[dict], source: str, reason: str | None = None) -> None:
+        """Store the stored version of every row about to change its content (rows in prepare()'s form)."""
+        if not any(f in rows[0] for f in HISTORY_FIELDS) or not self._table_exists(conn, "decision_history"):
+            return
+        ids = [r["id"] for r in rows]
+        marks = ", ".join("?" * len(ids))
+        stored = {
+            r["id"]: decode(dict(r)) for r in conn.execute(f"SELECT * FROM decision_vault WHERE id IN ({marks})", ids)
+        }
+        entries = []
+        for row in rows:
+            old = stored.get(row["id"])
+            if old is not None:
+                new = canonical(decode({**old, **{k: v for k, v in row.items() if k in HISTORY_FIELDS}}))
+                entry = history_entry(old, {f: new[f] for f in HISTORY_FIELDS if f in row}, source, reason)
+                if entry:
+                    entries.append(entry)
+        if entries:
+            self._insert_history(conn, entries, ignore=False)
+
+    @staticmethod
+    def _insert_history(conn, entries: list[dict], *, ignore: bool) -> int:
+        sql = (
+            f"INSERT INTO decision_history ({', '.join(HISTORY_COLUMNS)})"
+            f" VALUES ({', '.join('?' * len(HISTORY_COLUMNS))})" + (" ON CONFLICT(id) DO NOTHING" if ignore else "")
+        )
+        values = []
+        for e in entries:
+            e = {**e, "changed": _json(e["changed"]), "previous": _json(e["previous"])}
+            values.append(tuple(e.get(c) for c in HISTORY_COLUMNS))
+        before = conn.total_changes
+        conn.executemany(sql, values)
+        return conn.total_changes - before
+
+    def update_decision(
+        self, decision_id: str, fields: dict, *, source: str = "system", reason: str | None = None
+    ) -> None:
         if not fields:
             return
         prepared = prepare({"id": decision_id, **fields}, json_as_text=True, bool_as_int=True)
@@ -148,6 +197,7 @@ class SQLiteStorage(Storage):
             columns.append("updated_at")
         assignments = ", ".join(f"{c}=?" for c in columns)
         with self._transaction() as conn:
+            self._keep_history(conn, [{c: prepared[c] for c in ("id", *columns)}], source, reason)
             conn.execute(
                 f"UPDATE decision_vault SET {assignments} WHERE id=?",
                 [prepared[c] for c in columns] + [decision_id],
@@ -317,3 +367,207 @@ class SQLiteStorage(Storage):
                 " ON CONFLICT(token_name, window_start) DO UPDATE SET writes=writes+1 RETURNING writes",
                 (name, window_start),
             ).fetchone()[0]
+
+    # the searchable vault
+
+    def search_decisions(
+        self,
+        query: Query,
+        *,
+        type=None,
+        priority=None,
+        tag=None,
+        since=None,
+        until=None,
+        include_inactive=False,
+        limit=20,
+    ) -> list[dict]:
+        clauses, params = ["decision_search MATCH ?"], [to_fts5(query)]
+        for clause, value in (
+            ("d.type = ?", type),
+            ("d.priority = ?", priority),
+            ("d.date >= ?", since),
+            ("d.date <= ?", until),
+        ):
+            if value is not None:
+                clauses.append(clause)
+                params.append(value)
+        if tag is not None:
+            clauses.append("EXISTS (SELECT 1 FROM json_each(d.tags) WHERE json_each.value = ?)")
+            params.append(tag)
+        if not include_inactive:
+            clauses.append(LIVE)
+        with self._guard() as conn:
+            ranked = conn.execute(
+                f"SELECT decision_search.rowid AS rid, {BM25} AS rank FROM decision_search"
+                f" JOIN decision_vault d ON d.rowid = decision_search.rowid WHERE {' AND '.join(clauses)}"
+                " ORDER BY rank, d.date DESC, d.created_at DESC LIMIT ?",
+                [*params, int(limit)],
+            ).fetchall()
+            if not ranked:
+                return []
+            # Snippets for the few rows shown only: building one reads the row's text again.
+            marks = ", ".join("?" * len(ranked))
+            rows = conn.execute(
+                f"SELECT decision_search.rowid AS rid, d.*,"
+                f" snippet(decision_search, -1, ?, ?, '…', {SNIPPET_TOKENS}) AS snippet"
+                f" FROM decision_search JOIN decision_vault d ON d.rowid = decision_search.rowid"
+                f" WHERE decision_search MATCH ? AND decision_search.rowid IN ({marks})",
+                [MARK_START, MARK_END, params[0], *[r["rid"] for r in ranked]],
+            ).fetchall()
+        found = {r["rid"]: dict(r) for r in rows}
+        hits = []
+        for rid, rank in ((r["rid"], r["rank"]) for r in ranked):
+            row = found[rid]
+            hit = decode(row)
+            hit["score"] = round(-rank, 6)
+            hit["snippet"] = row["snippet"]
+            hits.append(hit)
+        return hits
+
+    def same_text_candidates(self, words: list[str], text: str, limit: int = 20) -> list[dict]:
+        with self._guard() as conn:
+            if words:
+                rows = conn.execute(
+                    "SELECT d.* FROM decision_search JOIN decision_vault d ON d.rowid = decision_search.rowid"
+                    f" WHERE decision_search MATCH ? AND {LIVE} ORDER BY abs(length(d.decision) - ?) LIMIT ?",
+                    (phrase_fts5(words), len(text), limit),
+                ).fetchall()
+            else:
+                rows = conn.execute(
+                    f"SELECT d.* FROM decision_vault d WHERE d.decision = ? AND {LIVE} LIMIT ?", (text, limit)
+                ).fetchall()
+        return [decode(dict(r)) for r in rows]
+
+    def _stems(self, conn, words: list[str]) -> list[tuple[str, str]]:
+        """(word, stem) for each word, through the index's own tokenizer (an in-memory probe table)."""
+        if not self._probing:
+            for sql in (
+                f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.angles_probe USING fts5(t, tokenize='{TOKENIZER}')",
+                "CREATE VIRTUAL TABLE IF NOT EXISTS temp.angles_probe_terms"
+                " USING fts5vocab(temp, angles_probe, instance)",
+                "CREATE VIRTUAL TABLE IF NOT EXISTS temp.angles_search_terms"
+                " USING fts5vocab(main, decision_search, row)",
+            ):
+                conn.execute(sql)
+            self._probing = True
+        conn.execute("DELETE FROM temp.angles_probe")
+        conn.executemany("INSERT INTO temp.angles_probe (rowid, t) VALUES (?, ?)", list(enumerate(words, 1)))
+        stems = {r[0]: r[1] for r in conn.execute("SELECT doc, term FROM temp.angles_probe_terms")}
+        conn.execute("DELETE FROM temp.angles_probe")
+        return [(w, stems[i]) for i, w in enumerate(words, 1) if i in stems]
+
+    def similar_candidates(self, words: list[str], limit: int = 20) -> list[dict]:
+        unique = list(dict.fromkeys(w.casefold() for w in words if w.casefold() not in STOP_WORDS))
+        if not unique:
+            return []
+        with self._guard() as conn:
+            counts = []
+            for word, stem in self._stems(conn, unique):
+                row = conn.execute("SELECT doc FROM temp.angles_search_terms WHERE term = ?", (stem,)).fetchone()
+                if row and row[0]:
+                    counts.append((row[0], word))
+            if not counts:
+                return []
+            # The rarest words say most about a text and keep the match list short on a large vault.
+            rare = [w for _, w in sorted(counts)[:RARE_WORDS]]
+            rows = conn.execute(
+                f"SELECT d.*, {BM25} AS rank FROM decision_search JOIN decision_vault d"
+                " ON d.rowid = decision_search.rowid WHERE decision_search MATCH ? ORDER BY rank LIMIT ?",
+                (any_fts5(rare), limit),
+            ).fetchall()
+        return [decode(dict(r)) for r in rows]
+
+    def ids_between(self, low: str, high: str, limit: int) -> list[str]:
+        with self._guard() as conn:
+            rows = conn.execute(
+                "SELECT id FROM decision_vault WHERE id BETWEEN ? AND ? ORDER BY id LIMIT ?", (low, high, limit)
+            )
+            return [r[0] for r in rows]
+
+    def superseded_into(self, decision_id: str) -> list[dict]:
+        with self._guard() as conn:
+            rows = conn.execute("SELECT * FROM decision_vault WHERE superseded_by = ? ORDER BY id", (decision_id,))
+            return [decode(dict(r)) for r in rows.fetchall()]
+
+    def history_of(self, decision_id: str) -> list[dict]:
+        with self._guard() as conn:
+            rows = conn.execute(
+                "SELECT * FROM decision_history WHERE decision_id = ? ORDER BY changed_at, rowid", (decision_id,)
+            )
+            return [decode_history(dict(r)) for r in rows.fetchall()]
+
+    def _pages(self, table: str, decoder, batch: int) -> Iterator[dict]:
+        last = ""
+        while True:
+            with self._guard() as conn:
+                if not self._table_exists(conn, table):
+                    return
+                rows = conn.execute(f"SELECT * FROM {table} WHERE id > ? ORDER BY id LIMIT ?", (last, batch)).fetchall()
+            if not rows:
+                return
+            for row in rows:
+                yield decoder(dict(row))
+            last = rows[-1]["id"]
+
+    def iter_history(self, batch: int = 1000) -> Iterator[dict]:
+        return self._pages("decision_history", decode_history, batch)
+
+    def upsert_history(self, rows: Iterable[dict]) -> int:
+        count = 0
+        chunk: list[dict] = []
+        for row in rows:
+            chunk.append(row)
+            if len(chunk) >= 500:
+                with self._transaction() as conn:
+                    count += self._insert_history(conn, chunk, ignore=True)
+                chunk = []
+        if chunk:
+            with self._transaction() as conn:
+                count += self._insert_history(conn, chunk, ignore=True)
+        return count
+
+    def links_of(self, decision_id: str) -> list[dict]:
+        with self._guard() as conn:
+            rows = conn.execute(
+                "SELECT * FROM decision_links WHERE from_id = ? UNION ALL"
+                " SELECT * FROM decision_links WHERE to_id = ? AND from_id <> ? ORDER BY created_at, id",
+                (decision_id, decision_id, decision_id),
+            )
+            return [decode_link(dict(r)) for r in rows.fetchall()]
+
+    def _insert_links(self, conn, rows: list[dict]) -> int:
+        before = conn.total_changes
+        conn.executemany(
+            f"INSERT INTO decision_links ({', '.join(LINK_COLUMNS)}) VALUES ({', '.join('?' * len(LINK_COLUMNS))})"
+            " ON CONFLICT DO NOTHING",
+            [tuple(r.get(c) for c in LINK_COLUMNS) for r in rows],
+        )
+        return conn.total_changes - before
+
+    def add_link(self, row: dict) -> bool:
+        with self._transaction() as conn:
+            return self._insert_links(conn, [row]) == 1
+
+    def remove_links(self, from_id: str, to_id: str, kind: str | None = None) -> int:
+        sql, params = "DELETE FROM decision_links WHERE from_id = ? AND to_id = ?", [from_id, to_id]
+        if kind is not None:
+            sql += " AND kind = ?"
+            params.append(kind)
+        with self._transaction() as conn:
+            return conn.execute(sql, params).rowcount
+
+    def iter_links(self, batch: int = 1000) -> Iterator[dict]:
+        return self._pages("decision_links", decode_link, batch)
+
+    def upsert_links(self, rows: Iterable[dict]) -> int:
+        rows = list(rows)
+        count = 0
+        for start in range(0, len(rows), 500):
+            with self._transaction() as conn:
+                count += self._insert_links(conn, rows[start : start + 500])
+        return count
+
+
+def _json(value) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)

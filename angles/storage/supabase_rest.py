@@ -157,7 +157,9 @@ class SupabaseStorage(Storage):
 
     # decisions
 
-    def upsert_decisions(self, rows: Iterable[dict], *, atomic: bool = False, batch: int = WRITE_BATCH) -> int:
+    def upsert_decisions(
+        self, rows: Iterable[dict], *, atomic: bool = False, batch: int = WRITE_BATCH, source: str = "system"
+    ) -> int:
         """Upsert in batches; with atomic=True each set of rows with the same columns goes in one request.
 
         PostgREST runs one request in one transaction, so a single request is all-or-nothing.
@@ -217,7 +219,9 @@ class SupabaseStorage(Storage):
             payload.append(row)
         return payload
 
-    def update_decision(self, decision_id: str, fields: dict) -> None:
+    def update_decision(
+        self, decision_id: str, fields: dict, *, source: str = "system", reason: str | None = None
+    ) -> None:
         from postgrest.types import ReturnMethod
 
         if not fields:
