@@ -260,7 +260,7 @@ def test_two_instances_on_one_postgres_serve_one_vault_with_shared_tokens_and_li
         (found,) = calls(second, token, ("search_decisions", {"query": "instances"}))
         assert [h["id"] for h in found.structured_content["hits"]] == [decision_id]
         (shown,) = calls(first, token, ("get_decision", {"id": decision_id[:8]}))
-        assert shown.structured_content["id"] == decision_id
+        assert shown.structured_content["decision"]["id"] == decision_id
         (again,) = calls(second, token, ("record_decision", {"text": "serve the vault from two instances."}))
         assert again.structured_content == {**again.structured_content, "id": decision_id}
         (superseded,) = calls(

@@ -108,9 +108,10 @@ def test_search_results_cut_long_texts_at_500_characters(server):
 def test_get_decision_accepts_the_full_id_or_its_8_character_prefix(server):
     made = record(server, "Rotate keys every 90 days", type="security")
     by_full, by_prefix = call(server, ("get_decision", {"id": made["id"]}), ("get_decision", {"id": made["id"][:8]}))
-    assert by_full.structured_content["id"] == by_prefix.structured_content["id"] == made["id"]
-    assert by_full.structured_content["decision"] == "Rotate keys every 90 days"
-    assert {"history", "links"} <= set(by_full.structured_content)
+    assert by_full.structured_content == by_prefix.structured_content
+    shown = by_full.structured_content
+    assert shown["decision"]["id"] == made["id"] and shown["decision"]["decision"] == "Rotate keys every 90 days"
+    assert {"history", "links", "chain"} <= set(shown)
 
 
 def test_superseding_keeps_the_old_decision_inactive_and_pointing_to_the_new(server, sqlite_storage):
@@ -137,9 +138,9 @@ def test_links_show_on_both_decisions(server):
     a, b = record(server, "Adopt event sourcing"), record(server, "Keep an audit log")
     linked = one(server, "link_decisions", {"from_id": a["id"], "to_id": b["id"], "kind": "depends_on"})
     assert linked.structured_content == {"from_id": a["id"], "to_id": b["id"], "kind": "depends_on"}
-    for side in (a, b):
-        shown = one(server, "get_decision", {"id": side["id"]}).structured_content
-        assert any(link["kind"] == "depends_on" for link in shown["links"])
+    for side, other, direction in ((a, b, "out"), (b, a, "in")):
+        links = one(server, "get_decision", {"id": side["id"]}).structured_content["links"]
+        assert [(x["kind"], x["direction"], x["other_id"]) for x in links] == [("depends_on", direction, other["id"])]
 
 
 def test_the_decision_resource_reads_as_json(server):
@@ -157,7 +158,7 @@ def test_the_decision_resource_reads_as_json(server):
 
     found, missing = anyio.run(read, f"decision://{made['id'][:8]}", "decision://00000000-0000-4000-8000-000000000000")
     assert found.contents[0].mime_type == "application/json"
-    assert json.loads(found.contents[0].text)["decision"] == "Document every public API"
+    assert json.loads(found.contents[0].text)["decision"]["decision"] == "Document every public API"
     assert isinstance(missing, MCPError) and "no decision" in str(missing)
 
 
@@ -166,14 +167,15 @@ def test_the_decision_resource_reads_as_json(server):
     [
         ("record_decision", {"text": ""}, "empty"),
         ("record_decision", {"text": "   "}, "empty"),
-        ("record_decision", {"text": "x" * 20_001}, "20,000"),
+        ("record_decision", {"text": "x" * 20_001}, "at most 20000"),
         ("record_decision", {"text": "fine", "type": "dream"}, "'type' is invalid"),
         ("record_decision", {"text": "fine", "priority": "P9"}, "'priority' is invalid"),
         ("record_decision", {"text": 42}, "'text' is invalid"),
         ("record_decision", {}, "'text' is required"),
         ("search_decisions", {"query": "x", "limit": "many"}, "'limit' is invalid"),
         ("search_decisions", {"query": "x", "limit": 0}, "'limit' is invalid"),
-        ("get_decision", {"id": "no-such-decision"}, "no decision"),
+        ("get_decision", {"id": "no-such-decision"}, "not a decision id"),
+        ("get_decision", {"id": "abc"}, "too short"),
         ("get_decision", {"id": "00000000-0000-4000-8000-000000000000"}, "no decision"),
         ("supersede_decision", {"old_id": "00000000-0000-4000-8000-000000000000", "new_text": "y"}, "no decision"),
         ("link_decisions", {"from_id": "a", "to_id": "b", "kind": "loves"}, "'kind' is invalid"),

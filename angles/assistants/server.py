@@ -175,7 +175,7 @@ class VaultDoor:
         """One decision with every field, its history, its links and its supersede chain."""
         self.caller(ctx)
         with tool_errors():
-            return vault.describe(self.storage, vault.resolve(self.storage, id))
+            return vault.describe(self.storage, id)
 
     def supersede_decision(
         self,
@@ -210,7 +210,7 @@ class VaultDoor:
     def decision_resource(self, id: str) -> str:
         """One decision as JSON: every field, history, links and supersede chain."""
         try:
-            described = vault.describe(self.storage, vault.resolve(self.storage, id))
+            described = vault.describe(self.storage, id)
         except NotFoundError as exc:
             raise ResourceNotFoundError(str(exc)) from None
         return json.dumps(described, ensure_ascii=False, default=str)
