@@ -156,10 +156,13 @@ def test_the_decision_resource_reads_as_json(server):
                     answers.append(exc)
         return answers
 
-    found, missing = anyio.run(read, f"decision://{made['id'][:8]}", "decision://00000000-0000-4000-8000-000000000000")
+    found, missing, malformed = anyio.run(
+        read, f"decision://{made['id'][:8]}", "decision://00000000-0000-4000-8000-000000000000", "decision://x"
+    )
     assert found.contents[0].mime_type == "application/json"
     assert json.loads(found.contents[0].text)["decision"]["decision"] == "Document every public API"
     assert isinstance(missing, MCPError) and "no decision" in str(missing)
+    assert isinstance(malformed, MCPError) and "not a decision id" in str(malformed)
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
-from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
@@ -213,6 +213,8 @@ class VaultDoor:
             described = vault.describe(self.storage, id)
         except NotFoundError as exc:
             raise ResourceNotFoundError(str(exc)) from None
+        except AnglesError as exc:
+            raise ResourceError(redactor()(str(exc))) from None
         return json.dumps(described, ensure_ascii=False, default=str)
 
 
