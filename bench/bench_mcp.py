@@ -1,0 +1,167 @@
+"""The MCP server over streamable HTTP on a vault of 100,000 decisions: search and record latency, idle RSS.
+
+The client is the SDK's own (one session, protocol 2025 as desktop assistants speak it), on the same machine.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.datagen import WORDS, decision_text, make_decisions
+from bench.harness import ROOT, Row, bench_env, python
+
+ROWS = int(os.environ.get("BENCH_MCP_ROWS", "100000"))
+CALLS = int(os.environ.get("BENCH_MCP_CALLS", "1000"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def fill(home: Path) -> str:
+    """A migrated SQLite vault of ROWS decisions and a write token (setup, not measured)."""
+    from angles.assistants import tokens
+    from angles.config import load_settings
+    from angles.storage import migrations, open_storage
+
+    settings = load_settings({"ANGLES_HOME": str(home)}, dotenv=False)
+    with open_storage(settings) as storage:
+        migrations.migrate(storage)
+        storage.upsert_decisions(make_decisions(ROWS, seed=11), batch=5000)
+        return tokens.create(storage, "bench", "write")["token"]
+
+
+def start(home: Path, port: int) -> subprocess.Popen:
+    import httpx
+
+    # The write limit is lifted: the benchmark makes 1,000 writes in well under a minute.
+    env = {**os.environ, **bench_env(home, MCP_WRITES_PER_MINUTE=10_000_000)}
+    proc = subprocess.Popen(
+        [python(), str(ROOT / "tools" / "mcp_server.py"), "--http", "--port", str(port)],
+        cwd=home,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"tools/mcp_server.py exited {proc.returncode}: {proc.stderr.read()[:300]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("tools/mcp_server.py did not answer within 60 s")
+
+
+def queries(n: int) -> list[str]:
+    """One-word, three-word and phrase queries over the generated vocabulary."""
+    rng = random.Random(5)
+    plain = [w for w in WORDS if w.isascii() and w.isalpha()]
+    out = []
+    for i in range(n):
+        if i % 3 == 0:
+            out.append(rng.choice(plain))
+        elif i % 3 == 1:
+            out.append(" ".join(rng.sample(plain, 3)))
+        else:
+            out.append('"' + " ".join(rng.sample(plain, 2)) + '"')
+    return out
+
+
+def timed_calls(url: str, token: str, steps: list[tuple[str, dict]]) -> list[float]:
+    import anyio
+    import httpx2
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    async def session() -> list[float]:
+        http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"})
+        seconds = []
+        async with Client(streamable_http_client(url, http_client=http), mode="legacy") as client:
+            for tool, arguments in steps:
+                started = time.perf_counter()
+                result = await client.call_tool(tool, arguments)
+                seconds.append(time.perf_counter() - started)
+                if result.is_error:
+                    raise RuntimeError(f"{tool} failed: {result.content[0].text[:200]}")
+        return seconds
+
+    return anyio.run(session)
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def bench_mcp(ctx) -> list[Row]:
+    import psutil
+
+    home = Path(tempfile.mkdtemp(prefix="bench-mcp-"))
+    try:
+        token = fill(home)
+        port = free_port()
+        proc = start(home, port)
+        try:
+            url = f"http://127.0.0.1:{port}/mcp"
+            timed_calls(url, token, [("search_decisions", {"query": "cache"})] * 20)
+            time.sleep(2)
+            idle_mb = psutil.Process(proc.pid).memory_info().rss / 2**20
+            search = timed_calls(url, token, [("search_decisions", {"query": q}) for q in queries(CALLS)])
+            rng = random.Random(9)
+            texts = [f"{decision_text(rng)} (benchmark {n})" for n in range(CALLS)]
+            record = timed_calls(url, token, [("record_decision", {"text": t, "type": "technical"}) for t in texts])
+            time.sleep(2)
+            after_mb = psutil.Process(proc.pid).memory_info().rss / 2**20
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
+    finally:
+        subprocess.run(["rm", "-rf", str(home)], check=False)
+    scale = f"{ROWS:,} decisions, SQLite, {CALLS:,} calls"
+    rows = []
+    for name, values in (("search_decisions", search), ("record_decision", record)):
+        p99 = percentile(values, 99) * 1000
+        rows.append(
+            Row(
+                f"MCP {name} over HTTP: p99",
+                round(p99, 1),
+                "ms",
+                "≤ 50 ms",
+                p99 <= 50,
+                note=f"{scale}; p50 {percentile(values, 50) * 1000:.1f} ms",
+            )
+        )
+    rows.append(
+        Row(
+            "MCP server idle RSS",
+            round(idle_mb, 1),
+            "MB",
+            "≤ 90 MB",
+            idle_mb <= 90,
+            note=f"after warm-up; {after_mb:.1f} MB idle after the {2 * CALLS:,} calls",
+        )
+    )
+    return rows
+
+
+BENCHMARKS = {"mcp": bench_mcp}
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    from bench.run import render
+
+    print(render([r.as_dict() for r in bench_mcp({})]))
