@@ -122,7 +122,7 @@ def bench_mcp(ctx) -> list[Row]:
             idle_mb = psutil.Process(proc.pid).memory_info().rss / 2**20
             search = timed_calls(url, token, [("search_decisions", {"query": q}) for q in queries(CALLS)])
             rng = random.Random(9)
-            texts = [f"{decision_text(rng)} (benchmark {n})" for n in range(CALLS)]
+            texts = [f"{decision_text(rng)[:19_000]} (benchmark {n})" for n in range(CALLS)]
             record = timed_calls(url, token, [("record_decision", {"text": t, "type": "technical"}) for t in texts])
             time.sleep(2)
             after_mb = psutil.Process(proc.pid).memory_info().rss / 2**20
