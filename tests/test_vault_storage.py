@@ -64,7 +64,11 @@ def test_search_phrases_exclusions_and_or(storage):
     assert [h["id"] for h in vault.search(storage, '"main database"')] == [a]
     assert {h["id"] for h in vault.search(storage, "database -replica")} == {a}
     assert {h["id"] for h in vault.search(storage, "replica OR warehouse")} == {b, c}
-    assert {h["id"] for h in vault.search(storage, "reporting warehouse OR database")} == {a, c}
+    # AND binds tighter than OR, as in PostgreSQL's websearch: (reporting AND warehouse) OR replica.
+    assert {h["id"] for h in vault.search(storage, "reporting warehouse OR replica")} == {b, c}
+    assert {h["id"] for h in vault.search(storage, "database -replica OR warehouse")} == {a, c}
+    with pytest.raises(ValidationError, match="only excludes"):
+        vault.search(storage, "database OR -replica")
 
 
 def test_search_ranks_better_matches_first_and_newer_first_on_ties(storage):

@@ -102,6 +102,8 @@ def export(
     sources = (
         (snapshot.DECISIONS, storage.iter_decisions(batch=2000)),
         (snapshot.ACTIVITY, storage.iter_activity()),
+        (snapshot.HISTORY, storage.iter_history()),
+        (snapshot.LINKS, storage.iter_links()),
     )
     for table, records in sources:
         path = directory / table.file

@@ -1,4 +1,4 @@
-"""The JSON export of every decision: export/decisions_<UTC timestamp>.json, written atomically."""
+"""The JSON export of every decision, its history and links: export/decisions_<UTC timestamp>.json, atomically."""
 
 from __future__ import annotations
 
@@ -78,8 +78,32 @@ def _write(storage, handle, expected: int) -> tuple[int, int]:
             in_flight = writer.submit(handle.write, data)
         if in_flight is not None:
             in_flight.result()
-    handle.write(b"\n  ]\n}\n" if written else b"]\n}\n")
+    handle.write(b"\n  ]" if written else b"]")
+    for key, rows in (("history", storage.iter_history()), ("links", storage.iter_links())):
+        handle.write(f',\n  "{key}": ['.encode())
+        handle.write(b"\n  ]" if _write_rows(handle, rows, scrub) else b"]")
+    handle.write(b"\n}\n")
     return written, scrub.redacted
+
+
+def _write_rows(handle, rows, scrub, batch: int = 1000) -> int:
+    """Every row as one JSON line of the array being written; returns how many."""
+    count = 0
+    lines: list[bytes] = []
+
+    def flush() -> None:
+        block = scrub(b"\n".join(lines) + b"\n").rstrip(b"\n")
+        handle.write((b"\n    " if count == len(lines) else b",\n    ") + block.replace(b"\n", b",\n    "))
+        lines.clear()
+
+    for row in rows:
+        lines.append(json.dumps(row, ensure_ascii=False, default=str).encode())
+        count += 1
+        if len(lines) >= batch:
+            flush()
+    if lines:
+        flush()
+    return count
 
 
 def write_export(storage, settings) -> Path:

@@ -155,13 +155,28 @@ def _ordered_rows(checkout: Checkout, ids: set[str], redacted: dict, live_rows: 
 
 
 def restore_decisions(checkout: Checkout, storage, found: Drift, *, prune: bool = False) -> dict:
-    """Upsert the missing and changed rows by id in one transaction; delete rows only live only with prune."""
+    """Upsert the missing and changed rows by id in one transaction; delete rows only live only with prune.
+
+    A live decision the restore replaces keeps its version before in its history (source "restore"); the
+    backup's history and links that the database lacks come back too.
+    """
     migrations.migrate(storage)
     ids = set(found.only_backup) | set(found.changed)
     rows = restore_rows(checkout, storage, ids, found.live_ids)
-    written = storage.upsert_decisions(rows, atomic=True) if ids else 0
+    written = storage.upsert_decisions(rows, atomic=True, source="restore") if ids else 0
     pruned = storage.delete_decisions(found.only_live) if prune and found.only_live else 0
-    return {"upserted": len(ids), "written": written, "pruned": pruned}
+    return {"upserted": len(ids), "written": written, "pruned": pruned, **restore_history_and_links(checkout, storage)}
+
+
+def restore_history_and_links(checkout: Checkout, storage) -> dict:
+    """Store the backup's history rows and links that are not in the database (a backup older than them has none)."""
+    counts = {}
+    for table, write in ((snapshot.HISTORY, storage.upsert_history), (snapshot.LINKS, storage.upsert_links)):
+        present = table.file in checkout.manifest["files"]
+        counts[f"{table.name.removeprefix('decision_')}_restored"] = (
+            write(snapshot.iter_records(checkout.path(table))) if present else 0
+        )
+    return counts
 
 
 def scratch_restore(checkout: Checkout) -> dict:

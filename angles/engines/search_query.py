@@ -42,15 +42,23 @@ class Term:
 
 
 @dataclass
-class Query:
-    """All `required` groups must match (each group: any of its terms); no `excluded` term may."""
+class Group:
+    """Terms that must all appear (`include`) and terms that must not (`exclude`)."""
 
-    required: list[list[Term]] = field(default_factory=list)
-    excluded: list[Term] = field(default_factory=list)
+    include: list[Term] = field(default_factory=list)
+    exclude: list[Term] = field(default_factory=list)
+
+
+@dataclass
+class Query:
+    """Any one of its groups must match. AND binds tighter than OR, as in PostgreSQL's websearch and in FTS5:
+    `a b OR c` finds decisions holding both a and b, or c."""
+
+    groups: list[Group] = field(default_factory=list)
 
     def words(self) -> list[str]:
         """Every word the query looks for, for marking matches."""
-        return [w for group in self.required for term in group for w in term.words]
+        return [w for group in self.groups for term in group.include for w in term.words]
 
 
 def words_of(text: str) -> list[str]:
@@ -95,7 +103,8 @@ def _tokens(text: str) -> list[tuple[str, str]]:
         while end < n and not text[end].isspace() and text[end] != '"':
             end += 1
         word = text[i:end]
-        if word == "OR" and not negated:
+        # websearch_to_tsquery takes "or" in any case as the operator; so does this language.
+        if word.upper() == "OR" and not negated:
             tokens.append(("or", word))
         else:
             tokens.append(("-word" if negated else "word", word))
@@ -110,31 +119,24 @@ def parse(text: str) -> Query:
     text = unicodedata.normalize("NFC", str(text)).replace("\x00", " ")
     if len(text) > MAX_QUERY_CHARS:
         raise ValidationError(f"the search is {len(text)} characters long; at most {MAX_QUERY_CHARS} are searched")
-    query = Query()
-    join_next = False
+    groups = [Group()]
     for kind, raw in _tokens(text):
         if kind == "or":
-            join_next = bool(query.required)
+            if groups[-1].include or groups[-1].exclude:
+                groups.append(Group())
             continue
         term = _term(raw, phrase=kind.endswith("phrase"))
-        if term is None:
-            join_next = False
-            continue
-        if kind.startswith("-"):
-            query.excluded.append(term)
-        elif join_next:
-            query.required[-1].append(term)
-        else:
-            query.required.append([term])
-        join_next = False
-    count = sum(len(g) for g in query.required) + len(query.excluded)
+        if term is not None:
+            (groups[-1].exclude if kind.startswith("-") else groups[-1].include).append(term)
+    groups = [g for g in groups if g.include or g.exclude]
+    count = sum(len(g.include) + len(g.exclude) for g in groups)
     if count > MAX_TERMS:
         raise ValidationError(f"the search has {count} terms; at most {MAX_TERMS} are allowed")
-    if not query.required:
-        if query.excluded:
-            raise ValidationError("the search only excludes words: give at least one word to look for")
+    if not groups:
         raise ValidationError("the search has no words to look for (common words like 'the' are ignored)")
-    return query
+    if any(not g.include for g in groups):
+        raise ValidationError("the search only excludes words: give at least one word to look for")
+    return Query(groups)
 
 
 def _fts5_term(term: Term) -> str:
@@ -144,14 +146,12 @@ def _fts5_term(term: Term) -> str:
 
 def to_fts5(query: Query) -> str:
     """The FTS5 MATCH expression for a query."""
-    groups = []
-    for group in query.required:
-        inner = " OR ".join(_fts5_term(t) for t in group)
-        groups.append(f"({inner})" if len(group) > 1 else inner)
-    expression = " AND ".join(groups)
-    if query.excluded:
-        expression = f"({expression})" + "".join(f" NOT {_fts5_term(t)}" for t in query.excluded)
-    return expression
+    parts = []
+    for group in query.groups:
+        expression = " AND ".join(_fts5_term(t) for t in group.include)
+        expression += "".join(f" NOT {_fts5_term(t)}" for t in group.exclude)
+        parts.append(f"({expression})")
+    return " OR ".join(parts)
 
 
 def _websearch_term(term: Term) -> str:
@@ -159,12 +159,11 @@ def _websearch_term(term: Term) -> str:
 
 
 def to_websearch(query: Query) -> str:
-    """The same query in websearch_to_tsquery's syntax (which is also PostgREST's `wfts` filter)."""
-    parts = []
-    for group in query.required:
-        parts.append(" OR ".join(_websearch_term(t) for t in group))
-    parts += [f"-{_websearch_term(t)}" for t in query.excluded]
-    return " ".join(parts)
+    """The same query in websearch_to_tsquery's syntax (also PostgREST's `wfts` filter)."""
+    return " OR ".join(
+        " ".join([*map(_websearch_term, g.include), *(f"-{_websearch_term(t)}" for t in g.exclude)])
+        for g in query.groups
+    )
 
 
 def phrase_fts5(words: list[str]) -> str:

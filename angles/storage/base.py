@@ -183,6 +183,7 @@ class Storage(ABC):
 
     # the searchable vault: full-text search, history, links
 
+    @abstractmethod
     def search_decisions(
         self,
         query: Query,
@@ -200,52 +201,51 @@ class Storage(ABC):
         Each hit is a decision dict plus `score` (higher is better) and `snippet` (a short extract, matched words
         between search_query.MARK_START and MARK_END). since/until compare the decision's date.
         """
-        raise NotImplementedError(f"{self.kind} does not search or keep history yet")
 
+    @abstractmethod
     def same_text_candidates(self, words: list[str], text: str, limit: int = 20) -> list[dict]:
         """Live decisions holding these words as one phrase (with no words: exactly this text), nearest length first."""
-        raise NotImplementedError(f"{self.kind} does not search or keep history yet")
 
+    @abstractmethod
     def similar_candidates(self, words: list[str], limit: int = 20) -> list[dict]:
         """Decisions sharing the most telling (rarest) of these words, best first."""
-        raise NotImplementedError(f"{self.kind} does not search or keep history yet")
 
+    @abstractmethod
     def ids_between(self, low: str, high: str, limit: int) -> list[str]:
         """Decision ids from low to high inclusive (canonical UUID text), in order, at most `limit`."""
-        raise NotImplementedError(f"{self.kind} does not search or keep history yet")
 
+    @abstractmethod
     def superseded_into(self, decision_id: str) -> list[dict]:
         """Decisions whose superseded_by names this one."""
-        raise NotImplementedError(f"{self.kind} does not search or keep history yet")
 
+    @abstractmethod
     def history_of(self, decision_id: str) -> list[dict]:
         """The stored earlier versions of one decision (HISTORY_COLUMNS rows), oldest first."""
-        raise NotImplementedError(f"{self.kind} does not search or keep history yet")
 
+    @abstractmethod
     def iter_history(self, batch: int = 1000) -> Iterator[dict]:
         """Every history row in id order."""
-        raise NotImplementedError(f"{self.kind} does not search or keep history yet")
 
+    @abstractmethod
     def upsert_history(self, rows: Iterable[dict]) -> int:
         """Store history rows that are not there yet (by id); rows already present are left as they are."""
-        raise NotImplementedError(f"{self.kind} does not search or keep history yet")
 
+    @abstractmethod
     def links_of(self, decision_id: str) -> list[dict]:
         """Links from or to one decision (LINK_COLUMNS rows)."""
-        raise NotImplementedError(f"{self.kind} does not search or keep history yet")
 
+    @abstractmethod
     def add_link(self, row: dict) -> bool:
         """Store one link; False when the same link (same id) is already there."""
-        raise NotImplementedError(f"{self.kind} does not search or keep history yet")
 
+    @abstractmethod
     def remove_links(self, from_id: str, to_id: str, kind: str | None = None) -> int:
         """Delete the links from one decision to another (of one kind, or all); returns how many went."""
-        raise NotImplementedError(f"{self.kind} does not search or keep history yet")
 
+    @abstractmethod
     def iter_links(self, batch: int = 1000) -> Iterator[dict]:
         """Every link in id order."""
-        raise NotImplementedError(f"{self.kind} does not search or keep history yet")
 
+    @abstractmethod
     def upsert_links(self, rows: Iterable[dict]) -> int:
         """Store links that are not there yet (by id)."""
-        raise NotImplementedError(f"{self.kind} does not search or keep history yet")

@@ -9,6 +9,7 @@ import queue
 import re
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -18,10 +19,21 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from angles.engines.decision_model import COLUMNS, JSON_COLUMNS, TIMESTAMP_COLUMNS, to_iso, utc_now
+from angles.engines.decision_model import (
+    COLUMNS,
+    HISTORY_COLUMNS,
+    HISTORY_FIELDS,
+    JSON_COLUMNS,
+    LINK_COLUMNS,
+    TIMESTAMP_COLUMNS,
+    history_entry,
+    to_iso,
+    utc_now,
+)
+from angles.engines.search_query import MARK_END, MARK_START, STOP_WORDS, Query, to_websearch
 from angles.errors import DatabaseError
 from angles.storage.base import Storage
-from angles.storage.rows import decode, decode_activity, decode_token, prepare
+from angles.storage.rows import canonical, decode, decode_activity, decode_history, decode_link, decode_token, prepare
 
 # The same canonical JSON text prepare(json_as_text=True) writes.
 _json_text = json.JSONEncoder(ensure_ascii=False, sort_keys=True).encode
@@ -29,6 +41,14 @@ _json_text = json.JSONEncoder(ensure_ascii=False, sort_keys=True).encode
 logger = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 10
+# Every decision column by name: `SELECT *` would also carry the search index's tsvector to the client.
+_COLUMNS = ", ".join(COLUMNS)
+_D_COLUMNS = ", ".join(f"d.{c}" for c in COLUMNS)
+LIVE = "d.active AND d.superseded_by IS NULL AND d.deleted_at IS NULL"
+SNIPPET_OPTIONS = f"StartSel={MARK_START}, StopSel={MARK_END}, MaxWords=24, MinWords=12, MaxFragments=1"
+RARE_WORDS = 6
+# How long the server's statistics of common words are trusted before being read again.
+STATS_TTL_S = 600
 # Rows per COPY into the staging table and per merge statement (per transaction unless atomic).
 COPY_BATCH = 5000
 STAGE = "angles_upsert_stage"
@@ -143,7 +163,7 @@ def _copy_cell(value) -> str:
     return _copy_cell(str(value))
 
 
-def _merge_all(conn, segments: Iterator[tuple[tuple[str, ...], list[str]]]) -> int:
+def _merge_all(conn, segments: Iterator[tuple[tuple[str, ...], list[str]]], source: str = "system") -> int:
     """Merge every segment in the open transaction, on a helper thread while this one prepares the next.
 
     Reading and preparing rows is Python work; the merge is mostly the server's, so the two overlap.
@@ -163,7 +183,7 @@ def _merge_all(conn, segments: Iterator[tuple[tuple[str, ...], list[str]]]) -> i
                 else:
                     _create_stage(conn)
                     staged = True
-                _merge(conn, *item)
+                _merge(conn, *item, source)
             except BaseException as exc:  # re-raised below in the caller's thread, inside its transaction
                 failures.append(exc)
 
@@ -186,10 +206,41 @@ def _merge_all(conn, segments: Iterator[tuple[tuple[str, ...], list[str]]]) -> i
 
 def _create_stage(conn) -> None:
     # Untyped by constraints on purpose: missing columns take the real table's defaults in the INSERT.
-    conn.execute(f"CREATE TEMPORARY TABLE {STAGE} ON COMMIT DROP AS SELECT * FROM decision_vault WITH NO DATA")
+    conn.execute(f"CREATE TEMPORARY TABLE {STAGE} ON COMMIT DROP AS SELECT {_COLUMNS} FROM decision_vault WITH NO DATA")
 
 
-def _merge(conn, columns: tuple[str, ...], lines: list[str]) -> None:
+def _timestamp_text(expr: str) -> str:
+    return f"""to_char({expr} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
+
+
+# A stored decision's HISTORY_FIELDS as the JSON decode() would give (previous version in a history row).
+_PREVIOUS_JSON = (
+    "jsonb_build_object("
+    + ", ".join(
+        f"'{f}', "
+        + {"date": "to_char(d.date, 'YYYY-MM-DD')", "deleted_at": _timestamp_text("d.deleted_at")}.get(f, f"d.{f}")
+        for f in HISTORY_FIELDS
+    )
+    + ")"
+)
+
+
+def _history_sql(columns: tuple[str, ...]) -> str | None:
+    """SQL storing, before a merge, the current version of every staged row whose content the merge changes."""
+    content = [f for f in HISTORY_FIELDS if f in columns]
+    if not content:
+        return None
+    changed = ", ".join(f"CASE WHEN d.{f} IS DISTINCT FROM s.{f} THEN '{f}' END" for f in content)
+    old = ", ".join(f"d.{f}" for f in content)
+    new = ", ".join(f"s.{f}" for f in content)
+    return (
+        "INSERT INTO decision_history (decision_id, changed_at, source, changed, previous)"
+        f" SELECT d.id, now(), %s, to_jsonb(array_remove(ARRAY[{changed}]::text[], NULL)), {_PREVIOUS_JSON}"
+        f" FROM {STAGE} s JOIN decision_vault d ON d.id = s.id WHERE ROW({old}) IS DISTINCT FROM ROW({new})"
+    )
+
+
+def _merge(conn, columns: tuple[str, ...], lines: list[str], source: str = "system") -> None:
     """COPY one segment into the stage, then insert or update decision_vault from it in one statement."""
     names = ", ".join(columns)
     changing = [c for c in columns if c not in ("id", "created_at")]
@@ -200,11 +251,18 @@ def _merge(conn, columns: tuple[str, ...], lines: list[str]) -> None:
     with conn.cursor() as cur:
         with cur.copy(f"COPY {STAGE} ({names}) FROM STDIN") as copy:
             copy.write("".join(lines))
+        history = _history_sql(columns)
+        if history and _has_history(conn):
+            cur.execute(history, (source,))
         cur.execute(
             # In COPY order: a superseded_by target must be inserted before the row that links to it.
             f"INSERT INTO decision_vault ({names}) SELECT {names} FROM {STAGE} ORDER BY ctid"
             f" ON CONFLICT (id) DO UPDATE SET {updates} WHERE ROW({old}) IS DISTINCT FROM ROW({new})"
         )
+
+
+def _has_history(conn) -> bool:
+    return conn.execute("SELECT to_regclass('decision_history') AS t").fetchone()["t"] is not None
 
 
 def _is_uuid(value: str) -> bool:
@@ -218,6 +276,8 @@ def _is_uuid(value: str) -> bool:
 class PostgresStorage(Storage):
     kind = "postgres"
     dialect = "postgres"
+    _common_words: dict[str, float] | None = None
+    _common_words_at = 0.0
 
     def __init__(self, url: str):
         self.url = url
@@ -321,12 +381,12 @@ class PostgresStorage(Storage):
         """COPY each run of rows into a temporary table, then merge it with one INSERT ... ON CONFLICT."""
         if atomic:
             with self._transaction() as conn:
-                return _merge_all(conn, _segments(rows, batch))
+                return _merge_all(conn, _segments(rows, batch), source)
         count = 0
         for columns, values in _segments(rows, batch):
             with self._transaction() as conn:
                 _create_stage(conn)
-                _merge(conn, columns, values)
+                _merge(conn, columns, values, source)
             count += len(values)
         return count
 
@@ -341,6 +401,16 @@ class PostgresStorage(Storage):
             columns.append("updated_at")
         assignments = ", ".join(f"{c} = %s" for c in columns)
         with self._transaction() as conn:
+            if any(c in HISTORY_FIELDS for c in columns) and _has_history(conn):
+                old = conn.execute(
+                    f"SELECT {_COLUMNS} FROM decision_vault WHERE id = %s FOR UPDATE", (decision_id,)
+                ).fetchone()
+                if old is not None:
+                    old = decode(old)
+                    new = canonical({c: fields[c] for c in columns if c in HISTORY_FIELDS})
+                    entry = history_entry(old, new, source, reason)
+                    if entry:
+                        self._insert_history(conn, [entry])
             conn.execute(
                 f"UPDATE decision_vault SET {assignments} WHERE id = %s",
                 [prepared[c] for c in columns] + [decision_id],
@@ -350,7 +420,7 @@ class PostgresStorage(Storage):
         with self._guard() as conn:
             if not self._table_exists(conn, "decision_vault"):
                 return None
-            row = conn.execute(f"SELECT * FROM decision_vault WHERE {where} = %s", (value,)).fetchone()
+            row = conn.execute(f"SELECT {_COLUMNS} FROM decision_vault WHERE {where} = %s", (value,)).fetchone()
             return decode(row) if row else None
 
     def get_decision(self, decision_id: str) -> dict | None:
@@ -379,7 +449,9 @@ class PostgresStorage(Storage):
             where = " AND ".join([*keyset, *clauses]) or "TRUE"
             args = ([last] if last is not None else []) + params + [batch]
             with self._guard() as conn:
-                rows = conn.execute(f"SELECT * FROM decision_vault WHERE {where} ORDER BY id LIMIT %s", args).fetchall()
+                rows = conn.execute(
+                    f"SELECT {_COLUMNS} FROM decision_vault WHERE {where} ORDER BY id LIMIT %s", args
+                ).fetchall()
             if not rows:
                 return
             for row in rows:
@@ -582,3 +654,218 @@ class PostgresStorage(Storage):
                 " RETURNING writes",
                 (name, window_start),
             ).fetchone()["writes"]
+
+    # the searchable vault
+
+    def search_decisions(
+        self,
+        query: Query,
+        *,
+        type=None,
+        priority=None,
+        tag=None,
+        since=None,
+        until=None,
+        include_inactive=False,
+        limit=20,
+    ) -> list[dict]:
+        clauses, params = ["d.search_vector @@ q.query"], []
+        for clause, value in (
+            ("d.type = %s", type),
+            ("d.priority = %s", priority),
+            ("d.date >= %s", since),
+            ("d.date <= %s", until),
+        ):
+            if value is not None:
+                clauses.append(clause)
+                params.append(value)
+        if tag is not None:
+            clauses.append("d.tags @> %s::jsonb")
+            params.append(json.dumps([tag]))
+        if not include_inactive:
+            clauses.append(LIVE)
+        # Rank every match, keep the best few, and only then build their snippets (ts_headline re-parses text).
+        sql = (
+            "WITH q AS (SELECT websearch_to_tsquery('angles_search', %s) AS query),"
+            f" best AS (SELECT {_D_COLUMNS}, ts_rank(d.search_vector, q.query) AS rank FROM decision_vault d, q"
+            f" WHERE {' AND '.join(clauses)} ORDER BY rank DESC, d.date DESC, d.created_at DESC LIMIT %s)"
+            " SELECT best.*, ts_headline('angles_search', concat_ws(' — ', best.decision, best.comment,"
+            " (SELECT string_agg(t, ', ') FROM jsonb_array_elements_text(best.tags) t),"
+            " best.ai_analysis ->> 'summary'), q.query, %s) AS snippet"
+            " FROM best, q ORDER BY best.rank DESC, best.date DESC, best.created_at DESC"
+        )
+        with self._guard() as conn:
+            rows = conn.execute(sql, [to_websearch(query), *params, int(limit), SNIPPET_OPTIONS]).fetchall()
+        hits = []
+        for row in rows:
+            hit = decode(row)
+            hit["score"] = round(float(row["rank"]), 6)
+            hit["snippet"] = row["snippet"]
+            hits.append(hit)
+        return hits
+
+    def same_text_candidates(self, words: list[str], text: str, limit: int = 20) -> list[dict]:
+        # A text of stop words only makes an empty phrase query, which matches nothing: compare the text itself.
+        sql = (
+            "WITH q AS (SELECT phraseto_tsquery('angles_search', %s) AS query)"
+            f" SELECT {_D_COLUMNS} FROM decision_vault d, q WHERE {LIVE} AND"
+            " (d.search_vector @@ q.query OR (numnode(q.query) = 0 AND d.decision = %s))"
+            " ORDER BY abs(length(d.decision) - %s) LIMIT %s"
+        )
+        with self._guard() as conn:
+            # The text itself, not the words: PostgreSQL's parser numbers hyphenated words' parts its own way.
+            rows = conn.execute(sql, (text, text, len(text), limit)).fetchall()
+        return [decode(r) for r in rows]
+
+    def _word_frequencies(self, conn) -> dict[str, float]:
+        """The share of decisions holding each of the most common words, from the server's own statistics."""
+        now = time.monotonic()
+        if self._common_words is None or now - self._common_words_at > STATS_TTL_S:
+            row = conn.execute(
+                "SELECT most_common_elems::text::text[] AS words, most_common_elem_freqs AS freqs FROM pg_stats"
+                " WHERE tablename = 'decision_vault' AND attname = 'search_vector'"
+                " AND schemaname = current_schema() LIMIT 1"
+            ).fetchone()
+            found = {}
+            if row and row["words"]:
+                found = dict(zip(row["words"], row["freqs"], strict=False))
+            self._common_words, self._common_words_at = found, now
+        return self._common_words
+
+    def similar_candidates(self, words: list[str], limit: int = 20) -> list[dict]:
+        unique = list(dict.fromkeys(w.casefold() for w in words if w.casefold() not in STOP_WORDS))
+        if not unique:
+            return []
+        with self._guard() as conn:
+            lexemes = [
+                r["lexeme"]
+                for r in conn.execute(
+                    "SELECT lexeme FROM unnest(to_tsvector('angles_search', %s))", (" ".join(unique),)
+                ).fetchall()
+            ]
+            if not lexemes:
+                return []
+            common = self._word_frequencies(conn)
+            # The rarest words say most about a text and keep the match list short on a large vault.
+            rare = sorted(lexemes, key=lambda w: (common.get(w, 0.0), -len(w)))[:RARE_WORDS]
+            rows = conn.execute(
+                "WITH q AS (SELECT array_to_string(ARRAY(SELECT quote_literal(w) FROM unnest(%s::text[]) w),"
+                " ' | ')::tsquery AS query)"
+                f" SELECT {_D_COLUMNS}, ts_rank(d.search_vector, q.query) AS rank FROM decision_vault d, q"
+                " WHERE d.search_vector @@ q.query ORDER BY rank DESC LIMIT %s",
+                (rare, limit),
+            ).fetchall()
+        return [decode(r) for r in rows]
+
+    def ids_between(self, low: str, high: str, limit: int) -> list[str]:
+        with self._guard() as conn:
+            rows = conn.execute(
+                "SELECT id FROM decision_vault WHERE id BETWEEN %s AND %s ORDER BY id LIMIT %s", (low, high, limit)
+            ).fetchall()
+        return [str(r["id"]) for r in rows]
+
+    def superseded_into(self, decision_id: str) -> list[dict]:
+        if not _is_uuid(decision_id):
+            return []
+        with self._guard() as conn:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM decision_vault WHERE superseded_by = %s ORDER BY id", (decision_id,)
+            ).fetchall()
+        return [decode(r) for r in rows]
+
+    def history_of(self, decision_id: str) -> list[dict]:
+        if not _is_uuid(decision_id):
+            return []
+        with self._guard() as conn:
+            rows = conn.execute(
+                "SELECT * FROM decision_history WHERE decision_id = %s ORDER BY changed_at, id", (decision_id,)
+            ).fetchall()
+        return [decode_history(r) for r in rows]
+
+    @staticmethod
+    def _insert_history(conn, rows: list[dict]) -> int:
+        payload = json.dumps([{c: r.get(c) for c in HISTORY_COLUMNS} for r in rows], ensure_ascii=False)
+        return conn.execute(
+            f"INSERT INTO decision_history ({', '.join(HISTORY_COLUMNS)}) SELECT {', '.join(HISTORY_COLUMNS)}"
+            " FROM jsonb_to_recordset(%s::jsonb) AS r(id uuid, decision_id uuid, changed_at timestamptz,"
+            " source text, reason text, changed jsonb, previous jsonb) ON CONFLICT (id) DO NOTHING",
+            (payload,),
+        ).rowcount
+
+    def _pages(self, table: str, decoder, batch: int) -> Iterator[dict]:
+        with self._guard() as conn:
+            if not self._table_exists(conn, table):
+                return
+        last = None
+        while True:
+            where = "id > %s" if last is not None else "TRUE"
+            args = ([last] if last is not None else []) + [batch]
+            with self._guard() as conn:
+                rows = conn.execute(f"SELECT * FROM {table} WHERE {where} ORDER BY id LIMIT %s", args).fetchall()
+            if not rows:
+                return
+            for row in rows:
+                yield decoder(row)
+            last = rows[-1]["id"]
+
+    def iter_history(self, batch: int = 1000) -> Iterator[dict]:
+        return self._pages("decision_history", decode_history, batch)
+
+    def _chunked(self, rows: Iterable[dict], write, size: int = 1000) -> int:
+        count, chunk = 0, []
+        for row in rows:
+            chunk.append(row)
+            if len(chunk) >= size:
+                with self._transaction() as conn:
+                    count += write(conn, chunk)
+                chunk = []
+        if chunk:
+            with self._transaction() as conn:
+                count += write(conn, chunk)
+        return count
+
+    def upsert_history(self, rows: Iterable[dict]) -> int:
+        return self._chunked(rows, self._insert_history)
+
+    def links_of(self, decision_id: str) -> list[dict]:
+        if not _is_uuid(decision_id):
+            return []
+        with self._guard() as conn:
+            rows = conn.execute(
+                "SELECT * FROM decision_links WHERE from_id = %s OR to_id = %s ORDER BY created_at, id",
+                (decision_id, decision_id),
+            ).fetchall()
+        return [decode_link(r) for r in rows]
+
+    @staticmethod
+    def _insert_links(conn, rows: list[dict]) -> int:
+        # A link to a decision that is not (or no longer) stored is skipped, as a restore may bring one.
+        payload = json.dumps([{c: r.get(c) for c in LINK_COLUMNS} for r in rows], ensure_ascii=False)
+        return conn.execute(
+            f"INSERT INTO decision_links ({', '.join(LINK_COLUMNS)}) SELECT {', '.join(f'r.{c}' for c in LINK_COLUMNS)}"
+            " FROM jsonb_to_recordset(%s::jsonb) AS r(id uuid, from_id uuid, to_id uuid, kind text, source text,"
+            " created_at timestamptz)"
+            " WHERE EXISTS (SELECT 1 FROM decision_vault v WHERE v.id = r.from_id)"
+            " AND EXISTS (SELECT 1 FROM decision_vault v WHERE v.id = r.to_id) ON CONFLICT DO NOTHING",
+            (payload,),
+        ).rowcount
+
+    def add_link(self, row: dict) -> bool:
+        with self._transaction() as conn:
+            return self._insert_links(conn, [row]) == 1
+
+    def remove_links(self, from_id: str, to_id: str, kind: str | None = None) -> int:
+        if not (_is_uuid(from_id) and _is_uuid(to_id)):
+            return 0
+        sql, params = "DELETE FROM decision_links WHERE from_id = %s AND to_id = %s", [from_id, to_id]
+        if kind is not None:
+            sql += " AND kind = %s"
+            params.append(kind)
+        with self._transaction() as conn:
+            return conn.execute(sql, params).rowcount
+
+    def iter_links(self, batch: int = 1000) -> Iterator[dict]:
+        return self._pages("decision_links", decode_link, batch)
+
+    def upsert_links(self, rows: Iterable[dict]) -> int:
+        return self._chunked(rows, self._insert_links)

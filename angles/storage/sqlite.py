@@ -6,7 +6,7 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 from angles.engines.decision_model import COLUMNS, HISTORY_COLUMNS, HISTORY_FIELDS, LINK_COLUMNS, history_entry, utc_now
@@ -538,10 +538,12 @@ class SQLiteStorage(Storage):
 
     def _insert_links(self, conn, rows: list[dict]) -> int:
         before = conn.total_changes
+        # A link to a decision that is not (or no longer) stored is skipped, as a restore may bring one.
         conn.executemany(
-            f"INSERT INTO decision_links ({', '.join(LINK_COLUMNS)}) VALUES ({', '.join('?' * len(LINK_COLUMNS))})"
-            " ON CONFLICT DO NOTHING",
-            [tuple(r.get(c) for c in LINK_COLUMNS) for r in rows],
+            f"INSERT INTO decision_links ({', '.join(LINK_COLUMNS)}) SELECT {', '.join('?' * len(LINK_COLUMNS))}"
+            " WHERE EXISTS (SELECT 1 FROM decision_vault WHERE id = ?)"
+            " AND EXISTS (SELECT 1 FROM decision_vault WHERE id = ?) ON CONFLICT DO NOTHING",
+            [(*(r.get(c) for c in LINK_COLUMNS), r["from_id"], r["to_id"]) for r in rows],
         )
         return conn.total_changes - before
 
@@ -571,3 +573,56 @@ class SQLiteStorage(Storage):
 
 def _json(value) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def rank_in_memory(rows: list[dict], fts_query: str, limit: int) -> list[dict]:
+    """Order decisions another backend found by bm25 over an in-memory FTS5 index of just them, with snippets.
+
+    For a backend that can filter by full-text search but not rank (Supabase REST): the same tokenizer, weights
+    and snippets as the SQLite index. A row the index does not match (the server's stemming differs now and then)
+    ranks last with the start of its text as snippet.
+    """
+    if not rows:
+        return []
+    with closing(sqlite3.connect(":memory:")) as conn:
+        conn.execute(
+            f"CREATE VIRTUAL TABLE decision_search USING fts5(decision, comment, tags, summary, tokenize='{TOKENIZER}')"
+        )
+        conn.executemany(
+            "INSERT INTO decision_search (rowid, decision, comment, tags, summary) VALUES (?, ?, ?, ?, ?)",
+            [
+                (
+                    n,
+                    r["decision"],
+                    r["comment"] or "",
+                    _json(r["tags"] or []),
+                    (r["ai_analysis"] or {}).get("summary") or "" if isinstance(r["ai_analysis"], dict) else "",
+                )
+                for n, r in enumerate(rows)
+            ],
+        )
+        # bm25 weighs a word by how few documents hold it; among the candidates alone every query word is
+        # common. Filler documents of the candidates' average length make the matches as rare as in a vault.
+        length = max(1, sum(len(r["decision"].split()) for r in rows) // len(rows))
+        filler = " ".join(["zzfiller"] * length)
+        conn.executemany(
+            "INSERT INTO decision_search (rowid, decision, comment, tags, summary) VALUES (?, ?, '', '[]', '')",
+            [(len(rows) + n, filler) for n in range(2 * len(rows) + 10)],
+        )
+        try:
+            found = conn.execute(
+                f"SELECT rowid, {BM25}, snippet(decision_search, -1, ?, ?, '…', {SNIPPET_TOKENS})"
+                " FROM decision_search WHERE decision_search MATCH ?",
+                (MARK_START, MARK_END, fts_query),
+            ).fetchall()
+        except sqlite3.OperationalError:
+            found = []
+    scored = {n: (-rank, snippet) for n, rank, snippet in found}
+    hits = []
+    for n, row in enumerate(rows):
+        score, snippet = scored.get(n, (0.0, " ".join(row["decision"].split()[:SNIPPET_TOKENS])))
+        hits.append({**row, "score": round(score, 6), "snippet": snippet})
+    hits.sort(key=lambda h: h["created_at"] or "", reverse=True)
+    hits.sort(key=lambda h: h["date"], reverse=True)
+    hits.sort(key=lambda h: h["score"], reverse=True)
+    return hits[:limit]

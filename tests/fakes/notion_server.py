@@ -2,7 +2,8 @@
 
 Routes: users/me, databases retrieve, data sources retrieve/update/query, pages create/retrieve/update.
 It checks what Notion checks (Bearer token, Notion-Version header, 2000-unit rich text, 100-item arrays,
-property names and types against the data source's schema), answers with Notion's error bodies, rate
+property names and types against the data source's schema, relations to pages of the related data source),
+answers with Notion's error bodies, rate
 limits like Notion (429 rate_limited with Retry-After above the configured average), rounds
 last_edited_time down to the minute, and can inject faults (429, 500, 502, 503, 529, dropped connections).
 """
@@ -112,6 +113,8 @@ class FakeNotion:
         self.faults: list[dict] = []
         self.delay = 0.0  # seconds every answer waits, like a Notion that is slow to respond
         self.retry_after = 1
+        # True: creating a relation property fails as it does when the related database is not shared.
+        self.refuse_relations = False
         self.set_rate(rps, burst)
         # Called with (method, route, result) after a write is applied, before the answer goes out.
         self.after_write = None
@@ -179,7 +182,9 @@ class FakeNotion:
             self.databases[database_id] = {"id": database_id, "sources": [source_id], "created": datetime.now(UTC)}
             schema = {title_property: self._property(title_property, "title", {})}
             for name, kind in (properties or {}).items():
-                schema[name] = self._property(name, kind, {})
+                # A "relation" here relates the data source to itself.
+                config = {"data_source_id": source_id, "database_id": database_id} if kind == "relation" else {}
+                schema[name] = self._property(name, kind, config)
             self.sources[source_id] = {"id": source_id, "database_id": database_id, "properties": schema}
             return database_id
 
@@ -194,7 +199,32 @@ class FakeNotion:
         prop = {"id": uuid.uuid4().hex[:4], "name": name, "type": kind, kind: dict(config or {})}
         if kind in ("select", "multi_select"):
             prop[kind] = {"options": [self._option(o["name"]) for o in (config or {}).get("options", [])]}
+        if kind == "relation":
+            prop[kind] = {
+                "data_source_id": config["data_source_id"],
+                "database_id": config["database_id"],
+                "type": "single_property",
+                "single_property": {},
+            }
         return prop
+
+    def _relation_config(self, name: str, config) -> dict:
+        """A relation's schema as sent (data_source_id, or database_id before 2025-09-03), checked like Notion."""
+        where = f"body.properties.{name}.relation"
+        if not isinstance(config, dict):
+            raise ApiError(400, f"body failed validation: {where} should be an object.")
+        kind = config.get("type", "single_property")
+        if kind not in ("single_property", "dual_property"):
+            raise ApiError(400, f"body failed validation: {where}.type should be single_property or dual_property.")
+        source_id = config.get("data_source_id")
+        if source_id is None and config.get("database_id") in self.databases:
+            source_id = self.databases[config["database_id"]]["sources"][0]
+        if not source_id:
+            raise ApiError(400, f"body failed validation: {where}.data_source_id should be defined.")
+        if source_id not in self.sources or self.refuse_relations:
+            # What an integration sees when the related database is not shared with it.
+            raise _not_found(source_id, "data source")
+        return {"data_source_id": source_id, "database_id": self.sources[source_id]["database_id"]}
 
     @staticmethod
     def _option(name: str) -> dict:
@@ -234,6 +264,8 @@ class FakeNotion:
                 out[name] = {"date": {"start": value} if value else None}
             elif kind == "checkbox":
                 out[name] = {"checkbox": bool(value)}
+            elif kind == "relation":
+                out[name] = {"relation": [{"id": v} for v in value]}
         return out
 
     # reading the workspace in tests
@@ -258,6 +290,8 @@ class FakeNotion:
             return [o["name"] for o in raw]
         if kind == "date":
             return raw["start"] if raw else None
+        if kind == "relation":
+            return [item["id"] for item in raw]
         return raw
 
     def pages_by_external_id(self) -> dict[str, list[dict]]:
@@ -418,9 +452,8 @@ class FakeNotion:
             options = (config[kind] or {}).get("options", []) if kind in ("select", "multi_select") else []
             for option in options:
                 _check_option(name, option.get("name", ""))
-            source["properties"][config.get("name", name)] = self._property(
-                config.get("name", name), kind, config[kind]
-            )
+            settings = self._relation_config(name, config[kind]) if kind == "relation" else config[kind]
+            source["properties"][config.get("name", name)] = self._property(config.get("name", name), kind, settings)
 
     def _query(self, source: dict, body: dict) -> dict:
         size = body.get("page_size", 100)
@@ -522,6 +555,8 @@ class FakeNotion:
     def _empty_value(prop: dict) -> dict:
         kind = prop["type"]
         empty = {"title": [], "rich_text": [], "select": None, "multi_select": [], "date": None, "checkbox": False}
+        if kind == "relation":
+            return {"id": prop["id"], "type": kind, kind: [], "has_more": False}
         return {"id": prop["id"], "type": kind, kind: empty.get(kind)}
 
     def _apply_values(self, source: dict, current: dict, values: dict) -> dict:
@@ -569,9 +604,34 @@ class FakeNotion:
                 if not isinstance(raw, bool):
                     raise ApiError(400, f"body failed validation: {where} should be a boolean.")
                 stored = raw
+            elif kind == "relation":
+                out[name] = {"id": prop["id"], "type": kind, kind: self._relation(prop, raw, where), "has_more": False}
+                continue
             else:
                 raise ApiError(400, f"Property type {kind} cannot be written by this fake.")
             out[name] = {"id": prop["id"], "type": kind, kind: stored}
+        return out
+
+    def _relation(self, prop: dict, raw, where: str) -> list[dict]:
+        """Page references; each must be a page of the related data source."""
+        if not isinstance(raw, list):
+            raise ApiError(400, f"body failed validation: {where} should be an array.")
+        if len(raw) > ARRAY_LIMIT:
+            raise ApiError(
+                400, f"body failed validation: {where}.length should be ≤ `{ARRAY_LIMIT}`, instead was `{len(raw)}`."
+            )
+        related = prop["relation"]["data_source_id"]
+        out = []
+        for i, item in enumerate(raw):
+            page_id = item.get("id") if isinstance(item, dict) else None
+            try:
+                page_id = str(uuid.UUID(str(page_id)))
+            except ValueError:
+                raise ApiError(400, f"body failed validation: {where}[{i}].id should be a valid uuid.") from None
+            page = self.pages.get(page_id)
+            if page is None or page["parent"]["data_source_id"] != related:
+                raise ApiError(400, f"Relation page {page_id} is not a page of the related data source.")
+            out.append({"id": page_id})
         return out
 
     def _select(self, prop: dict, name: str, raw, where: str) -> dict:
