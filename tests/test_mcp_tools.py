@@ -122,6 +122,8 @@ def test_superseding_keeps_the_old_decision_inactive_and_pointing_to_the_new(ser
     stored = sqlite_storage.get_decision(old["id"])
     assert stored["decision"] == "Use MySQL" and stored["active"] is False and stored["superseded_by"] == new_id
     assert sqlite_storage.get_decision(new_id)["decision"] == "Use PostgreSQL"
+    history = one(server, "get_decision", {"id": old["id"]}).structured_content["history"]
+    assert [(v["source"], v["reason"]) for v in history] == [("agent:mcp", "JSONB")]
     default = one(server, "search_decisions", {"query": "use"}).structured_content["hits"]
     everything = one(server, "search_decisions", {"query": "use", "include_inactive": True}).structured_content
     assert [h["id"] for h in default] == [new_id]
