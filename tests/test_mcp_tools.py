@@ -138,8 +138,11 @@ def test_recording_with_supersedes_replaces_the_named_decision(server, sqlite_st
 
 def test_links_show_on_both_decisions(server):
     a, b = record(server, "Adopt event sourcing"), record(server, "Keep an audit log")
-    linked = one(server, "link_decisions", {"from_id": a["id"], "to_id": b["id"], "kind": "depends_on"})
-    assert linked.structured_content == {"from_id": a["id"], "to_id": b["id"], "kind": "depends_on"}
+    link = {"from_id": a["id"][:8], "to_id": b["id"], "kind": "depends_on"}
+    linked, again = call(server, ("link_decisions", link), ("link_decisions", link))
+    expected = {"from_id": a["id"], "to_id": b["id"], "kind": "depends_on", "status": "created"}
+    assert linked.structured_content == expected
+    assert again.structured_content["status"] == "already_linked"
     for side, other, direction in ((a, b, "out"), (b, a, "in")):
         links = one(server, "get_decision", {"id": side["id"]}).structured_content["links"]
         assert [(x["kind"], x["direction"], x["other_id"]) for x in links] == [("depends_on", direction, other["id"])]

@@ -76,6 +76,7 @@ class Linked(BaseModel):
     from_id: str
     to_id: str
     kind: str
+    status: Literal["created", "already_linked"]
 
 
 def cut(text: str | None) -> str:
@@ -203,9 +204,9 @@ class VaultDoor:
         """Link two decisions: from_id depends_on, relates_to, conflicts_with or refines to_id."""
         caller = self.writer(ctx)
         with tool_errors():
-            vault.link(self.storage, from_id, to_id, kind, source=f"agent:{caller.name}")
-            self.done(caller, "link_decisions", f"linked {from_id} {kind} {to_id}")
-        return Linked(from_id=from_id, to_id=to_id, kind=kind)
+            result = vault.link(self.storage, from_id, to_id, kind, source=f"agent:{caller.name}")
+            self.done(caller, "link_decisions", f"{result['status']} {result['from_id']} {kind} {result['to_id']}")
+        return Linked(from_id=result["from_id"], to_id=result["to_id"], kind=result["kind"], status=result["status"])
 
     def decision_resource(self, id: str) -> str:
         """One decision as JSON: every field, history, links and supersede chain."""
