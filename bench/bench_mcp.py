@@ -1,6 +1,7 @@
 """The MCP server over streamable HTTP on a vault of 100,000 decisions: search and record latency, idle RSS.
 
 The client is the SDK's own (one session, protocol 2025 as desktop assistants speak it), on the same machine.
+BENCH_MCP_BACKENDS=sqlite,postgres measures on each (default sqlite, the embedded default).
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ import time
 from pathlib import Path
 
 from bench.datagen import WORDS, decision_text, make_decisions
-from bench.harness import ROOT, Row, bench_env, python
+from bench.harness import ROOT, Row, bench_env, python, scratch_pg_database
 
 ROWS = int(os.environ.get("BENCH_MCP_ROWS", "100000"))
 CALLS = int(os.environ.get("BENCH_MCP_CALLS", "1000"))
+BACKENDS = [b.strip() for b in os.environ.get("BENCH_MCP_BACKENDS", "sqlite").split(",") if b.strip()]
 
 
 def free_port() -> int:
@@ -27,28 +29,27 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def fill(home: Path) -> str:
-    """A migrated SQLite vault of ROWS decisions and a write token (setup, not measured)."""
+def fill(env: dict) -> str:
+    """A migrated vault of ROWS decisions and a write token (setup, not measured)."""
     from angles.assistants import tokens
     from angles.config import load_settings
     from angles.storage import migrations, open_storage
 
-    settings = load_settings({"ANGLES_HOME": str(home)}, dotenv=False)
+    settings = load_settings(env, dotenv=False)
     with open_storage(settings) as storage:
         migrations.migrate(storage)
         storage.upsert_decisions(make_decisions(ROWS, seed=11), batch=5000)
         return tokens.create(storage, "bench", "write")["token"]
 
 
-def start(home: Path, port: int) -> subprocess.Popen:
+def start(home: Path, env: dict, port: int) -> subprocess.Popen:
     import httpx
 
     # The write limit is lifted: the benchmark makes 1,000 writes in well under a minute.
-    env = {**os.environ, **bench_env(home, MCP_WRITES_PER_MINUTE=10_000_000)}
     proc = subprocess.Popen(
         [python(), str(ROOT / "tools" / "mcp_server.py"), "--http", "--port", str(port)],
         cwd=home,
-        env=env,
+        env={**os.environ, **env, "MCP_WRITES_PER_MINUTE": "10000000"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -107,54 +108,69 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
-def bench_mcp(ctx) -> list[Row]:
+def measure(env: dict, home: Path) -> tuple[list[float], list[float], float, float]:
+    """search and record latencies in seconds, idle RSS in MB before and after them."""
     import psutil
 
-    home = Path(tempfile.mkdtemp(prefix="bench-mcp-"))
+    token = fill(env)
+    port = free_port()
+    proc = start(home, env, port)
     try:
-        token = fill(home)
-        port = free_port()
-        proc = start(home, port)
-        try:
-            url = f"http://127.0.0.1:{port}/mcp"
-            timed_calls(url, token, [("search_decisions", {"query": "cache"})] * 20)
-            time.sleep(2)
-            idle_mb = psutil.Process(proc.pid).memory_info().rss / 2**20
-            search = timed_calls(url, token, [("search_decisions", {"query": q}) for q in queries(CALLS)])
-            rng = random.Random(9)
-            texts = [f"{decision_text(rng)[:19_000]} (benchmark {n})" for n in range(CALLS)]
-            record = timed_calls(url, token, [("record_decision", {"text": t, "type": "technical"}) for t in texts])
-            time.sleep(2)
-            after_mb = psutil.Process(proc.pid).memory_info().rss / 2**20
-        finally:
-            proc.terminate()
-            proc.wait(timeout=20)
+        url = f"http://127.0.0.1:{port}/mcp"
+        timed_calls(url, token, [("search_decisions", {"query": "cache"})] * 20)
+        time.sleep(2)
+        idle_mb = psutil.Process(proc.pid).memory_info().rss / 2**20
+        search = timed_calls(url, token, [("search_decisions", {"query": q}) for q in queries(CALLS)])
+        print(
+            f"  search p50 {percentile(search, 50) * 1000:.1f} ms, p99 {percentile(search, 99) * 1000:.1f} ms",
+            file=sys.stderr,
+        )
+        rng = random.Random(9)
+        texts = [f"{decision_text(rng)[:19_000]} (benchmark {n})" for n in range(CALLS)]
+        record = timed_calls(url, token, [("record_decision", {"text": t, "type": "technical"}) for t in texts])
+        time.sleep(2)
+        after_mb = psutil.Process(proc.pid).memory_info().rss / 2**20
     finally:
-        subprocess.run(["rm", "-rf", str(home)], check=False)
-    scale = f"{ROWS:,} decisions, SQLite, {CALLS:,} calls"
+        proc.terminate()
+        proc.wait(timeout=20)
+    return search, record, idle_mb, after_mb
+
+
+def bench_mcp(ctx) -> list[Row]:
     rows = []
-    for name, values in (("search_decisions", search), ("record_decision", record)):
-        p99 = percentile(values, 99) * 1000
+    for backend in BACKENDS:
+        home = Path(tempfile.mkdtemp(prefix="bench-mcp-"))
+        try:
+            if backend == "postgres":
+                with scratch_pg_database() as url:
+                    search, record, idle_mb, after_mb = measure(bench_env(home, DATABASE_URL=url), home)
+            else:
+                search, record, idle_mb, after_mb = measure(bench_env(home), home)
+        finally:
+            subprocess.run(["rm", "-rf", str(home)], check=False)
+        scale = f"{ROWS:,} decisions, {CALLS:,} calls"
+        for name, values in (("search_decisions", search), ("record_decision", record)):
+            p99 = percentile(values, 99) * 1000
+            rows.append(
+                Row(
+                    f"MCP {name} over HTTP ({backend}): p99",
+                    round(p99, 1),
+                    "ms",
+                    "≤ 50 ms",
+                    p99 <= 50,
+                    note=f"{scale}; p50 {percentile(values, 50) * 1000:.1f} ms",
+                )
+            )
         rows.append(
             Row(
-                f"MCP {name} over HTTP: p99",
-                round(p99, 1),
-                "ms",
-                "≤ 50 ms",
-                p99 <= 50,
-                note=f"{scale}; p50 {percentile(values, 50) * 1000:.1f} ms",
+                f"MCP server idle RSS ({backend})",
+                round(idle_mb, 1),
+                "MB",
+                "≤ 90 MB",
+                idle_mb <= 90,
+                note=f"after warm-up; {after_mb:.1f} MB idle after the {2 * CALLS:,} calls",
             )
         )
-    rows.append(
-        Row(
-            "MCP server idle RSS",
-            round(idle_mb, 1),
-            "MB",
-            "≤ 90 MB",
-            idle_mb <= 90,
-            note=f"after warm-up; {after_mb:.1f} MB idle after the {2 * CALLS:,} calls",
-        )
-    )
     return rows
 
 
