@@ -24,6 +24,7 @@ MODULES = (
     "bench_export",
     "bench_backup",
     "bench_scheduler",
+    "bench_vault",
     "bench_mcp",
 )
 

@@ -165,6 +165,8 @@ def restore_decisions(checkout: Checkout, storage, found: Drift, *, prune: bool 
     rows = restore_rows(checkout, storage, ids, found.live_ids)
     written = storage.upsert_decisions(rows, atomic=True, source="restore") if ids else 0
     pruned = storage.delete_decisions(found.only_live) if prune and found.only_live else 0
+    if written:
+        storage.refresh_search_statistics()
     return {"upserted": len(ids), "written": written, "pruned": pruned, **restore_history_and_links(checkout, storage)}
 
 

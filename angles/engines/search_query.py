@@ -166,11 +166,6 @@ def to_websearch(query: Query) -> str:
     )
 
 
-def phrase_fts5(words: list[str]) -> str:
-    """An FTS5 expression matching these words as one phrase."""
-    return '"' + " ".join(words) + '"'
-
-
 def any_fts5(words: list[str]) -> str:
     """An FTS5 expression matching any of these words."""
     return " OR ".join(f'"{w}"' for w in words)

@@ -29,7 +29,9 @@ MAX_TEXT = 20_000
 MAX_LIMIT = 200
 # Below this word overlap a decision is not worth naming as similar to a new one.
 SIMILAR_MIN_SCORE = 0.25
-SIMILAR_CANDIDATES = 20
+SIMILAR_CANDIDATES = 10
+# Similarity looks at a text's first this many characters: a long memo's opening says what it decides.
+SIMILAR_CHARS = 3000
 # Fields a person may give when recording or editing.
 RECORD_FIELDS = ("decision", "type", "priority", "tags", "comment", "date")
 EDIT_FIELDS = (*RECORD_FIELDS, "active")
@@ -90,7 +92,7 @@ def _get(storage, decision_id: str) -> dict:
 
 def _key_words(text: str) -> set[str]:
     """Words that carry meaning, folded so that case, accents and plural endings do not count."""
-    folded = unicodedata.normalize("NFKD", str(text).casefold())
+    folded = unicodedata.normalize("NFKD", str(text)[:SIMILAR_CHARS].casefold())
     folded = "".join(c for c in folded if not unicodedata.combining(c))
     out = set()
     for word in search_query.words_of(folded):
@@ -113,7 +115,8 @@ def _score(a: set[str], b: set[str]) -> float:
 def _similar_to(storage, text: str, *, exclude: set[str], limit: int, floor: float) -> list[dict]:
     mine = _key_words(text)
     ranked = []
-    for row in storage.similar_candidates(search_query.words_of(text), limit=SIMILAR_CANDIDATES):
+    words = search_query.words_of(text[:SIMILAR_CHARS])
+    for row in storage.similar_candidates(words, limit=SIMILAR_CANDIDATES):
         if row["id"] in exclude:
             continue
         score = _score(mine, _key_words(row["decision"]))

@@ -211,6 +211,10 @@ class Storage(ABC):
         """Decisions sharing the most telling (rarest) of these words, best first."""
 
     @abstractmethod
+    def refresh_search_statistics(self) -> None:
+        """Count again how many decisions hold each word (what the duplicate and similarity lookups rely on)."""
+
+    @abstractmethod
     def ids_between(self, low: str, high: str, limit: int) -> list[str]:
         """Decision ids from low to high inclusive (canonical UUID text), in order, at most `limit`."""
 

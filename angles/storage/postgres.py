@@ -47,6 +47,11 @@ _D_COLUMNS = ", ".join(f"d.{c}" for c in COLUMNS)
 LIVE = "d.active AND d.superseded_by IS NULL AND d.deleted_at IS NULL"
 SNIPPET_OPTIONS = f"StartSel={MARK_START}, StopSel={MARK_END}, MaxWords=24, MinWords=12, MaxFragments=1"
 RARE_WORDS = 6
+DUPLICATE_WORDS = 3
+# A query matching more decisions than this ranks only the most recently stored this many of them.
+RANK_POOL = 1000
+# A tsquery of stored lexemes (already stemmed, so not parsed again) joined by an operator: params (list, op).
+_LEXEMES_QUERY = "array_to_string(ARRAY(SELECT quote_literal(w) FROM unnest(%s::text[]) w), %s)::tsquery"
 # How long the server's statistics of common words are trusted before being read again.
 STATS_TTL_S = 600
 # Rows per COPY into the staging table and per merge statement (per transaction unless atomic).
@@ -669,7 +674,8 @@ class PostgresStorage(Storage):
         include_inactive=False,
         limit=20,
     ) -> list[dict]:
-        clauses, params = ["d.search_vector @@ q.query"], []
+        text = to_websearch(query)
+        clauses, params = ["d.search_vector @@ websearch_to_tsquery('angles_search', %s)"], [text]
         for clause, value in (
             ("d.type = %s", type),
             ("d.priority = %s", priority),
@@ -684,18 +690,23 @@ class PostgresStorage(Storage):
             params.append(json.dumps([tag]))
         if not include_inactive:
             clauses.append(LIVE)
-        # Rank every match, keep the best few, and only then build their snippets (ts_headline re-parses text).
+        # The most recent matches (all of them, unless the query is very broad) are ranked; the best few then
+        # get their snippets (ts_headline parses the text again). The query goes in as a literal parameter so
+        # the planner can judge how many rows it matches: for a rare word it reads the GIN index, for a common
+        # one it walks created_at backwards and stops after RANK_POOL matches.
         sql = (
-            "WITH q AS (SELECT websearch_to_tsquery('angles_search', %s) AS query),"
-            f" best AS (SELECT {_D_COLUMNS}, ts_rank(d.search_vector, q.query) AS rank FROM decision_vault d, q"
-            f" WHERE {' AND '.join(clauses)} ORDER BY rank DESC, d.date DESC, d.created_at DESC LIMIT %s)"
-            " SELECT best.*, ts_headline('angles_search', concat_ws(' — ', best.decision, best.comment,"
+            f"WITH recent AS (SELECT {_D_COLUMNS}, d.search_vector FROM decision_vault d"
+            f" WHERE {' AND '.join(clauses)} ORDER BY d.created_at DESC LIMIT {RANK_POOL}),"
+            " best AS (SELECT recent.*, ts_rank(recent.search_vector, websearch_to_tsquery('angles_search', %s))"
+            " AS rank FROM recent ORDER BY rank DESC, recent.date DESC, recent.created_at DESC LIMIT %s)"
+            f" SELECT {', '.join(f'best.{c}' for c in COLUMNS)}, best.rank,"
+            " ts_headline('angles_search', concat_ws(' — ', best.decision, best.comment,"
             " (SELECT string_agg(t, ', ') FROM jsonb_array_elements_text(best.tags) t),"
-            " best.ai_analysis ->> 'summary'), q.query, %s) AS snippet"
-            " FROM best, q ORDER BY best.rank DESC, best.date DESC, best.created_at DESC"
+            " best.ai_analysis ->> 'summary'), websearch_to_tsquery('angles_search', %s), %s) AS snippet"
+            " FROM best ORDER BY best.rank DESC, best.date DESC, best.created_at DESC"
         )
         with self._guard() as conn:
-            rows = conn.execute(sql, [to_websearch(query), *params, int(limit), SNIPPET_OPTIONS]).fetchall()
+            rows = conn.execute(sql, [*params, text, int(limit), text, SNIPPET_OPTIONS]).fetchall()
         hits = []
         for row in rows:
             hit = decode(row)
@@ -705,17 +716,37 @@ class PostgresStorage(Storage):
         return hits
 
     def same_text_candidates(self, words: list[str], text: str, limit: int = 20) -> list[dict]:
-        # A text of stop words only makes an empty phrase query, which matches nothing: compare the text itself.
-        sql = (
-            "WITH q AS (SELECT phraseto_tsquery('angles_search', %s) AS query)"
-            f" SELECT {_D_COLUMNS} FROM decision_vault d, q WHERE {LIVE} AND"
-            " (d.search_vector @@ q.query OR (numnode(q.query) = 0 AND d.decision = %s))"
-            " ORDER BY abs(length(d.decision) - %s) LIMIT %s"
-        )
         with self._guard() as conn:
-            # The text itself, not the words: PostgreSQL's parser numbers hyphenated words' parts its own way.
-            rows = conn.execute(sql, (text, text, len(text), limit)).fetchall()
+            lexemes = self._rarest(conn, text)
+            if not lexemes:
+                # Stop words only: no lexeme to look up, so the text itself is compared (a full scan, rare).
+                rows = conn.execute(
+                    f"SELECT {_D_COLUMNS} FROM decision_vault d WHERE {LIVE} AND d.decision = %s LIMIT %s",
+                    (text, limit),
+                ).fetchall()
+                return [decode(r) for r in rows]
+            # The same text holds every lexeme; its rarest few find it through short posting lists.
+            rows = conn.execute(
+                f"SELECT {_D_COLUMNS} FROM decision_vault d WHERE {LIVE} AND d.search_vector @@ {_LEXEMES_QUERY}"
+                " ORDER BY abs(length(d.decision) - %s) LIMIT %s",
+                (lexemes[:DUPLICATE_WORDS], " & ", len(text), limit),
+            ).fetchall()
         return [decode(r) for r in rows]
+
+    def refresh_search_statistics(self) -> None:
+        # The server's statistics hold the common words (pg_stats); autovacuum refreshes them too.
+        with self._guard() as conn:
+            conn.execute("ANALYZE decision_vault")
+        self._common_words = None
+
+    def _rarest(self, conn, text: str) -> list[str]:
+        """The text's lexemes, rarest first by the server's statistics of common words."""
+        lexemes = [
+            r["lexeme"]
+            for r in conn.execute("SELECT lexeme FROM unnest(to_tsvector('angles_search', %s))", (text,)).fetchall()
+        ]
+        common = self._word_frequencies(conn)
+        return sorted(lexemes, key=lambda w: (common.get(w, 0.0), -len(w)))
 
     def _word_frequencies(self, conn) -> dict[str, float]:
         """The share of decisions holding each of the most common words, from the server's own statistics."""
@@ -737,23 +768,14 @@ class PostgresStorage(Storage):
         if not unique:
             return []
         with self._guard() as conn:
-            lexemes = [
-                r["lexeme"]
-                for r in conn.execute(
-                    "SELECT lexeme FROM unnest(to_tsvector('angles_search', %s))", (" ".join(unique),)
-                ).fetchall()
-            ]
-            if not lexemes:
-                return []
-            common = self._word_frequencies(conn)
             # The rarest words say most about a text and keep the match list short on a large vault.
-            rare = sorted(lexemes, key=lambda w: (common.get(w, 0.0), -len(w)))[:RARE_WORDS]
+            rare = self._rarest(conn, " ".join(unique))[:RARE_WORDS]
+            if not rare:
+                return []
             rows = conn.execute(
-                "WITH q AS (SELECT array_to_string(ARRAY(SELECT quote_literal(w) FROM unnest(%s::text[]) w),"
-                " ' | ')::tsquery AS query)"
-                f" SELECT {_D_COLUMNS}, ts_rank(d.search_vector, q.query) AS rank FROM decision_vault d, q"
-                " WHERE d.search_vector @@ q.query ORDER BY rank DESC LIMIT %s",
-                (rare, limit),
+                f"SELECT {_D_COLUMNS}, ts_rank(d.search_vector, {_LEXEMES_QUERY}) AS rank FROM decision_vault d"
+                f" WHERE d.search_vector @@ {_LEXEMES_QUERY} ORDER BY rank DESC LIMIT %s",
+                (rare, " | ", rare, " | ", limit),
             ).fetchall()
         return [decode(r) for r in rows]
 

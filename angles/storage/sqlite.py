@@ -10,7 +10,7 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 
 from angles.engines.decision_model import COLUMNS, HISTORY_COLUMNS, HISTORY_FIELDS, LINK_COLUMNS, history_entry, utc_now
-from angles.engines.search_query import MARK_END, MARK_START, STOP_WORDS, Query, any_fts5, phrase_fts5, to_fts5
+from angles.engines.search_query import MARK_END, MARK_START, STOP_WORDS, Query, any_fts5, to_fts5
 from angles.errors import DatabaseError
 from angles.storage.base import Storage
 from angles.storage.rows import canonical, decode, decode_activity, decode_history, decode_link, decode_token, prepare
@@ -20,7 +20,15 @@ BM25 = "bm25(decision_search, 4.0, 1.0, 2.0, 1.0)"
 LIVE = "d.active = 1 AND d.superseded_by IS NULL AND d.deleted_at IS NULL"
 SNIPPET_TOKENS = 16
 # How many of a text's rarest words pick the candidates for similarity.
-RARE_WORDS = 6
+RARE_WORDS = 4
+# A query matching more decisions than this ranks only the most recently stored this many of them.
+RANK_POOL = 1000
+# Decisions sharing a text's rarest words that are ranked for similarity (the most recent ones).
+SIMILAR_POOL = 300
+# How many of a text's distinct words are looked up to find its rarest.
+PROBE_WORDS = 100
+# How many of a text's rarest words find the decisions that may hold the very same text.
+DUPLICATE_WORDS = 3
 TOKENIZER = "porter unicode61 remove_diacritics 2"
 
 
@@ -31,7 +39,7 @@ class SQLiteStorage(Storage):
     def __init__(self, path: Path, *, create: bool = True):
         self.path = Path(path)
         self._lock = threading.RLock()
-        self._probing = False
+        self._probe: sqlite3.Connection | None = None
         target = str(self.path)
         if not self.path.exists():
             if create:
@@ -51,6 +59,8 @@ class SQLiteStorage(Storage):
     def close(self) -> None:
         with self._lock:
             self.conn.close()
+            if self._probe is not None:
+                self._probe.close()
 
     def describe(self) -> str:
         return f"sqlite:///{self.path}"
@@ -398,85 +408,94 @@ class SQLiteStorage(Storage):
         if not include_inactive:
             clauses.append(LIVE)
         with self._guard() as conn:
-            ranked = conn.execute(
-                f"SELECT decision_search.rowid AS rid, {BM25} AS rank FROM decision_search"
+            # The most recently stored matches, newest first, straight from the index (all of them unless the
+            # query is very broad); ranking them in Python avoids sorting every match of a common word.
+            pool = conn.execute(
+                f"SELECT decision_search.rowid AS rid, {BM25} AS rank, d.date, d.created_at FROM decision_search"
                 f" JOIN decision_vault d ON d.rowid = decision_search.rowid WHERE {' AND '.join(clauses)}"
-                " ORDER BY rank, d.date DESC, d.created_at DESC LIMIT ?",
-                [*params, int(limit)],
+                f" ORDER BY decision_search.rowid DESC LIMIT {RANK_POOL}",
+                params,
             ).fetchall()
-            if not ranked:
+            if not pool:
                 return []
-            # Snippets for the few rows shown only: building one reads the row's text again.
+            pool.sort(key=lambda r: r["created_at"] or "", reverse=True)
+            pool.sort(key=lambda r: r["date"], reverse=True)
+            ranked = sorted(pool, key=lambda r: r["rank"])[: int(limit)]
             marks = ", ".join("?" * len(ranked))
             rows = conn.execute(
-                f"SELECT decision_search.rowid AS rid, d.*,"
-                f" snippet(decision_search, -1, ?, ?, '…', {SNIPPET_TOKENS}) AS snippet"
-                f" FROM decision_search JOIN decision_vault d ON d.rowid = decision_search.rowid"
-                f" WHERE decision_search MATCH ? AND decision_search.rowid IN ({marks})",
-                [MARK_START, MARK_END, params[0], *[r["rid"] for r in ranked]],
+                f"SELECT rowid AS rid, * FROM decision_vault WHERE rowid IN ({marks})", [r["rid"] for r in ranked]
             ).fetchall()
-        found = {r["rid"]: dict(r) for r in rows}
-        hits = []
-        for rid, rank in ((r["rid"], r["rank"]) for r in ranked):
-            row = found[rid]
-            hit = decode(row)
-            hit["score"] = round(-rank, 6)
-            hit["snippet"] = row["snippet"]
-            hits.append(hit)
+        found = {r["rid"]: decode(dict(r)) for r in rows}
+        hits = [{**found[r["rid"]], "score": round(-r["rank"], 6)} for r in ranked if r["rid"] in found]
+        for hit, snippet in zip(hits, snippets_in_memory(hits, params[0]), strict=True):
+            hit["snippet"] = snippet
         return hits
 
     def same_text_candidates(self, words: list[str], text: str, limit: int = 20) -> list[dict]:
         with self._guard() as conn:
-            if words:
-                rows = conn.execute(
-                    "SELECT d.* FROM decision_search JOIN decision_vault d ON d.rowid = decision_search.rowid"
-                    f" WHERE decision_search MATCH ? AND {LIVE} ORDER BY abs(length(d.decision) - ?) LIMIT ?",
-                    (phrase_fts5(words), len(text), limit),
-                ).fetchall()
-            else:
+            if not words:
                 rows = conn.execute(
                     f"SELECT d.* FROM decision_vault d WHERE d.decision = ? AND {LIVE} LIMIT ?", (text, limit)
                 ).fetchall()
+                return [decode(dict(r)) for r in rows]
+            # The same text holds every word; its rarest few find it through short match lists.
+            # Any of its words narrow the search for the same text; a long memo's first distinct words suffice.
+            distinct = list(dict.fromkeys(w.casefold() for w in words))[:PROBE_WORDS]
+            rare = self._rarest(conn, distinct)[:DUPLICATE_WORDS]
+            rows = conn.execute(
+                "SELECT d.* FROM decision_search JOIN decision_vault d ON d.rowid = decision_search.rowid"
+                f" WHERE decision_search MATCH ? AND {LIVE} ORDER BY abs(length(d.decision) - ?) LIMIT ?",
+                (" AND ".join(f'"{w}"' for w in rare), len(text), limit),
+            ).fetchall()
         return [decode(dict(r)) for r in rows]
 
-    def _stems(self, conn, words: list[str]) -> list[tuple[str, str]]:
-        """(word, stem) for each word, through the index's own tokenizer (an in-memory probe table)."""
-        if not self._probing:
-            for sql in (
-                f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.angles_probe USING fts5(t, tokenize='{TOKENIZER}')",
-                "CREATE VIRTUAL TABLE IF NOT EXISTS temp.angles_probe_terms"
-                " USING fts5vocab(temp, angles_probe, instance)",
-                "CREATE VIRTUAL TABLE IF NOT EXISTS temp.angles_search_terms"
-                " USING fts5vocab(main, decision_search, row)",
-            ):
-                conn.execute(sql)
-            self._probing = True
-        conn.execute("DELETE FROM temp.angles_probe")
-        conn.executemany("INSERT INTO temp.angles_probe (rowid, t) VALUES (?, ?)", list(enumerate(words, 1)))
-        stems = {r[0]: r[1] for r in conn.execute("SELECT doc, term FROM temp.angles_probe_terms")}
-        conn.execute("DELETE FROM temp.angles_probe")
-        return [(w, stems[i]) for i, w in enumerate(words, 1) if i in stems]
+    def _rarest(self, conn, words: list[str]) -> list[str]:
+        """The words, rarest first by decision_term_stats (a word it does not know counts as rarest)."""
+        stems = self._stems(words)
+        if not stems:
+            return words
+        marks = ", ".join("?" * len(stems))
+        docs = dict(
+            conn.execute(f"SELECT term, docs FROM decision_term_stats WHERE term IN ({marks})", list(stems.values()))
+        )
+        return sorted(words, key=lambda w: (docs.get(stems.get(w), 0), -len(w)))
+
+    def _stems(self, words: list[str]) -> dict[str, str]:
+        """Each word's index term, through the index's own tokenizer (a table in a private in-memory database)."""
+        if self._probe is None:
+            self._probe = sqlite3.connect(":memory:", check_same_thread=False)
+            self._probe.execute(f"CREATE VIRTUAL TABLE probe USING fts5(t, tokenize='{TOKENIZER}')")
+            self._probe.execute("CREATE VIRTUAL TABLE probe_terms USING fts5vocab(probe, instance)")
+        self._probe.execute("DELETE FROM probe")
+        self._probe.executemany("INSERT INTO probe (rowid, t) VALUES (?, ?)", list(enumerate(words, 1)))
+        terms = dict(self._probe.execute("SELECT doc, term FROM probe_terms"))
+        return {w: terms[i] for i, w in enumerate(words, 1) if i in terms}
 
     def similar_candidates(self, words: list[str], limit: int = 20) -> list[dict]:
         unique = list(dict.fromkeys(w.casefold() for w in words if w.casefold() not in STOP_WORDS))
         if not unique:
             return []
         with self._guard() as conn:
-            counts = []
-            for word, stem in self._stems(conn, unique):
-                row = conn.execute("SELECT doc FROM temp.angles_search_terms WHERE term = ?", (stem,)).fetchone()
-                if row and row[0]:
-                    counts.append((row[0], word))
-            if not counts:
-                return []
             # The rarest words say most about a text and keep the match list short on a large vault.
-            rare = [w for _, w in sorted(counts)[:RARE_WORDS]]
-            rows = conn.execute(
-                f"SELECT d.*, {BM25} AS rank FROM decision_search JOIN decision_vault d"
-                " ON d.rowid = decision_search.rowid WHERE decision_search MATCH ? ORDER BY rank LIMIT ?",
-                (any_fts5(rare), limit),
+            rare = self._rarest(conn, unique[:PROBE_WORDS])[:RARE_WORDS]
+            # As for a search: only the most recent matches are ranked, so a text of common words costs little.
+            pool = conn.execute(
+                f"SELECT rowid, {BM25} FROM decision_search WHERE decision_search MATCH ?"
+                f" ORDER BY rowid DESC LIMIT {SIMILAR_POOL}",
+                (any_fts5(rare),),
             ).fetchall()
-        return [decode(dict(r)) for r in rows]
+            best = [rowid for rowid, _ in sorted(pool, key=lambda r: r[1])[:limit]]
+            marks = ", ".join("?" * len(best))
+            rows = {
+                r["rowid"]: decode(dict(r))
+                for r in conn.execute(f"SELECT rowid, * FROM decision_vault WHERE rowid IN ({marks})", best)
+            }
+        return [rows[rowid] for rowid in best if rowid in rows]
+
+    def refresh_search_statistics(self) -> None:
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM decision_term_stats")
+            conn.execute("INSERT INTO decision_term_stats SELECT term, doc FROM decision_search_terms")
 
     def ids_between(self, low: str, high: str, limit: int) -> list[str]:
         with self._guard() as conn:
@@ -575,15 +594,8 @@ def _json(value) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
-def rank_in_memory(rows: list[dict], fts_query: str, limit: int) -> list[dict]:
-    """Order decisions another backend found by bm25 over an in-memory FTS5 index of just them, with snippets.
-
-    For a backend that can filter by full-text search but not rank (Supabase REST): the same tokenizer, weights
-    and snippets as the SQLite index. A row the index does not match (the server's stemming differs now and then)
-    ranks last with the start of its text as snippet.
-    """
-    if not rows:
-        return []
+def _in_memory(rows: list[dict], fts_query: str, *, fillers: bool) -> dict[int, tuple[float, str]]:
+    """bm25 score and snippet of each row (by position) an in-memory FTS5 index of just these rows matches."""
     with closing(sqlite3.connect(":memory:")) as conn:
         conn.execute(
             f"CREATE VIRTUAL TABLE decision_search USING fts5(decision, comment, tags, summary, tokenize='{TOKENIZER}')"
@@ -601,14 +613,15 @@ def rank_in_memory(rows: list[dict], fts_query: str, limit: int) -> list[dict]:
                 for n, r in enumerate(rows)
             ],
         )
-        # bm25 weighs a word by how few documents hold it; among the candidates alone every query word is
-        # common. Filler documents of the candidates' average length make the matches as rare as in a vault.
-        length = max(1, sum(len(r["decision"].split()) for r in rows) // len(rows))
-        filler = " ".join(["zzfiller"] * length)
-        conn.executemany(
-            "INSERT INTO decision_search (rowid, decision, comment, tags, summary) VALUES (?, ?, '', '[]', '')",
-            [(len(rows) + n, filler) for n in range(2 * len(rows) + 10)],
-        )
+        if fillers:
+            # bm25 weighs a word by how few documents hold it; among the candidates alone every query word is
+            # common. Filler documents of the candidates' average length make the matches as rare as in a vault.
+            length = max(1, sum(len(r["decision"].split()) for r in rows) // len(rows))
+            filler = " ".join(["zzfiller"] * length)
+            conn.executemany(
+                "INSERT INTO decision_search (rowid, decision, comment, tags, summary) VALUES (?, ?, '', '[]', '')",
+                [(len(rows) + n, filler) for n in range(2 * len(rows) + 10)],
+            )
         try:
             found = conn.execute(
                 f"SELECT rowid, {BM25}, snippet(decision_search, -1, ?, ?, '…', {SNIPPET_TOKENS})"
@@ -617,10 +630,35 @@ def rank_in_memory(rows: list[dict], fts_query: str, limit: int) -> list[dict]:
             ).fetchall()
         except sqlite3.OperationalError:
             found = []
-    scored = {n: (-rank, snippet) for n, rank, snippet in found}
+    return {n: (-rank, snippet) for n, rank, snippet in found}
+
+
+def _plain_snippet(row: dict) -> str:
+    return " ".join(row["decision"].split()[:SNIPPET_TOKENS])
+
+
+def snippets_in_memory(rows: list[dict], fts_query: str) -> list[str]:
+    """A snippet of each row with the query's matches marked, built from an in-memory index of just these rows.
+
+    Cheaper than snippet() on the vault's index, which would look every row's matches up again there.
+    """
+    found = _in_memory(rows, fts_query, fillers=False) if rows else {}
+    return [found[n][1] if n in found else _plain_snippet(row) for n, row in enumerate(rows)]
+
+
+def rank_in_memory(rows: list[dict], fts_query: str, limit: int) -> list[dict]:
+    """Order decisions another backend found by bm25 over an in-memory FTS5 index of just them, with snippets.
+
+    For a backend that can filter by full-text search but not rank (Supabase REST): the same tokenizer, weights
+    and snippets as the SQLite index. A row the index does not match (the server's stemming differs now and then)
+    ranks last with the start of its text as snippet.
+    """
+    if not rows:
+        return []
+    scored = _in_memory(rows, fts_query, fillers=True)
     hits = []
     for n, row in enumerate(rows):
-        score, snippet = scored.get(n, (0.0, " ".join(row["decision"].split()[:SNIPPET_TOKENS])))
+        score, snippet = scored.get(n, (0.0, _plain_snippet(row)))
         hits.append({**row, "score": round(score, 6), "snippet": snippet})
     hits.sort(key=lambda h: h["created_at"] or "", reverse=True)
     hits.sort(key=lambda h: h["date"], reverse=True)

@@ -603,6 +603,9 @@ class SupabaseStorage(Storage):
         rows = [decode(r) for r in result.data] if result is not None else []
         return rank_in_memory(rows, any_fts5(chosen), limit)
 
+    def refresh_search_statistics(self) -> None:
+        """Nothing to do over REST: the similarity lookups here use no word counts."""
+
     def ids_between(self, low: str, high: str, limit: int) -> list[str]:
         result = self._run(
             lambda: self._table("decision_vault").select("id").gte("id", low).lte("id", high).order("id").limit(limit),

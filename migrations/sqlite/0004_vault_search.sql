@@ -37,6 +37,13 @@ END;
 
 INSERT INTO decision_search (decision_search) VALUES ('rebuild');
 
+-- How many decisions hold each word, counted now and again daily: FTS5 counts it by reading the word's whole
+-- match list, far too slow to ask while adding a decision. The duplicate and similarity lookups read it to
+-- find a text's rarest words; a word newer than the count counts as rarest, which it usually is.
+CREATE VIRTUAL TABLE decision_search_terms USING fts5vocab(decision_search, row);
+CREATE TABLE decision_term_stats (term TEXT PRIMARY KEY, docs INTEGER NOT NULL) WITHOUT ROWID;
+INSERT INTO decision_term_stats SELECT term, doc FROM decision_search_terms;
+
 CREATE INDEX IF NOT EXISTS decision_vault_superseded_by ON decision_vault (superseded_by) WHERE superseded_by IS NOT NULL;
 
 CREATE TABLE IF NOT EXISTS decision_history (
