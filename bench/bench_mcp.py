@@ -1,11 +1,13 @@
 """The MCP server over streamable HTTP on a vault of 100,000 decisions: search and record latency, idle RSS.
 
 The client is the SDK's own (one session, protocol 2025 as desktop assistants speak it), on the same machine.
+Texts are bench_vault's (Zipf-distributed words); queries and new decisions come from the same distribution.
 BENCH_MCP_BACKENDS=sqlite,postgres measures on each (default sqlite, the embedded default).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import socket
@@ -15,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.datagen import WORDS, decision_text, make_decisions
+from bench.bench_vault import vault_rows
 from bench.harness import ROOT, Row, bench_env, python, scratch_pg_database
 
 ROWS = int(os.environ.get("BENCH_MCP_ROWS", "100000"))
@@ -29,17 +31,26 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def fill(env: dict) -> str:
-    """A migrated vault of ROWS decisions and a write token (setup, not measured)."""
+def fill(env: dict) -> tuple[str, list[str]]:
+    """A migrated vault of ROWS decisions, a write token and a sample of the texts (setup, not measured)."""
     from angles.assistants import tokens
     from angles.config import load_settings
     from angles.storage import migrations, open_storage
 
     settings = load_settings(env, dotenv=False)
+    sample: list[str] = []
+
+    def rows():
+        for n, row in enumerate(vault_rows(ROWS, seed=11)):
+            if n % max(1, ROWS // 1000) == 0:
+                sample.append(row["decision"])
+            yield {**row, "tags": json.loads(row["tags"])}
+
     with open_storage(settings) as storage:
         migrations.migrate(storage)
-        storage.upsert_decisions(make_decisions(ROWS, seed=11), batch=5000)
-        return tokens.create(storage, "bench", "write")["token"]
+        storage.upsert_decisions(rows(), batch=5000)
+        storage.refresh_search_statistics()
+        return tokens.create(storage, "bench", "write")["token"], sample
 
 
 def start(home: Path, env: dict, port: int) -> subprocess.Popen:
@@ -67,18 +78,26 @@ def start(home: Path, env: dict, port: int) -> subprocess.Popen:
     raise RuntimeError("tools/mcp_server.py did not answer within 60 s")
 
 
-def queries(n: int) -> list[str]:
-    """One-word, three-word and phrase queries over the generated vocabulary."""
+def queries(texts: list[str], n: int) -> list[str]:
+    """One-word, three-word and two-word phrase queries taken from stored texts, as a person would type them."""
+    from angles.engines.search_query import STOP_WORDS
+
     rng = random.Random(5)
-    plain = [w for w in WORDS if w.isascii() and w.isalpha()]
-    out = []
-    for i in range(n):
-        if i % 3 == 0:
-            out.append(rng.choice(plain))
-        elif i % 3 == 1:
-            out.append(" ".join(rng.sample(plain, 3)))
+    out: list[str] = []
+    while len(out) < n:
+        words = [w.strip(".").lower() for w in rng.choice(texts).split()]
+        content = sorted({w for w in words if w not in STOP_WORDS})
+        if len(content) < 3:
+            continue
+        kind = len(out) % 3
+        if kind == 0:
+            out.append(rng.choice(content))
+        elif kind == 1:
+            out.append(" ".join(rng.sample(content, 3)))
         else:
-            out.append('"' + " ".join(rng.sample(plain, 2)) + '"')
+            pairs = [(a, b) for a, b in zip(words, words[1:], strict=False) if a in content and b in content]
+            if pairs:
+                out.append('"{} {}"'.format(*rng.choice(pairs)))
     return out
 
 
@@ -112,21 +131,21 @@ def measure(env: dict, home: Path) -> tuple[list[float], list[float], float, flo
     """search and record latencies in seconds, idle RSS in MB before and after them."""
     import psutil
 
-    token = fill(env)
+    token, sample = fill(env)
     port = free_port()
     proc = start(home, env, port)
     try:
         url = f"http://127.0.0.1:{port}/mcp"
-        timed_calls(url, token, [("search_decisions", {"query": "cache"})] * 20)
+        warm = queries(sample, 20)
+        timed_calls(url, token, [("search_decisions", {"query": q}) for q in warm])
         time.sleep(2)
         idle_mb = psutil.Process(proc.pid).memory_info().rss / 2**20
-        search = timed_calls(url, token, [("search_decisions", {"query": q}) for q in queries(CALLS)])
+        search = timed_calls(url, token, [("search_decisions", {"query": q}) for q in queries(sample, CALLS)])
         print(
             f"  search p50 {percentile(search, 50) * 1000:.1f} ms, p99 {percentile(search, 99) * 1000:.1f} ms",
             file=sys.stderr,
         )
-        rng = random.Random(9)
-        texts = [f"{decision_text(rng)[:19_000]} (benchmark {n})" for n in range(CALLS)]
+        texts = [f"{row['decision'][:19_000]} (benchmark {n})" for n, row in enumerate(vault_rows(CALLS, seed=99))]
         record = timed_calls(url, token, [("record_decision", {"text": t, "type": "technical"}) for t in texts])
         time.sleep(2)
         after_mb = psutil.Process(proc.pid).memory_info().rss / 2**20
