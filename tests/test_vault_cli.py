@@ -149,3 +149,19 @@ def test_unknown_and_ambiguous_ids_are_one_line(vault):
     assert "no decision with an id starting" in one_line_error(vault("edit", "ffffffff", "--text", "x"))
     assert "too short" in one_line_error(vault("history", "abc"))
     assert "is not a decision id" in one_line_error(vault("link", "'; DROP TABLE x", "abcdefab", "--kind", "refines"))
+
+
+def test_the_daily_cleanup_counts_words_again_for_the_duplicate_check(vault, home, settings):
+    from angles.actions.maintenance import run_cleanup
+
+    add(vault, "Adopt the quokka rota")
+    database = home / "data" / "angles.db"
+
+    def counted(word: str) -> int | None:
+        row = sqlite3.connect(database).execute("SELECT docs FROM decision_term_stats WHERE term = ?", (word,))
+        found = row.fetchone()
+        return found[0] if found else None
+
+    assert counted("quokka") is None
+    assert run_cleanup(settings)["exit_code"] == 0
+    assert counted("quokka") == 1

@@ -275,3 +275,17 @@ def test_history_and_links_round_trip_for_export_and_restore(storage):
     assert storage.upsert_history(history) == 0 and storage.upsert_links(links) == 0
     storage.delete_decisions([b])
     assert list(storage.iter_links()) == []
+
+
+def test_duplicates_are_found_whatever_the_word_counts_say(storage):
+    for n in range(30):
+        add(storage, f"Common words about the platform team, number {n}")
+    storage.refresh_search_statistics()
+    fresh = add(storage, "Zanzibar quokka protocol replaces the platform team rota")
+    # The counts are older than the words: the check must still find the same text.
+    assert add(storage, "zanzibar QUOKKA protocol replaces the platform team rota!")["id"] == fresh["id"]
+    storage.refresh_search_statistics()
+    again = add(storage, "Zanzibar quokka protocol replaces the platform team rota")
+    assert again["status"] == "already_recorded" and again["id"] == fresh["id"]
+    near = add(storage, "The quokka protocol for the platform team")
+    assert near["status"] == "created" and fresh["id"] in [s["id"] for s in near["similar"]]
