@@ -25,6 +25,7 @@ MODULES = (
     "bench_backup",
     "bench_scheduler",
     "bench_vault",
+    "bench_mcp",
 )
 
 

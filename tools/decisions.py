@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Add, list, show, import, search, edit and supersede decisions, see their history and link them."""
+"""Add, list, show, import, search, edit and supersede decisions, see their history and link them;
+manage the MCP server's tokens."""
 
 import argparse
 import sys
@@ -93,7 +94,38 @@ def build_parser() -> argparse.ArgumentParser:
 
     for sub in (add, listing, show, imports, search, edit, history, supersede, link, unlink, similar):
         sub.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_token_commands(commands)
     return parser
+
+
+def add_token_commands(commands) -> None:
+    """`token create|list|revoke`: bearer tokens of the assistants' HTTP door (tools/mcp_server.py --http)."""
+    token = commands.add_parser("token", help="bearer tokens for the MCP server over HTTP")
+    actions = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    create = actions.add_parser("create", help="make a token and print it, once")
+    create.add_argument("name", help="who uses it; recorded as the agent of every write made with it")
+    create.add_argument("--scope", required=True, choices=("read", "write"), help="read: search and get only")
+    listing = actions.add_parser("list", help="every token: name, scope, created, last used, revoked")
+    revoke = actions.add_parser("revoke", help="refuse a token from now on")
+    revoke.add_argument("name", help="the token's name")
+    for sub in (create, listing, revoke):
+        sub.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def run_token_command(args, settings) -> int:
+    from angles.actions import tokens
+
+    if args.token_command == "create":
+        result = tokens.run_token_create(settings, args.name, args.scope)
+        shown = {k: result[k] for k in ("name", "scope", "token")}
+        cli.emit(shown if args.json else result, args.json, tokens.text_create)
+    elif args.token_command == "list":
+        result = tokens.run_token_list(settings)
+        cli.emit(result, args.json, tokens.text_list)
+    else:
+        result = tokens.run_token_revoke(settings, args.name)
+        cli.emit(result, args.json, tokens.text_revoke)
+    return result["exit_code"]
 
 
 def main(args, settings) -> int:
@@ -102,6 +134,8 @@ def main(args, settings) -> int:
     from angles.progress import watching
 
     command = args.command
+    if command == "token":
+        return run_token_command(args, settings)
     if command == "add":
         result = decisions.run_add(
             settings,

@@ -177,6 +177,37 @@ class Storage(ABC):
     def prune_slots(self, before: str) -> int:
         """Forget claims of slots older than `before`; returns how many went."""
 
+    # bearer tokens of the assistants' HTTP door (tools/mcp_server.py --http)
+
+    @abstractmethod
+    def add_token(self, name: str, scope: str, token_hash: str) -> bool:
+        """Store a token by the hash of its secret; a revoked token of that name is replaced.
+
+        False, and nothing stored, when an unrevoked token already has the name.
+        """
+
+    @abstractmethod
+    def find_token(self, token_hash: str) -> dict | None:
+        """The token with this hash (name, scope, created_at, last_used_at, revoked_at), revoked or not."""
+
+    @abstractmethod
+    def list_tokens(self) -> list[dict]:
+        """Every token, revoked ones too, by name, without the hash."""
+
+    @abstractmethod
+    def revoke_token(self, name: str) -> bool:
+        """Revoke the named token; False when no unrevoked token has that name."""
+
+    @abstractmethod
+    def mark_token_used(self, name: str, when: str) -> None: ...
+
+    @abstractmethod
+    def count_token_write(self, name: str, window_start: str) -> int:
+        """Count one write in the token's window and forget its earlier windows; returns the window's count so far.
+
+        Atomic: concurrent writers through any number of servers each see a different count.
+        """
+
     # the searchable vault: full-text search, history, links
 
     @abstractmethod

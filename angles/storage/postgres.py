@@ -33,7 +33,7 @@ from angles.engines.decision_model import (
 from angles.engines.search_query import MARK_END, MARK_START, STOP_WORDS, Query, to_websearch
 from angles.errors import DatabaseError
 from angles.storage.base import Storage
-from angles.storage.rows import canonical, decode, decode_activity, decode_history, decode_link, prepare
+from angles.storage.rows import canonical, decode, decode_activity, decode_history, decode_link, decode_token, prepare
 
 # The same canonical JSON text prepare(json_as_text=True) writes.
 _json_text = json.JSONEncoder(ensure_ascii=False, sort_keys=True).encode
@@ -623,6 +623,57 @@ class PostgresStorage(Storage):
     def prune_slots(self, before: str) -> int:
         with self._transaction() as conn:
             return conn.execute("DELETE FROM job_slots WHERE slot < %s", (before,)).rowcount
+
+    def add_token(self, name: str, scope: str, token_hash: str) -> bool:
+        with self._transaction() as conn:
+            cur = conn.execute(
+                "INSERT INTO mcp_tokens (name, scope, token_hash, created_at) VALUES (%s, %s, %s, %s)"
+                " ON CONFLICT (name) DO UPDATE SET scope = EXCLUDED.scope, token_hash = EXCLUDED.token_hash,"
+                " created_at = EXCLUDED.created_at, last_used_at = NULL, revoked_at = NULL"
+                " WHERE mcp_tokens.revoked_at IS NOT NULL",
+                (name, scope, token_hash, utc_now()),
+            )
+            return cur.rowcount == 1
+
+    def find_token(self, token_hash: str) -> dict | None:
+        with self._guard() as conn:
+            row = conn.execute(
+                "SELECT name, scope, created_at, last_used_at, revoked_at FROM mcp_tokens WHERE token_hash = %s",
+                (token_hash,),
+            ).fetchone()
+            return decode_token(row) if row else None
+
+    def list_tokens(self) -> list[dict]:
+        with self._guard() as conn:
+            if not self._table_exists(conn, "mcp_tokens"):
+                return []
+            rows = conn.execute(
+                "SELECT name, scope, created_at, last_used_at, revoked_at FROM mcp_tokens ORDER BY name"
+            ).fetchall()
+            return [decode_token(r) for r in rows]
+
+    def revoke_token(self, name: str) -> bool:
+        with self._transaction() as conn:
+            cur = conn.execute(
+                "UPDATE mcp_tokens SET revoked_at = %s WHERE name = %s AND revoked_at IS NULL", (utc_now(), name)
+            )
+            return cur.rowcount == 1
+
+    def mark_token_used(self, name: str, when: str) -> None:
+        with self._transaction() as conn:
+            conn.execute("UPDATE mcp_tokens SET last_used_at = %s WHERE name = %s", (when, name))
+
+    def count_token_write(self, name: str, window_start: str) -> int:
+        with self._transaction() as conn:
+            conn.execute(
+                "DELETE FROM mcp_write_counts WHERE token_name = %s AND window_start < %s", (name, window_start)
+            )
+            return conn.execute(
+                "INSERT INTO mcp_write_counts (token_name, window_start, writes) VALUES (%s, %s, 1)"
+                " ON CONFLICT (token_name, window_start) DO UPDATE SET writes = mcp_write_counts.writes + 1"
+                " RETURNING writes",
+                (name, window_start),
+            ).fetchone()["writes"]
 
     # the searchable vault
 

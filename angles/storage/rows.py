@@ -82,6 +82,13 @@ def decode_activity(row: dict) -> dict:
     return out
 
 
+def decode_token(row: dict) -> dict:
+    out = {k: row.get(k) for k in ("name", "scope", "created_at", "last_used_at", "revoked_at")}
+    for column in ("created_at", "last_used_at", "revoked_at"):
+        out[column] = to_iso(out[column])
+    return out
+
+
 def canonical(fields: dict) -> dict:
     """Some columns of a decision in decode()'s form, to compare with a stored row."""
     out = dict(fields)

@@ -24,7 +24,7 @@ from angles.engines.decision_model import (
 from angles.engines.search_query import MARK_END, MARK_START, STOP_WORDS, Query, any_fts5, to_fts5
 from angles.errors import DatabaseError
 from angles.storage.base import Storage
-from angles.storage.rows import canonical, decode, decode_activity, decode_history, decode_link, prepare
+from angles.storage.rows import canonical, decode, decode_activity, decode_history, decode_link, decode_token, prepare
 
 # bm25 weights of the indexed columns: decision text, comment, tags, AI summary.
 BM25 = "bm25(decision_search, 4.0, 1.0, 2.0, 1.0)"
@@ -417,6 +417,54 @@ class SQLiteStorage(Storage):
     def prune_slots(self, before: str) -> int:
         with self._transaction() as conn:
             return conn.execute("DELETE FROM job_slots WHERE slot < ?", (before,)).rowcount
+
+    def add_token(self, name: str, scope: str, token_hash: str) -> bool:
+        with self._transaction() as conn:
+            cur = conn.execute(
+                "INSERT INTO mcp_tokens (name, scope, token_hash, created_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT(name) DO UPDATE SET scope=excluded.scope, token_hash=excluded.token_hash,"
+                " created_at=excluded.created_at, last_used_at=NULL, revoked_at=NULL"
+                " WHERE mcp_tokens.revoked_at IS NOT NULL",
+                (name, scope, token_hash, utc_now()),
+            )
+            return cur.rowcount == 1
+
+    def find_token(self, token_hash: str) -> dict | None:
+        with self._guard() as conn:
+            row = conn.execute(
+                "SELECT name, scope, created_at, last_used_at, revoked_at FROM mcp_tokens WHERE token_hash=?",
+                (token_hash,),
+            ).fetchone()
+            return decode_token(dict(row)) if row else None
+
+    def list_tokens(self) -> list[dict]:
+        with self._guard() as conn:
+            if not self._table_exists(conn, "mcp_tokens"):
+                return []
+            rows = conn.execute(
+                "SELECT name, scope, created_at, last_used_at, revoked_at FROM mcp_tokens ORDER BY name"
+            ).fetchall()
+            return [decode_token(dict(r)) for r in rows]
+
+    def revoke_token(self, name: str) -> bool:
+        with self._transaction() as conn:
+            cur = conn.execute(
+                "UPDATE mcp_tokens SET revoked_at=? WHERE name=? AND revoked_at IS NULL", (utc_now(), name)
+            )
+            return cur.rowcount == 1
+
+    def mark_token_used(self, name: str, when: str) -> None:
+        with self._transaction() as conn:
+            conn.execute("UPDATE mcp_tokens SET last_used_at=? WHERE name=?", (when, name))
+
+    def count_token_write(self, name: str, window_start: str) -> int:
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM mcp_write_counts WHERE token_name=? AND window_start<?", (name, window_start))
+            return conn.execute(
+                "INSERT INTO mcp_write_counts (token_name, window_start, writes) VALUES (?, ?, 1)"
+                " ON CONFLICT(token_name, window_start) DO UPDATE SET writes=writes+1 RETURNING writes",
+                (name, window_start),
+            ).fetchone()[0]
 
     # the searchable vault
 

@@ -22,7 +22,7 @@ from angles.engines.search_query import STOP_WORDS, Query, any_fts5, to_fts5, to
 from angles.errors import DatabaseError, ExternalServiceError, MigrationError
 from angles.rate_limit import TokenBucket
 from angles.storage.base import Storage
-from angles.storage.rows import canonical, decode, decode_activity, decode_history, decode_link, prepare
+from angles.storage.rows import canonical, decode, decode_activity, decode_history, decode_link, decode_token, prepare
 from angles.storage.sqlite import rank_in_memory
 
 logger = logging.getLogger(__name__)
@@ -45,6 +45,9 @@ SEARCH_CANDIDATES = 500
 # A phrase filter travels in the URL: the first words narrow the duplicate check enough.
 PHRASE_WORDS = 40
 RARE_WORDS = 6
+TOKEN_FIELDS = "name,scope,created_at,last_used_at,revoked_at"
+# Compare-and-set rounds a write count may lose to other servers before giving up.
+COUNT_ROUNDS = 50
 
 
 class SupabaseStorage(Storage):
@@ -446,6 +449,111 @@ class SupabaseStorage(Storage):
             "pruning job slots",
         )
         return len(result.data or [])
+
+    # bearer tokens of the assistants' HTTP door
+
+    def add_token(self, name: str, scope: str, token_hash: str) -> bool:
+        from postgrest.types import ReturnMethod
+
+        row = {"name": name, "scope": scope, "token_hash": token_hash, "created_at": utc_now()}
+        result = self._run(
+            lambda: self._table("mcp_tokens").insert(row, returning=ReturnMethod.minimal),
+            "storing a token",
+            idempotent=False,
+            conflict_ok=True,
+        )
+        if result is not CONFLICT:
+            return True
+        # Only a revoked token gives up its name; the filter makes the replacement atomic.
+        replaced = self._run(
+            lambda: (
+                self._table("mcp_tokens")
+                .update({**row, "last_used_at": None, "revoked_at": None})
+                .eq("name", name)
+                .not_.is_("revoked_at", "null")
+            ),
+            "replacing a revoked token",
+        )
+        return len(replaced.data or []) == 1
+
+    def find_token(self, token_hash: str) -> dict | None:
+        result = self._run(
+            lambda: self._table("mcp_tokens").select(TOKEN_FIELDS).eq("token_hash", token_hash).limit(1),
+            "reading a token",
+        )
+        return decode_token(result.data[0]) if result.data else None
+
+    def list_tokens(self) -> list[dict]:
+        result = self._run(
+            lambda: self._table("mcp_tokens").select(TOKEN_FIELDS).order("name"), "listing tokens", missing_ok=True
+        )
+        return [] if result is None else [decode_token(r) for r in result.data]
+
+    def revoke_token(self, name: str) -> bool:
+        result = self._run(
+            lambda: (
+                self._table("mcp_tokens").update({"revoked_at": utc_now()}).eq("name", name).is_("revoked_at", "null")
+            ),
+            "revoking a token",
+        )
+        return len(result.data or []) == 1
+
+    def mark_token_used(self, name: str, when: str) -> None:
+        from postgrest.types import ReturnMethod
+
+        values = {"last_used_at": when}
+        self._run(
+            lambda: self._table("mcp_tokens").update(values, returning=ReturnMethod.minimal).eq("name", name),
+            "recording a token's use",
+        )
+
+    def count_token_write(self, name: str, window_start: str) -> int:
+        """PostgREST cannot increment a column: compare-and-set on the count, retried when another server won."""
+        from postgrest.types import ReturnMethod
+
+        table = "mcp_write_counts"
+        self._run(
+            lambda: (
+                self._table(table)
+                .delete(returning=ReturnMethod.minimal)
+                .eq("token_name", name)
+                .lt("window_start", window_start)
+            ),
+            "forgetting old write counts",
+        )
+        for _ in range(COUNT_ROUNDS):
+            current = self._run(
+                lambda: self._table(table).select("writes").eq("token_name", name).eq("window_start", window_start),
+                "reading a write count",
+            )
+            if not current.data:
+                row = {"token_name": name, "window_start": window_start, "writes": 1}
+                inserted = self._run(
+                    lambda row=row: self._table(table).insert(row, returning=ReturnMethod.minimal),
+                    "counting a write",
+                    idempotent=False,
+                    conflict_ok=True,
+                )
+                if inserted is not CONFLICT:
+                    return 1
+                continue
+            seen = current.data[0]["writes"]
+            updated = self._run(
+                lambda seen=seen: (
+                    self._table(table)
+                    .update({"writes": seen + 1})
+                    .eq("token_name", name)
+                    .eq("window_start", window_start)
+                    .eq("writes", seen)
+                ),
+                "counting a write",
+                idempotent=False,
+            )
+            if updated.data:
+                return seen + 1
+        raise DatabaseError(
+            f"Supabase REST at {self.host}: could not count a write of token {name!r} (too many concurrent writers)"
+        )
 
     # the searchable vault
 

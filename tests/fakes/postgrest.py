@@ -413,6 +413,27 @@ def schema_tables() -> list[Table]:
             not_null=("job", "slot"),
         ),
         Table(
+            "mcp_tokens",
+            {
+                "name": "text",
+                "scope": "text",
+                "token_hash": "text",
+                "created_at": "timestamptz",
+                "last_used_at": "timestamptz",
+                "revoked_at": "timestamptz",
+            },
+            ("name",),
+            not_null=("name", "scope", "token_hash", "created_at"),
+            checks={"scope": ("read", "write")},
+            unique=("token_hash",),
+        ),
+        Table(
+            "mcp_write_counts",
+            {"token_name": "text", "window_start": "timestamptz", "writes": "int"},
+            ("token_name", "window_start"),
+            not_null=("token_name", "window_start", "writes"),
+        ),
+        Table(
             "decision_history",
             {
                 "id": "uuid",
