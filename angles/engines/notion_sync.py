@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 
 LAST_PULL_KEY = "notion_last_pull"
 DATA_SOURCE_KEY = "notion_data_source"
-# Notion rounds last_edited_time down to the minute; the extra minute absorbs clock skew.
+# Notion rounds last_edited_time down to the minute, and its Date header to the second.
 PULL_OVERLAP = timedelta(minutes=2)
 MAX_REPORTED = 20
 
@@ -115,7 +115,9 @@ class NotionSync:
 
     def pull(self) -> dict:
         """Apply edits made in Notion since the last pull; import pages people created there."""
-        started = utc_now()
+        # The mark is read on Notion's clock (the Date of its latest answer, just before the query), since
+        # it is compared with Notion's last_edited_time: a vault clock running ahead would skip edits.
+        started = to_iso(self.client.notion_time) if self.client.notion_time else utc_now()
         since = self.storage.get_state(LAST_PULL_KEY)
         query_filter = None
         if since:

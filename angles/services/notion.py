@@ -8,6 +8,8 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 
 import httpx
 from notion_client import Client
@@ -132,13 +134,23 @@ class NotionClient:
         self.attempts = attempts
         self.bucket = TokenBucket(rps)
         self.requests = 0
+        # Notion's own clock, from the Date header of its latest answer (None before the first one).
+        self.notion_time: datetime | None = None
         self._sdk = Client(
             auth=token,
             base_url=self.base_url,
             timeout_ms=int(timeout * 1000),
             logger=logging.getLogger("notion_client"),
-            client=httpx.Client(transport=httpx.HTTPTransport(retries=0)),
+            client=httpx.Client(
+                transport=httpx.HTTPTransport(retries=0), event_hooks={"response": [self._remember_time]}
+            ),
         )
+
+    def _remember_time(self, response: httpx.Response) -> None:
+        try:
+            self.notion_time = parsedate_to_datetime(response.headers["date"])
+        except (KeyError, TypeError, ValueError):
+            pass
 
     def close(self) -> None:
         self._sdk.close()
