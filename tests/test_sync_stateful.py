@@ -517,3 +517,22 @@ def test_a_page_made_in_notion_is_imported_when_the_vault_clock_runs_82_s_ahead(
         ("create_page_in_notion", {"kind": "strategy", "with_text": False}),
         ("sync", {"crash": None, "faults": []}),
     )
+
+
+def test_a_superseded_decision_stays_inactive_when_a_person_checks_active_in_notion():
+    world = SyncWorld()
+    try:
+        world.add_decision(kind="process", tags=False)
+        world.add_decision(kind="process", tags=False)
+        world.sync(faults=[], crash=None)
+        old, new = sorted(world.rows())
+        world.storage.update_decision(old, {"superseded_by": new, "active": False})
+        world.superseded.add(old)
+        world.sync(faults=[], crash=None)
+        world.time_passes(seconds=61)
+        world.fake.edit_as_person(world.rows()[old]["notion_page_id"], {"Active": True, "Comment": "still good"})
+        world.sync(faults=[], crash=None)
+        world.no_resurrection()
+        assert world.rows()[old]["comment"] == "still good"
+    finally:
+        world.teardown()

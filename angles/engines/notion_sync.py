@@ -211,6 +211,17 @@ class NotionSync:
             self._settled.add(row["id"])
             return
         changes = {f: incoming[f] for f in pages.PERSON_FIELDS}
+        if row.get("superseded_by") and changes["active"]:
+            # Superseding is decided in the vault; a checked box in Notion must not bring the decision back.
+            # The stored hash is the page's, so the push below unchecks it again.
+            changes["active"] = False
+            self._problem(
+                "kept inactive",
+                f"page {page['id']} marks decision {row['id']} active, but it is superseded by "
+                f"{row['superseded_by']}; Active is unchecked again",
+                decision_id=row["id"],
+                page_id=page["id"],
+            )
         if incoming["type"] != row["type"]:
             changes["type_source"] = "person"
         if incoming.get("priority") != row.get("priority"):
