@@ -30,6 +30,13 @@ def _is_uuid(text: str | None) -> bool:
     return True
 
 
+def _edited_since_created(page: dict) -> bool:
+    """Whether someone other than the page's creator edited it last (Notion names both users)."""
+    creator = (page.get("created_by") or {}).get("id")
+    editor = (page.get("last_edited_by") or {}).get("id")
+    return editor != creator
+
+
 class SchemaError(AnglesError):
     """The Notion data source lacks properties the sync writes, or holds them with another type."""
 
@@ -194,8 +201,9 @@ class NotionSync:
         if notion_hash == row.get("notion_sync_hash"):
             # Unchanged in Notion; the vault's own change goes out in the push.
             return
-        if row.get("notion_sync_hash") is None:
-            # Never synced from this row, so the page holds what an interrupted run wrote: the vault wins.
+        if row.get("notion_sync_hash") is None and not _edited_since_created(page):
+            # Never synced from this row, and nobody but its creator touched the page since an interrupted run
+            # wrote it: the vault wins. A page someone edited since is a conflict like any other (below).
             if not self.dry_run and row.get("notion_page_id") != page["id"]:
                 self.storage.update_decision(row["id"], bookkeeping)
             return
