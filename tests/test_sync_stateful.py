@@ -17,10 +17,14 @@ further sync writes nothing.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
 from contextlib import ExitStack
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from unittest import mock
 
@@ -35,8 +39,9 @@ from angles.actions.decisions import run_add, run_import
 from angles.actions.sync import run_sync
 from angles.config import load_settings
 from angles.engines import notion_pages
-from angles.engines.decision_model import TYPES, to_iso
+from angles.engines.decision_model import TYPES
 from angles.storage import migrations, open_storage
+from tests.conftest import CONFIG_VARS, ROOT
 from tests.fakes.notion_server import FakeNotion
 from tests.stateful_world import EXAMPLES, SimClock, SimulatedCrash, budget
 
@@ -85,6 +90,9 @@ def shared_fake() -> FakeNotion:
 class SyncWorld(RuleBasedStateMachine):
     """A vault (SQLite) and a Notion workspace (the stand-in), both on one simulated clock."""
 
+    simulated_time = True
+    extra_env: dict[str, str] = {}
+
     def __init__(self):
         super().__init__()
         self.home = Path(tempfile.mkdtemp(prefix="angles-stateful-"))
@@ -100,8 +108,13 @@ class SyncWorld(RuleBasedStateMachine):
             "NOTION_DATABASE_ID": self.database_id,
             "NOTION_BASE_URL": self.fake.base_url,
         }
-        self.settings = load_settings(env, dotenv=False)
-        self._patch_time()
+        self.env = {**env, **self.extra_env}
+        self.settings = load_settings(self.env, dotenv=False)
+        if self.simulated_time:
+            self._patch_time()
+        else:
+            self.notion_offset = 0.0
+            self.fake.clock = lambda: datetime.now(UTC) + timedelta(seconds=self.notion_offset)
         self.storage = open_storage(self.settings)
         self.stack.callback(self.storage.close)
         migrations.migrate(self.storage)
@@ -252,7 +265,7 @@ class SyncWorld(RuleBasedStateMachine):
     @rule(data=st.data())
     def soft_delete_in_vault(self, data):
         decision_id = data.draw(st.sampled_from(self.editable_ids()), label="decision")
-        self.storage.update_decision(decision_id, {"deleted_at": to_iso(self.clock.vault_now())})
+        self.storage.update_decision(decision_id, {"deleted_at": decision_model.utc_now()})
         self.deleted.add(decision_id)
         self.synced = False
 
@@ -483,7 +496,63 @@ class SyncWorld(RuleBasedStateMachine):
 
 @pytest.mark.timeout(0 if EXAMPLES else 600)
 def test_sync_under_generated_interleavings():
-    run_state_machine_as_test(SyncWorld, settings=budget(examples=25, steps=25))
+    run_state_machine_as_test(SyncWorld, settings=budget(examples=60, steps=25))
+
+
+class SyncWorldKilled(SyncWorld):
+    """The same world on the real clock, where a crashed sync is memory_sync.py killed with SIGKILL.
+
+    The process dies when Notion has applied its k-th write and before the answer leaves the stand-in.
+    """
+
+    simulated_time = False
+    extra_env = {"NOTION_RPS": "200"}
+
+    def time_passes(self, seconds):
+        """Not a rule here: real time passes by itself."""
+
+    @rule(offset=st.integers(-90, 90))
+    def move_the_vault_clock(self, offset):
+        # Moving Notion's clock the other way is the same skew between the two.
+        self.notion_offset = float(-offset)
+
+    @rule(kill_at_write=st.one_of(st.none(), st.integers(1, 6)))
+    def sync(self, kill_at_write):
+        if kill_at_write is None:
+            result = run_sync(self.settings, export=False)
+            self.synced = result["status"] == "completed"
+            assert self.synced, result["error"]
+            return
+        environment = {k: v for k, v in os.environ.items() if k not in CONFIG_VARS}
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "memory_sync.py"), "--sync-decisions"],
+            cwd=self.home,
+            env={**environment, **self.env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        writes = []
+
+        def kill_at(method, route, answer):
+            writes.append(route)
+            if len(writes) == kill_at_write:
+                os.kill(process.pid, signal.SIGKILL)
+
+        self.fake.after_write = kill_at
+        try:
+            _, errors = process.communicate(timeout=120)
+        finally:
+            self.fake.after_write = None
+        killed = process.returncode == -signal.SIGKILL
+        assert killed or process.returncode == 0, errors
+        self.synced = not killed
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(0 if EXAMPLES else 900)
+def test_sync_killed_for_real_under_generated_interleavings():
+    run_state_machine_as_test(SyncWorldKilled, settings=budget(examples=6, steps=12))
 
 
 # Failures the generated runs found, kept as ordinary tests (each step as Hypothesis printed it).
