@@ -17,7 +17,9 @@ import inspect
 import json
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 from contextlib import ExitStack
 from pathlib import Path
@@ -36,6 +38,7 @@ from angles.engines.decision_model import TYPES, utc_now, validate
 from angles.errors import AnglesError
 from angles.services.git_remote import BackupClone
 from angles.storage import migrations, open_storage
+from tests.conftest import CONFIG_VARS, ROOT
 from tests.stateful_world import EXAMPLES, SimulatedCrash, budget
 
 # Issue 11, defect 5: restore --prune deletes the live-only rows after the upsert has committed, so a restore
@@ -45,6 +48,16 @@ PRUNE_IN_ONE_TRANSACTION = False
 # Issue 11, defect 6: a restore keeps newer live edits by default once that lands; --prefer-backup (this
 # keyword) then takes the backup's version, which is what "exactly the vault of one backup" means here.
 PREFER_BACKUP = {"prefer_backup": True} if "prefer_backup" in inspect.signature(run_restore).parameters else {}
+PREFER_BACKUP_FLAG = ("--prefer-backup",) if PREFER_BACKUP else ()
+
+# Issue 11, defect 4: a backup killed mid-fetch or mid-push leaves git lock files behind, and every later
+# backup fails until someone deletes them by hand. Being fixed on another branch; until then the real-kill
+# variant deletes them by hand, as the operator would, and says so in the test output.
+BACKUP_CLEARS_STALE_LOCKS = False
+# Issue 11, defect 1: backups rewrite text that looks like a token ("disk-encryption-at-rest" matches sk-...)
+# as [REDACTED], and a restore brings that back. Being fixed on another branch; until then the rule that
+# writes such ordinary words is switched off.
+BACKUPS_REWRITE_TEXT = True
 
 BACKUP_CRASHES = (
     ("export", "during"),
@@ -170,6 +183,22 @@ class BackupWorld(RuleBasedStateMachine):
         old = data.draw(st.sampled_from(ids), label="superseded")
         new = data.draw(st.sampled_from([i for i in ids if i != old]), label="by")
         self.storage.update_decision(old, {"superseded_by": new, "active": False})
+
+    @precondition(lambda self: not BACKUPS_REWRITE_TEXT and self.live_ids())
+    @rule(data=st.data(), word=st.sampled_from(("disk-encryption-at-rest", "task-management-system-v2", "postgres")))
+    def write_words_that_look_like_secrets(self, data, word):
+        decision_id = data.draw(st.sampled_from(self.live_ids()), label="decision")
+        self.storage.update_decision(decision_id, {"decision": f"Decision {self._next()}: adopt {word} everywhere"})
+
+    @precondition(lambda self: self.dump())
+    @rule()
+    def lose_every_decision(self):
+        # A fresh machine, or a database emptied by mistake: links first, so the foreign key allows the deletes.
+        rows = self.dump()
+        for row in rows:
+            if row["superseded_by"]:
+                self.storage.update_decision(row["id"], {"superseded_by": None})
+        self.storage.delete_decisions([r["id"] for r in rows])
 
     @precondition(lambda self: self.live_ids())
     @rule(data=st.data())
@@ -364,3 +393,66 @@ class BackupWorld(RuleBasedStateMachine):
 @pytest.mark.timeout(0 if EXAMPLES else 600)
 def test_backup_and_restore_under_generated_interleavings():
     run_state_machine_as_test(BackupWorld, settings=budget(examples=15, steps=15))
+
+
+class BackupWorldKilled(BackupWorld):
+    """The same world where a backup or a restore is a real process killed with SIGKILL after a while."""
+
+    @rule(after=st.sampled_from((0.05, 0.2, 0.4, 0.7, 1.0, None)))
+    def backup(self, after):
+        vault = self.dump()
+        before = self.tip()
+        if after is None:
+            self._backup_clearing_stale_locks()
+        else:
+            self._killed("run_backup_now.py", after)
+        if self.tip() != before:
+            self.backups[self.tip()] = vault
+            self.tampered = False
+
+    def _backup_clearing_stale_locks(self):
+        try:
+            run_backup(self.settings)
+        except AnglesError as exc:
+            if BACKUP_CLEARS_STALE_LOCKS or not list(self._stale_locks()):
+                raise
+            for lock in self._stale_locks():
+                print(f"issue 11 defect 4: deleting stale {lock} by hand after: {exc}")
+                lock.unlink()
+            run_backup(self.settings)
+
+    def _stale_locks(self):
+        for place in (self.home / "data" / "backup-repo" / ".git", self.remote):
+            yield from place.rglob("*.lock") if place.is_dir() else ()
+
+    def _killed(self, script: str, after: float, *args: str) -> None:
+        environment = {k: v for k, v in os.environ.items() if k not in CONFIG_VARS}
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / script), *args],
+            cwd=self.home,
+            env={**environment, "ANGLES_HOME": str(self.home)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            process.wait(timeout=after)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+
+    @precondition(lambda self: self.tip() is not None)
+    @rule(after=st.sampled_from((0.1, 0.4, 0.8, 1.2)))
+    def restore_killed(self, after):
+        before = self.dump()
+        wanted = self.tip()
+        self._killed("restore_from_github.py", after, "--restore-decisions", "--prune", *PREFER_BACKUP_FLAG)
+        now = self.dump()
+        if now != before:
+            assert wanted in self.backups, "a restore of a backup this vault never made changed the database"
+            assert now == self.backups[wanted] or not PRUNE_IN_ONE_TRANSACTION, "a killed restore left half a restore"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(0 if EXAMPLES else 900)
+def test_backup_and_restore_killed_for_real_under_generated_interleavings():
+    run_state_machine_as_test(BackupWorldKilled, settings=budget(examples=6, steps=12))
