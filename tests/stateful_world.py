@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
+import uuid
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import HealthCheck, settings
@@ -82,3 +84,15 @@ class SimClock:
                 return moment.astimezone(tz) if tz else moment.replace(tzinfo=None)
 
         return VaultDatetime
+
+
+def counting_uuid4():
+    """A uuid4 stand-in counting up from 1: ids (and so every order by id) are the same in each replay."""
+    numbers = itertools.count(1)
+    lock = threading.Lock()
+
+    def uuid4() -> uuid.UUID:
+        with lock:
+            return uuid.UUID(int=next(numbers), version=4)
+
+    return uuid4

@@ -167,14 +167,7 @@ class NotionSync:
             self._import(page, fields)
             return
         if row.get("notion_page_id") and row["notion_page_id"] != page["id"]:
-            self._problem(
-                "duplicate page",
-                f"page {page['id']} carries the External ID of decision {row['id']}, whose page is "
-                f"{row['notion_page_id']}; left alone",
-                decision_id=row["id"],
-                page_id=page["id"],
-            )
-            self.counts["skipped"] += 1
+            self._drop_duplicate(row, page, fields)
             return
         try:
             incoming = validate({**row, **{f: fields[f] for f in pages.PERSON_FIELDS}}, f"Notion page {page['id']}")
@@ -245,6 +238,31 @@ class NotionSync:
                 "synced_at": utc_now(),
             },
         )
+
+    def _drop_duplicate(self, row: dict, page: dict, fields: dict) -> None:
+        """A second live page with a decision's External ID goes to the trash; content it adds is kept as a conflict.
+
+        It is a page the sync replaced after a person trashed it (then restored), or a duplicated page.
+        """
+        self._problem(
+            "duplicate page",
+            f"page {page['id']} carries the External ID of decision {row['id']}, whose page is "
+            f"{row['notion_page_id']}; moved to the trash",
+            decision_id=row["id"],
+            page_id=page["id"],
+        )
+        if self.dry_run:
+            return
+        shown = {**row, **{f: fields[f] for f in pages.PERSON_FIELDS}}
+        try:
+            shown = validate(shown, f"Notion page {page['id']}")
+        except ValidationError:
+            pass
+        if pages.page_hash(shown, fields["ai_summary"]) not in (pages.sync_hash(row), row.get("notion_sync_hash")):
+            self._record_conflict(row, shown, page, "database")
+            self.counts["conflicts"] += 1
+        self.client.update_page(page["id"], in_trash=True)
+        self.counts["archived"] += 1
 
     @staticmethod
     def _newer(row: dict, page: dict) -> str:

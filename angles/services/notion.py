@@ -21,8 +21,11 @@ logger = logging.getLogger(__name__)
 
 # Statuses Notion documents as transient; 529 is "service_overload".
 RETRY_STATUSES = (409, 429, 500, 502, 503, 504, 529)
-# Refusals that mean the request was not applied, so even a create may be sent again.
-REFUSED_STATUSES = (429, 529)
+# Refusals that mean the request was not applied, so even a create may be sent again. A 529 is not one:
+# like any 5xx it may come from behind a request that was applied.
+REFUSED_STATUSES = (429,)
+# Answers whose Retry-After says when to come back.
+RETRY_AFTER_STATUSES = (429, 529)
 MAX_ATTEMPTS = 7
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 30.0
@@ -194,7 +197,7 @@ class NotionClient:
                     raise NotionRejectedError(detail, status=status, code=code) from None
                 if not repeatable and status not in REFUSED_STATUSES:
                     raise NotionUncertainError(detail, status=status, code=code) from None
-                wait = _retry_after(exc) if status in REFUSED_STATUSES else None
+                wait = _retry_after(exc) if status in RETRY_AFTER_STATUSES else None
                 failure = NotionError(detail, status=status, code=code)
             except ValueError:
                 # A 2xx whose body is not JSON: a proxy or an outage page, not Notion.
