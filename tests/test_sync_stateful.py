@@ -665,3 +665,18 @@ def test_a_create_answered_529_after_notion_made_the_page_does_not_make_a_second
         ("add_decision", {"kind": "strategy", "tags": False}),
         ("sync", {"crash": None, "faults": [(529, 1, "/v1/pages", True)]}),
     )
+
+
+def test_a_person_edit_to_a_page_whose_import_was_interrupted_is_not_lost():
+    # The run died after importing a page made in Notion and before writing its External ID back; the
+    # person then edited the page twice within a minute. The next run kept the vault's copy and overwrote it.
+    world = SyncWorld()
+    try:
+        world.create_page_in_notion(kind="strategy", with_text=False)
+        world.sync(crash=(8, "before"), faults=[(429, 1, None, False), (429, 3, None, False)])
+        (page,) = world.fake.live_pages()
+        assert world.fake.text(page, "External ID") == "" and world.rows()
+        world._edit_page(page, "decision")
+        world._edit_page(page, "decision")
+    finally:
+        world.teardown()

@@ -30,13 +30,6 @@ def _is_uuid(text: str | None) -> bool:
     return True
 
 
-def _edited_since_created(page: dict) -> bool:
-    """Whether someone other than the page's creator edited it last (Notion names both users)."""
-    creator = (page.get("created_by") or {}).get("id")
-    editor = (page.get("last_edited_by") or {}).get("id")
-    return editor != creator
-
-
 class SchemaError(AnglesError):
     """The Notion data source lacks properties the sync writes, or holds them with another type."""
 
@@ -81,6 +74,7 @@ class NotionSync:
         self.title_property = "Name"
         # In a dry run, decisions the pull would have settled, so the plan does not also push them.
         self._settled: set[str] = set()
+        self._bot_id: str | None = None
 
     # set-up
 
@@ -194,9 +188,9 @@ class NotionSync:
         if notion_hash == row.get("notion_sync_hash"):
             # Unchanged in Notion; the vault's own change goes out in the push.
             return
-        if row.get("notion_sync_hash") is None and not _edited_since_created(page):
-            # Never synced from this row, and nobody but its creator touched the page since an interrupted run
-            # wrote it: the vault wins. A page someone edited since is a conflict like any other (below).
+        if row.get("notion_sync_hash") is None and self._last_written_by_us(page):
+            # Never synced from this row, and the page holds what an interrupted run wrote: the vault wins.
+            # A page a person edited since (or made, for an interrupted import) is a conflict (below).
             if not self.dry_run and row.get("notion_page_id") != page["id"]:
                 self.storage.update_decision(row["id"], bookkeeping)
             return
@@ -238,6 +232,12 @@ class NotionSync:
                 "synced_at": utc_now(),
             },
         )
+
+    def _last_written_by_us(self, page: dict) -> bool:
+        """Whether this integration made the page's last edit (one users/me request per run, only when asked)."""
+        if self._bot_id is None:
+            self._bot_id = self.client.me().get("id")
+        return (page.get("last_edited_by") or {}).get("id") == self._bot_id
 
     def _drop_duplicate(self, row: dict, page: dict, fields: dict) -> None:
         """A second live page with a decision's External ID goes to the trash; content it adds is kept as a conflict.
