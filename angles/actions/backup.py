@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -174,9 +175,14 @@ def _commit_if_changed(clone: BackupClone, snap: snapshot.Snapshot, now: str, da
     _refuse_empty(snap, previous)
     outcome = _outcome(snap, previous)
     outcome["commit"] = clone.head()
-    # A decisions file that differs from HEAD although the manifests agree means the remote's copy
-    # does not match its own manifest (damaged or edited by hand): commit the repair.
-    if _unchanged(snap, previous) and not clone.modified(snapshot.DECISIONS.file):
+    # A decisions file that differs from HEAD although the manifests agree, or an activity file at HEAD that
+    # differs from its manifest entry, means the remote does not match its own manifest (damaged or edited
+    # by hand): commit the repair.
+    if (
+        _unchanged(snap, previous)
+        and not clone.modified(snapshot.DECISIONS.file)
+        and _head_matches_manifest(clone, previous, snapshot.ACTIVITY)
+    ):
         outcome["result"] = "unchanged"
         return outcome
     new_path = clone.path / snapshot.DECISIONS.file
@@ -191,6 +197,15 @@ def _commit_if_changed(clone: BackupClone, snap: snapshot.Snapshot, now: str, da
     outcome.update(added=added, changed=changed, removed=removed, message=message, result="committed")
     outcome["commit"] = clone.commit(message)
     return outcome
+
+
+def _head_matches_manifest(clone: BackupClone, manifest: dict, table: snapshot.Table) -> bool:
+    """Whether the file committed at HEAD is the one its manifest describes (an unlisted file is not checked)."""
+    meta = (manifest.get("files") or {}).get(table.file)
+    if meta is None:
+        return True
+    data = clone.head_file(table.file)
+    return data is not None and hashlib.sha256(data).hexdigest() == meta.get("sha256")
 
 
 def _refuse_empty(snap: snapshot.Snapshot, previous: dict | None) -> None:
