@@ -324,6 +324,14 @@ class SyncWorld(RuleBasedStateMachine):
         self.fake.edit_as_person(page["id"], {"Type": kind, "Priority": priority, "Active": active})
         self.synced = False
 
+    @precondition(lambda self: self.live_pages())
+    @rule(data=st.data())
+    def edit_the_ai_summary_in_notion(self, data):
+        # Written by the vault only: a person's edit there is never pulled, and the page shows the vault's again.
+        page = data.draw(st.sampled_from(self.live_pages()), label="page")
+        self.fake.edit_as_person(page["id"], {"AI summary": f"a person's summary {self._next()}"})
+        self.synced = False
+
     @rule(with_text=st.booleans(), kind=st.sampled_from(TYPES))
     def create_page_in_notion(self, with_text, kind):
         n = self._next()
