@@ -123,14 +123,13 @@ class SyncWorld(RuleBasedStateMachine):
         self.edits: list[Edit] = []
         self.deleted: set[str] = set()
         self.superseded: set[str] = set()
-        self.person_pages: set[str] = set()  # pages a person created
         self.trashed_by_person: set[str] = set()
         self.restored_by_person: set[str] = set()
         self.crash: dict | None = None
         self.synced = False  # the last step was a sync that completed
 
     def _patch_time(self) -> None:
-        """The vault reads the simulated clock; the Notion client waits (rate limit, retries) in simulated time."""
+        """Simulated time (the vault's clock, the client's rate limit and retries), counted ids, the crash point."""
         clock = self.clock
 
         class SimBucket(notion_service.TokenBucket):
@@ -338,8 +337,7 @@ class SyncWorld(RuleBasedStateMachine):
         values = {"Name": f"Decision p{n}: made in Notion", "Type": kind}
         if with_text:
             values["Decision"] = f"Decision p{n}: made in Notion, with a longer text"
-        page_id = self.fake.create_as_person(self.database_id, values)
-        self.person_pages.add(page_id)
+        self.fake.create_as_person(self.database_id, values)
         self.synced = False
 
     @precondition(lambda self: self.live_pages())
