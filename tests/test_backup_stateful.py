@@ -327,7 +327,7 @@ class BackupWorld(RuleBasedStateMachine):
     def restore(self, data, older, crash, rows_before_crash):
         at = None
         if older and self.backups:
-            at = data.draw(st.sampled_from(sorted(self.backups)), label="backup")
+            at = data.draw(st.sampled_from(list(self.backups)), label="backup")
         wanted = at or self.tip()
         before = self.dump()
         try:
