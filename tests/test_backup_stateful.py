@@ -330,18 +330,16 @@ class BackupWorld(RuleBasedStateMachine):
             at = data.draw(st.sampled_from(list(self.backups)), label="backup")
         wanted = at or self.tip()
         before = self.dump()
+        result = failure = None
         try:
             with ExitStack() as patches:
                 if crash:
                     patches.enter_context(self._crash_restore(crash, rows_before_crash))
                 result = run_restore(self.settings, restore_decisions=True, prune=True, at=at, **PREFER_BACKUP)
         except SimulatedCrash:
-            result = None
+            pass
         except AnglesError as exc:
-            result = None
             failure = str(exc)
-        else:
-            failure = None
         after = self.dump()
         if result is None:
             if crash == "prune" and not PRUNE_IN_ONE_TRANSACTION:
