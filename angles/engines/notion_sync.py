@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 
 LAST_PULL_KEY = "notion_last_pull"
 DATA_SOURCE_KEY = "notion_data_source"
-# Notion rounds last_edited_time down to the minute; the extra minute absorbs clock skew.
+# Notion rounds last_edited_time down to the minute, and its Date header to the second.
 PULL_OVERLAP = timedelta(minutes=2)
 MAX_REPORTED = 20
 
@@ -80,6 +80,7 @@ class NotionSync:
         self._pushed_early: set[str] = set()
         # In a dry run, decisions the pull would have settled, so the plan does not also push them.
         self._settled: set[str] = set()
+        self._bot_id: str | None = None
 
     # set-up
 
@@ -125,7 +126,9 @@ class NotionSync:
 
     def pull(self) -> dict:
         """Apply edits made in Notion since the last pull; import pages people created there."""
-        started = utc_now()
+        # The mark is read on Notion's clock (the Date of its latest answer, just before the query), since
+        # it is compared with Notion's last_edited_time: a vault clock running ahead would skip edits.
+        started = to_iso(self.client.notion_time) if self.client.notion_time else utc_now()
         since = self.storage.get_state(LAST_PULL_KEY)
         query_filter = None
         if since:
@@ -168,14 +171,7 @@ class NotionSync:
             self._import(page, fields)
             return
         if row.get("notion_page_id") and row["notion_page_id"] != page["id"]:
-            self._problem(
-                "duplicate page",
-                f"page {page['id']} carries the External ID of decision {row['id']}, whose page is "
-                f"{row['notion_page_id']}; left alone",
-                decision_id=row["id"],
-                page_id=page["id"],
-            )
-            self.counts["skipped"] += 1
+            self._drop_duplicate(row, page, fields)
             return
         try:
             incoming = validate({**row, **{f: fields[f] for f in pages.PERSON_FIELDS}}, f"Notion page {page['id']}")
@@ -206,8 +202,9 @@ class NotionSync:
         if notion_hash == row.get("notion_sync_hash"):
             # Unchanged in Notion; the vault's own change goes out in the push.
             return
-        if row.get("notion_sync_hash") is None:
-            # Never synced from this row, so the page holds what an interrupted run wrote: the vault wins.
+        if row.get("notion_sync_hash") is None and self._last_written_by_us(page):
+            # Never synced from this row, and the page holds what an interrupted run wrote: the vault wins.
+            # A page a person edited since (or made, for an interrupted import) is a conflict (below).
             if not self.dry_run and row.get("notion_page_id") != page["id"]:
                 self.storage.update_decision(row["id"], bookkeeping)
             return
@@ -223,6 +220,17 @@ class NotionSync:
             self._settled.add(row["id"])
             return
         changes = {f: incoming[f] for f in pages.PERSON_FIELDS}
+        if row.get("superseded_by") and changes["active"]:
+            # Superseding is decided in the vault; a checked box in Notion must not bring the decision back.
+            # The stored hash is the page's, so the push below unchecks it again.
+            changes["active"] = False
+            self._problem(
+                "kept inactive",
+                f"page {page['id']} marks decision {row['id']} active, but it is superseded by "
+                f"{row['superseded_by']}; Active is unchecked again",
+                decision_id=row["id"],
+                page_id=page["id"],
+            )
         if incoming["type"] != row["type"]:
             changes["type_source"] = "person"
         if incoming.get("priority") != row.get("priority"):
@@ -291,6 +299,37 @@ class NotionSync:
                 "updated_at": stored["updated_at"],
             },
         )
+
+    def _last_written_by_us(self, page: dict) -> bool:
+        """Whether this integration made the page's last edit (one users/me request per run, only when asked)."""
+        if self._bot_id is None:
+            self._bot_id = self.client.me().get("id")
+        return (page.get("last_edited_by") or {}).get("id") == self._bot_id
+
+    def _drop_duplicate(self, row: dict, page: dict, fields: dict) -> None:
+        """A second live page with a decision's External ID goes to the trash; content it adds is kept as a conflict.
+
+        It is a page the sync replaced after a person trashed it (then restored), or a duplicated page.
+        """
+        self._problem(
+            "duplicate page",
+            f"page {page['id']} carries the External ID of decision {row['id']}, whose page is "
+            f"{row['notion_page_id']}; moved to the trash",
+            decision_id=row["id"],
+            page_id=page["id"],
+        )
+        if self.dry_run:
+            return
+        shown = {**row, **{f: fields[f] for f in pages.PERSON_FIELDS}}
+        try:
+            shown = validate(shown, f"Notion page {page['id']}")
+        except ValidationError:
+            pass
+        if pages.page_hash(shown, fields["ai_summary"]) not in (pages.sync_hash(row), row.get("notion_sync_hash")):
+            self._record_conflict(row, shown, page, "database")
+            self.counts["conflicts"] += 1
+        self.client.update_page(page["id"], in_trash=True)
+        self.counts["archived"] += 1
 
     @staticmethod
     def _newer(row: dict, page: dict) -> str:

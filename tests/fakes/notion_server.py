@@ -6,6 +6,7 @@ property names and types against the data source's schema, relations to pages of
 answers with Notion's error bodies, rate
 limits like Notion (429 rate_limited with Retry-After above the configured average), rounds
 last_edited_time down to the minute, and can inject faults (429, 500, 502, 503, 529, dropped connections).
+Its clock is replaceable (`clock`), so tests can put it ahead of or behind the vault's, or simulate time.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import threading
 import time
 import uuid
 from datetime import UTC, datetime
+from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 VERSION = "2025-09-03"
@@ -118,6 +120,8 @@ class FakeNotion:
         self.set_rate(rps, burst)
         # Called with (method, route, result) after a write is applied, before the answer goes out.
         self.after_write = None
+        # Notion's own clock: page times come from it, so a test can skew it against the vault's or simulate it.
+        self.clock = lambda: datetime.now(UTC)
         self.server: ThreadingHTTPServer | None = None
 
     # lifecycle
@@ -137,6 +141,18 @@ class FakeNotion:
     def base_url(self) -> str:
         host, port = self.server.server_address[:2]
         return f"http://{host}:{port}"
+
+    def reset(self) -> None:
+        """Forget every database, page, logged request and pending fault (one server, many generated runs)."""
+        with self.lock:
+            self.databases.clear()
+            self.sources.clear()
+            self.pages.clear()
+            self.order.clear()
+            self.log.clear()
+            self.stamps.clear()
+            self.faults.clear()
+            self.after_write = None
 
     def stop(self) -> None:
         if self.server:
@@ -245,6 +261,13 @@ class FakeNotion:
             source = self.sources[page["parent"]["data_source_id"]]
             page["properties"] = self._apply_values(source, page["properties"], self._simple(source, values))
             self._touch(page, PERSON_ID, when)
+
+    def trash_as_person(self, page_id: str, in_trash: bool = True) -> None:
+        """Move a page to the trash in the app (or restore it from there); like any edit it moves last_edited_time."""
+        with self.lock:
+            page = self.pages[page_id]
+            page["in_trash"] = page["archived"] = in_trash
+            self._touch(page, PERSON_ID, None)
 
     def _simple(self, source: dict, values: dict) -> dict:
         """Plain Python values as request-shaped property values."""
@@ -525,7 +548,7 @@ class FakeNotion:
         for name, prop in source["properties"].items():
             if name not in props:
                 props[name] = self._empty_value(prop)
-        now = minute(when or datetime.now(UTC))
+        now = minute(when or self.clock())
         page_id = str(uuid.uuid4())
         page = {
             "object": "page",
@@ -546,9 +569,8 @@ class FakeNotion:
         self.order.append(page_id)
         return page
 
-    @staticmethod
-    def _touch(page: dict, who: str, when: datetime | None) -> None:
-        page["last_edited_time"] = iso(minute(when or datetime.now(UTC)))
+    def _touch(self, page: dict, who: str, when: datetime | None) -> None:
+        page["last_edited_time"] = iso(minute(when or self.clock()))
         page["last_edited_by"] = {"object": "user", "id": who}
 
     @staticmethod
@@ -800,6 +822,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+    def date_time_string(self, timestamp=None):
+        # The Date header every Notion answer carries, from the workspace's clock like its page times.
+        return format_datetime(self.state.clock(), usegmt=True)
 
     def _serve(self):
         if self.state.delay:
