@@ -408,7 +408,10 @@ def _head_matches_manifest(
     meta = (manifest.get("files") or {}).get(table.file)
     if meta is None:
         return True
-    name, digest = (table.file, "sha256") if cipher is None else (backup_crypto.sealed_name(table.file), "sealed_sha256")
+    if cipher is None:
+        name, digest = table.file, "sha256"
+    else:
+        name, digest = backup_crypto.sealed_name(table.file), "sealed_sha256"
     data = clone.head_file(name)
     return data is not None and hashlib.sha256(data).hexdigest() == meta.get(digest)
 
