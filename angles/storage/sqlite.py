@@ -243,14 +243,17 @@ class SQLiteStorage(Storage):
         """Store the stored version of every row about to change its content (rows in prepare()'s form)."""
         if not any(f in rows[0] for f in HISTORY_FIELDS) or not self._table_exists(conn, "decision_history"):
             return
-        ids = [r["id"] for r in rows]
+        # A row without an id is new: it has no stored version.
+        ids = [r["id"] for r in rows if r.get("id") is not None]
+        if not ids:
+            return
         marks = ", ".join("?" * len(ids))
         stored = {
             r["id"]: decode(dict(r)) for r in conn.execute(f"SELECT * FROM decision_vault WHERE id IN ({marks})", ids)
         }
         entries = []
         for row in rows:
-            old = stored.get(row["id"])
+            old = stored.get(row.get("id"))
             if old is not None:
                 new = canonical(decode({**old, **{k: v for k, v in row.items() if k in HISTORY_FIELDS}}))
                 entry = history_entry(old, {f: new[f] for f in HISTORY_FIELDS if f in row}, source, reason)
