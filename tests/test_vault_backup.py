@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -66,7 +67,8 @@ def test_a_restore_that_replaces_a_live_edit_keeps_it_in_history(home):
     with open_storage(settings) as storage:
         vault.edit(storage, ident, {"text": "Backups every hour"}, source="cli")
 
-    run_restore(settings, restore_decisions=True)
+    # The live edit is newer than the backup: only --prefer-backup replaces it, and its history keeps it.
+    run_restore(settings, restore_decisions=True, prefer_backup=True)
 
     with open_storage(settings) as storage:
         versions = vault.history(storage, ident)
@@ -81,7 +83,7 @@ def test_the_json_export_holds_history_and_links(home):
     settings = make_settings(home)
     before = build_vault(settings)
     with open_storage(settings) as storage:
-        path = write_export(storage, settings)
+        path = Path(write_export(storage, settings)["path"])
     exported = json.loads(path.read_text(encoding="utf-8"))
     assert exported["count"] == len(exported["decisions"]) == 3
     assert exported["history"] == json.loads(json.dumps(before["history"]))
