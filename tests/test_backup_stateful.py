@@ -42,23 +42,20 @@ from angles.storage import migrations, open_storage
 from tests.conftest import CONFIG_VARS, ROOT
 from tests.stateful_world import EXAMPLES, SimulatedCrash, budget, counting_uuid4
 
-# Issue 11, defect 5: restore --prune deletes the live-only rows after the upsert has committed, so a restore
-# that dies (or meets a foreign key) while pruning leaves the upsert behind. Being fixed on another branch;
-# until then a restore killed while pruning is only required to have written backup rows, not to be atomic.
-PRUNE_IN_ONE_TRANSACTION = False
+# Issue 11, defect 5 (fixed): restore --prune used to delete the live-only rows after the upsert had committed.
+# Upsert and prune are one transaction now, so a restore killed while pruning must leave the vault untouched.
+PRUNE_IN_ONE_TRANSACTION = True
 # Issue 11, defect 6: a restore keeps newer live edits by default once that lands; --prefer-backup (this
 # keyword) then takes the backup's version, which is what "exactly the vault of one backup" means here.
 PREFER_BACKUP = {"prefer_backup": True} if "prefer_backup" in inspect.signature(run_restore).parameters else {}
 PREFER_BACKUP_FLAG = ("--prefer-backup",) if PREFER_BACKUP else ()
 
-# Issue 11, defect 4: a backup killed mid-fetch or mid-push leaves git lock files behind, and every later
-# backup fails until someone deletes them by hand. Being fixed on another branch; until then the real-kill
-# variant deletes them by hand, as the operator would, and says so in the test output.
-BACKUP_CLEARS_STALE_LOCKS = False
-# Issue 11, defect 1: backups rewrite text that looks like a token ("disk-encryption-at-rest" matches sk-...)
-# as [REDACTED], and a restore brings that back. Being fixed on another branch; until then the rule that
-# writes such ordinary words is switched off.
-BACKUPS_REWRITE_TEXT = True
+# Issue 11, defect 4 (fixed): a backup killed mid-fetch or mid-push left git lock files that failed every later
+# backup. The backup clears stale locks itself now, so the real-kill variant leaves them for it.
+BACKUP_CLEARS_STALE_LOCKS = True
+# Issue 11, defect 1 (fixed): backups rewrote text that looks like a token ("disk-encryption-at-rest" matched
+# sk-...) as [REDACTED]. They keep it exactly now, so the rule that writes such ordinary words is on.
+BACKUPS_REWRITE_TEXT = False
 
 PICK = st.integers(0, 255)
 
@@ -497,8 +494,7 @@ def test_the_next_backup_repairs_an_activity_file_edited_on_the_remote():
         world.teardown()
 
 
-# Known defects of issue 11 the generated runs reach, kept here as the examples that show them; they are
-# being fixed on another branch, so these are skipped until it lands (then flip the switches above too).
+# Defects of issue 11 the generated runs reached, kept as the examples that showed them (now fixed).
 
 
 @pytest.mark.skipif(BACKUPS_REWRITE_TEXT, reason="issue 11, defect 1: backups rewrite token-like words")
