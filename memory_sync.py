@@ -111,6 +111,9 @@ def _setup_text(result) -> str:
     else:
         lines.append(f"added: {', '.join(result['added']) or 'nothing'}")
     lines.append(f"already present: {', '.join(result['already_present']) or 'none'}")
+    if result.get("superseded_by"):
+        shown = "a relation to the same database" if result["superseded_by"] == "relation" else "a text property"
+        lines.append(f"Superseded by is {shown}")
     for m in result["mistyped"]:
         lines.append(f"mistyped: {m['property']} is {m['actual']}, expected {m['expected']} (change it in Notion)")
     return "\n".join(lines)

@@ -101,6 +101,10 @@ class Settings:
     alert_level: str = "warning"
     alert_repeat_hours: float = 24.0
     backup_passphrase: str | None = None
+    mcp_agent_name: str = "mcp"
+    mcp_allowed_origins: tuple[str, ...] = ()
+    mcp_writes_per_minute: int = 60
+    mcp_http_url: str | None = None
 
     @property
     def data_dir(self) -> Path:
@@ -423,6 +427,10 @@ def _settings(home: Path, r: _Reader) -> Settings:
         alert_urls=tuple(u.strip() for u in (r.text("ALERT_URLS") or "").split(",") if u.strip()),
         alert_level=r.choice("ALERT_LEVEL", "WARNING", ("WARNING", "CRITICAL")).lower(),
         alert_repeat_hours=r.number("ALERT_REPEAT_HOURS", 24),
+        mcp_agent_name=_agent_name(r.text("MCP_AGENT_NAME", default="mcp")),
+        mcp_allowed_origins=_origins(r.text("MCP_ALLOWED_ORIGINS", default="")),
+        mcp_writes_per_minute=r.number("MCP_WRITES_PER_MINUTE", 60, integer=True, minimum=1),
+        mcp_http_url=r.url("MCP_HTTP_URL", r.text("MCP_HTTP_URL"), ("https", "http")),
     )
 
 
@@ -460,6 +468,33 @@ def _rising_pair(r: _Reader, prefix: str, warn: float, crit: float, *, suffix: s
 
 def _name_list(raw: str) -> tuple[str, ...]:
     return tuple(sorted({part.strip().lower() for part in raw.split(",") if part.strip()}))
+
+
+AGENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def _agent_name(raw: str) -> str:
+    if not AGENT_NAME.fullmatch(raw):
+        raise ConfigError(
+            f"MCP_AGENT_NAME={raw!r} must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
+    return raw
+
+
+def _origins(raw: str) -> tuple[str, ...]:
+    """Browser origins as a browser sends them: scheme://host[:port], no path."""
+    origins = []
+    for part in raw.split(","):
+        origin = part.strip().rstrip("/").lower()
+        if not origin:
+            continue
+        parsed = urlparse(origin)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.path or parsed.query:
+            raise ConfigError(
+                f"MCP_ALLOWED_ORIGINS entry {part.strip()!r} is not an origin like https://app.example.com"
+            )
+        origins.append(origin)
+    return tuple(sorted(set(origins)))
 
 
 def _optional_path(home: Path, raw: str | None) -> Path | None:

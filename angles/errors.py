@@ -21,6 +21,12 @@ class ValidationError(AnglesError):
     exit_code = 1
 
 
+class NotFoundError(AnglesError):
+    """No decision matches the id given."""
+
+    exit_code = 1
+
+
 class DatabaseError(AnglesError):
     """The database cannot be reached, migrated or queried."""
 

@@ -17,7 +17,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-MODULES = ("bench_startup", "bench_health", "bench_sync", "bench_export", "bench_backup", "bench_scheduler")
+MODULES = (
+    "bench_startup",
+    "bench_health",
+    "bench_sync",
+    "bench_export",
+    "bench_backup",
+    "bench_scheduler",
+    "bench_vault",
+    "bench_mcp",
+)
 
 
 def machine() -> str:

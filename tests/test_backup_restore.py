@@ -29,6 +29,10 @@ WORDS = (
 ).split(" ")
 
 
+# An encrypted branch holds one sealed file per table and the manifest, nothing in plaintext.
+SEALED_TREE = sorted([f"{table.file}.enc" for table in snapshot.TABLES] + ["manifest.json"])
+
+
 def make_settings(home: Path, **env):
     return load_settings({"ANGLES_HOME": str(home), **{k: str(v) for k, v in env.items()}}, dotenv=False)
 
@@ -520,7 +524,15 @@ def test_restore_keeps_live_rows_unless_pruned_and_newer_live_edits_unless_told(
     assert report["drift"]["changed"]["first_ids"] == sorted([rows[0]["id"], rows[2]["id"]])
     assert report["drift"]["newer_live"]["first_ids"] == [rows[0]["id"]]
     assert report["drift"]["only_live"]["first_ids"] == [extra["id"]]
-    assert report["restored"] == {"upserted": 2, "written": 2, "pruned": 0, "kept_newer": 1, "skipped": []}
+    assert report["restored"] == {
+        "upserted": 2,
+        "written": 2,
+        "pruned": 0,
+        "kept_newer": 1,
+        "skipped": [],
+        "history_restored": 0,
+        "links_restored": 0,
+    }
     live = {r["id"]: r for r in dump(settings)}
     assert extra["id"] in live and rows[1]["id"] in live
     assert live[rows[0]["id"]]["decision"] == "edited after the backup"
@@ -1039,11 +1051,7 @@ def test_an_encrypted_backup_holds_no_plaintext_and_restores_exactly(home, run_s
     remote = home / "data" / "backup-remote.git"
     objects = _all_objects(remote)
     assert b"must never reach the remote" not in objects and rows[5]["id"].encode() not in objects
-    assert git("ls-tree", "--name-only", "main", cwd=remote).split() == [
-        "agent_activity.jsonl.enc",
-        "decision_vault.jsonl.enc",
-        "manifest.json",
-    ]
+    assert git("ls-tree", "--name-only", "main", cwd=remote).split() == SEALED_TREE
     texts = [done.stdout, done.stderr] + [p.read_text(errors="replace") for p in (home / "logs").rglob("*.log")]
     assert all(PASSPHRASE not in text for text in texts)
 
@@ -1152,7 +1160,7 @@ def test_switching_encryption_on_removes_the_plaintext_files_from_the_branch(hom
     assert result["result"] == "committed" and "32 decisions (+2 ~0 -0)" in result["message"]
     remote = home / "data" / "backup-remote.git"
     tree = git("ls-tree", "--name-only", "main", cwd=remote).split()
-    assert tree == ["agent_activity.jsonl.enc", "decision_vault.jsonl.enc", "manifest.json"]
+    assert tree == SEALED_TREE
     assert run_verify(encrypted)["result"] == "ok"
 
 

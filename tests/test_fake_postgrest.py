@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
@@ -111,3 +113,94 @@ def test_over_the_configured_rate_is_429_with_retry_after():
     assert first.status_code == 200
     assert second.status_code == 429 and int(second.headers["Retry-After"]) >= 1
     assert fake.rate_limited == 1
+
+
+TEXTS = [
+    "We deploy every service with Kubernetes",
+    "The main database is PostgreSQL; the replica is read only",
+    "Reporting moves to the warehouse",
+    "Le café est servi à midi",
+    "State of the art caching for services",
+    "Security review: security keys for every admin",
+]
+WEBSEARCHES = [
+    "services",
+    "deployed",
+    "main database",
+    '"main database"',
+    '"database main"',
+    "database -replica",
+    "reporting warehouse OR kubernetes",
+    "cafe",
+    '"state of the art"',
+    '"state art"',
+    "the",
+    "security -admin OR midi",
+]
+
+
+@pytest.mark.postgres
+def test_full_text_filters_match_what_postgresql_matches(api, pg_url):
+    """The fake's to_tsvector / websearch_to_tsquery / phraseto_tsquery agree with a real server's."""
+    import psycopg
+
+    from angles.storage import migrations
+    from angles.storage.postgres import PostgresStorage
+
+    with PostgresStorage(pg_url) as storage:
+        migrations.migrate(storage)
+    rows = [
+        {"id": f"00000000-0000-4000-8000-00000000000{n}", "decision": t, "type": "other"} for n, t in enumerate(TEXTS)
+    ]
+    api.post("/decision_vault", json=rows).raise_for_status()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO decision_vault (id, decision, type) SELECT (r->>'id')::uuid, r->>'decision', r->>'type'"
+            " FROM jsonb_array_elements(%s::jsonb) r",
+            (json.dumps(rows),),
+        )
+        for kind, function, queries in (
+            ("wfts", "websearch_to_tsquery", WEBSEARCHES),
+            ("phfts", "phraseto_tsquery", ["main database", "state of the art", "security keys"]),
+            ("plfts", "plainto_tsquery", ["security admin", "deploying services"]),
+        ):
+            for query in queries:
+                real = {
+                    str(r[0])
+                    for r in conn.execute(
+                        f"SELECT id FROM decision_vault WHERE search_vector @@ {function}('angles_search', %s)",
+                        (query,),
+                    )
+                }
+                found = api.get(
+                    "/decision_vault", params={"select": "id", "search_vector": f"{kind}(angles_search).{query}"}
+                )
+                assert found.status_code == 200, found.text
+                assert {r["id"] for r in found.json()} == real, (kind, query)
+
+
+def test_a_generated_column_cannot_be_written_and_is_returned_as_text(api):
+    row = {"id": "00000000-0000-4000-8000-000000000001", "decision": "Main database", "type": "other"}
+    refused = api.post("/decision_vault", json={**row, "search_vector": "'x':1"})
+    assert refused.status_code == 400 and refused.json()["code"] == "428C9"
+    api.post("/decision_vault", json=row).raise_for_status()
+    got = api.get("/decision_vault", params={"select": "search_vector"}).json()
+    assert got == [{"search_vector": "'databas':2A 'main':1A"}]
+    unknown = api.get("/decision_vault", params={"search_vector": "wfts(klingon).main"})
+    assert unknown.status_code == 400 and unknown.json()["code"] == "42704"
+
+
+def test_foreign_keys_refuse_dangling_links_and_cascade_deletes(api):
+    a, b = "00000000-0000-4000-8000-00000000000a", "00000000-0000-4000-8000-00000000000b"
+    api.post("/decision_vault", json=[{"id": i, "decision": i, "type": "other"} for i in (a, b)]).raise_for_status()
+    link = {"id": "00000000-0000-4000-8000-0000000000ab", "from_id": a, "to_id": b, "kind": "refines"}
+    dangling = api.post("/decision_links", json={**link, "to_id": "00000000-0000-4000-8000-0000000000ff"})
+    assert dangling.status_code == 409 and dangling.json()["code"] == "23503"
+    api.post("/decision_links", json=link).raise_for_status()
+    twin = api.post("/decision_links", json={**link, "id": "00000000-0000-4000-8000-0000000000ac"})
+    assert twin.status_code == 409 and twin.json()["code"] == "23505"
+    api.patch("/decision_vault", params={"id": f"eq.{a}"}, json={"superseded_by": b}).raise_for_status()
+    held = api.delete("/decision_vault", params={"id": f"eq.{b}"})
+    assert held.status_code == 409 and held.json()["code"] == "23503"
+    api.delete("/decision_vault", params={"id": f"in.({a},{b})"}).raise_for_status()
+    assert api.get("/decision_links").json() == []

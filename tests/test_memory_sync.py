@@ -569,7 +569,7 @@ def test_export_is_sorted_by_id_with_stable_keys_and_a_header(home, run_script):
     (path,) = list((home / "export").glob("decisions_*.json"))
     assert path.name.startswith("decisions_") and path.name.endswith("Z.json")
     data = json.loads(path.read_text(encoding="utf-8"))
-    assert list(data) == ["exported_at", "count", "schema_version", "decisions"]
+    assert list(data) == ["exported_at", "count", "schema_version", "decisions", "history", "links"]
     assert data["count"] == 25 and data["schema_version"] >= 2
     assert [d["id"] for d in data["decisions"]] == ids
     assert all(list(d) == list(COLUMNS) for d in data["decisions"])

@@ -154,6 +154,8 @@ def export(
     sources = (
         (snapshot.DECISIONS, storage.iter_decisions(batch=2000)),
         (snapshot.ACTIVITY, storage.iter_activity()),
+        (snapshot.HISTORY, storage.iter_history()),
+        (snapshot.LINKS, storage.iter_links()),
     )
     for table, records in sources:
         if bar is not None:
@@ -377,10 +379,15 @@ def _commit_if_changed(
     _refuse_empty(snap, previous)
     outcome = _outcome(snap, previous, cipher)
     outcome["commit"] = clone.head()
-    # A decisions file that differs from HEAD although the manifests agree means the remote's copy
-    # does not match its own manifest (damaged or edited by hand): commit the repair.
+    # A decisions file that differs from HEAD although the manifests agree, or an activity file at HEAD that
+    # differs from its manifest entry, means the remote does not match its own manifest (damaged or edited
+    # by hand): commit the repair.
     stored = snapshot.DECISIONS.file if cipher is None else backup_crypto.sealed_name(snapshot.DECISIONS.file)
-    if _unchanged(snap, previous, cipher) and not clone.modified(stored):
+    if (
+        _unchanged(snap, previous, cipher)
+        and not clone.modified(stored)
+        and _head_matches_manifest(clone, previous, snapshot.ACTIVITY, cipher)
+    ):
         outcome["result"] = "unchanged"
         return outcome
     added, changed, removed = _diff(clone, previous, cipher, plain / snapshot.DECISIONS.file, prior)
@@ -392,6 +399,21 @@ def _commit_if_changed(
     outcome.update(added=added, changed=changed, removed=removed, message=message, result="committed")
     outcome["commit"] = clone.commit(message)
     return outcome
+
+
+def _head_matches_manifest(
+    clone: BackupClone, manifest: dict, table: snapshot.Table, cipher: BackupCipher | None
+) -> bool:
+    """Whether the file committed at HEAD is the one its manifest describes (an unlisted file is not checked)."""
+    meta = (manifest.get("files") or {}).get(table.file)
+    if meta is None:
+        return True
+    if cipher is None:
+        name, digest = table.file, "sha256"
+    else:
+        name, digest = backup_crypto.sealed_name(table.file), "sealed_sha256"
+    data = clone.head_file(name)
+    return data is not None and hashlib.sha256(data).hexdigest() == meta.get(digest)
 
 
 def _refuse_empty(snap: snapshot.Snapshot, previous: dict | None) -> None:

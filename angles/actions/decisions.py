@@ -1,4 +1,4 @@
-"""Putting decisions in by hand: add one, list, show one, import many from JSON or CSV."""
+"""The decisions an operator handles by hand: add, list, show, import, search, edit, history, supersede, link."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import uuid
 from datetime import date
 from pathlib import Path
 
-from angles.engines.decision_model import PRIORITIES, TYPES, validate
-from angles.errors import AnglesError, ValidationError
+from angles.engines import vault
+from angles.engines.decision_model import PRIORITIES, TYPES, normalise_text, validate
+from angles.errors import NotFoundError, ValidationError
 from angles.progress import counted, progress_bar
 from angles.storage import migrations, open_storage
 
@@ -24,10 +25,6 @@ WRITE_BATCH = 500
 # Beyond this many rows a paged scan of the vault is cheaper than a lookup per row (over REST especially).
 LOOKUP_LIMIT = 50
 CSV_FIELD_LIMIT = 1 << 30
-
-
-class NotFoundError(AnglesError):
-    """No decision matches the id given."""
 
 
 class CsvProblem(str):
@@ -44,17 +41,16 @@ def run_add(
     comment: str | None = None,
     on: str | None = None,
 ) -> dict:
-    """Validate and store one new decision; returns it as stored."""
+    """Store one new decision unless the same text is already live; names the most similar ones."""
     record = {"decision": text, "type": type, "priority": priority, "tags": tags, "comment": comment, "date": on}
-    row = validate(record, "decision")
     with open_storage(settings) as storage:
         # The policy of every door: the embedded database is prepared here, a shared one needs run_migration.py.
         migrations.ensure_current(storage)
-        storage.upsert_decisions([row])
-        stored = storage.get_decision(row["id"])
-        storage.record_activity("decisions", "add", "completed", f"added {row['id']}")
-    logger.info("decision %s added (type %s) completed", row["id"], row["type"])
-    return {"decision": stored, "exit_code": 0}
+        result = vault.record(storage, {k: v for k, v in record.items() if v is not None}, source="cli")
+        if result["status"] == "created":
+            storage.record_activity("decisions", "add", "completed", f"added {result['id']}")
+    logger.info("decision %s %s", result["id"], result["status"].replace("_", " "))
+    return {**result, "exit_code": 0}
 
 
 def _since(value: str | None) -> str | None:
@@ -95,25 +91,9 @@ def run_list(
 
 
 def run_show(settings, ident: str) -> dict:
-    """One decision with every stored field, by id or by a unique id prefix (as `list` prints)."""
-    ident = ident.strip().lower()
-    try:
-        full = str(uuid.UUID(ident))
-    except ValueError:
-        full = None
-        if len(ident) < 4:
-            raise ValidationError(f"id {ident!r} is too short: give at least 4 characters") from None
+    """One decision with every stored field, its supersede chain, links both ways and history, by id or prefix."""
     with open_storage(settings, create=False) as storage:
-        if full is not None:
-            row = storage.get_decision(full)
-        else:
-            matches = [r for r in storage.iter_decisions() if r["id"].startswith(ident)]
-            if len(matches) > 1:
-                raise ValidationError(f"id prefix {ident!r} matches {len(matches)} decisions; give more of it")
-            row = matches[0] if matches else None
-    if row is None:
-        raise NotFoundError(f"no decision with id {ident!r}")
-    return {"decision": row, "exit_code": 0}
+        return {**vault.describe(storage, ident), "exit_code": 0}
 
 
 def _read_json(path: Path, raw: str) -> list[tuple[str, object]]:
@@ -213,14 +193,23 @@ def run_import(settings, path: Path, *, dry_run: bool = False, progress: bool = 
             duplicates.append({"where": where, "id": row["id"], "first": candidates[row["id"]][2]})
             continue
         candidates[row["id"]] = (row, tuple(f for f in EDITABLE if f in record), where)
-    new, updates, unchanged = [], [], 0
+    new, updates, unchanged, already = [], [], 0, []
     with open_storage(settings, create=not dry_run) as storage:
         if not dry_run:
             migrations.ensure_current(storage)
         existing = _existing(storage, candidates)
-        for row, provided, _ in candidates.values():
+        texts: dict[str, str] = {}
+        for row, provided, where in candidates.values():
             current = existing.get(row["id"])
             if current is None:
+                # The same text as a live decision (or an earlier row of this file) is not recorded twice.
+                key = normalise_text(row["decision"])
+                if row["active"] and not row.get("superseded_by"):
+                    twin = texts.get(key) or (vault.find_duplicate(storage, row["decision"]) or {}).get("id")
+                    if twin:
+                        already.append({"where": where, "id": twin})
+                        continue
+                    texts[key] = row["id"]
                 new.append(row)
                 continue
             changed = {f: row[f] for f in provided if row[f] != current[f]}
@@ -231,15 +220,16 @@ def run_import(settings, path: Path, *, dry_run: bool = False, progress: bool = 
         if not dry_run:
             with progress_bar(progress) as bar:
                 rows = counted(new, bar("import", len(new)) if bar else None)
-                storage.upsert_decisions(rows, batch=WRITE_BATCH)
+                storage.upsert_decisions(rows, batch=WRITE_BATCH, source="import")
                 for change in counted(updates, bar("update", len(updates)) if bar else None):
-                    storage.update_decision(change["id"], {k: v for k, v in change.items() if k != "id"})
+                    fields = {k: v for k, v in change.items() if k != "id"}
+                    storage.update_decision(change["id"], fields, source="import")
             storage.record_activity(
                 "decisions",
                 "import",
                 "completed" if not (invalid or duplicates) else "completed_with_errors",
                 f"{Path(path).name}: {len(new)} new, {len(updates)} updated, {unchanged} unchanged, "
-                f"{len(invalid)} invalid, {len(duplicates)} duplicate ids",
+                f"{len(already)} already recorded, {len(invalid)} invalid, {len(duplicates)} duplicate ids",
             )
     suffix = " (dry run)" if dry_run else ""
     for problem in invalid:
@@ -263,6 +253,7 @@ def run_import(settings, path: Path, *, dry_run: bool = False, progress: bool = 
         "new": len(new),
         "updated": len(updates),
         "unchanged": unchanged,
+        "already_recorded": already,
         "duplicates": duplicates,
         "invalid": invalid,
         "exit_code": 1 if invalid or duplicates else 0,
@@ -294,6 +285,23 @@ def text_list(result: dict) -> str:
 def text_show(result: dict) -> str:
     row = result["decision"]
     width = max(len(k) for k in row)
+    lines = _fields_text(row, width)
+    if len(result["chain"]) > 1:
+        lines.append(
+            f"{'chain':<{width}}  " + " → ".join(i[:8] if i != row["id"] else f"[{i[:8]}]" for i in result["chain"])
+        )
+    for old_id, reason in result["reasons"].items():
+        lines.append(f"{'reason':<{width}}  {old_id[:8]} superseded: {reason or '(no reason given)'}")
+    for link in result["links"]:
+        arrow = f"→ {link['kind']}" if link["direction"] == "out" else f"← {link['kind']} from"
+        lines.append(f"{'link':<{width}}  {arrow} {link['other_id'][:8]}  {_one_line(link['other_text'] or '', 50)}")
+    if result["history"]:
+        count = len(result["history"])
+        lines.append(f"{'history':<{width}}  {count} earlier version{'s' if count != 1 else ''} (decisions.py history)")
+    return "\n".join(lines)
+
+
+def _fields_text(row: dict, width: int) -> list[str]:
     lines = []
     for key, value in row.items():
         if isinstance(value, (dict, list)):
@@ -304,21 +312,182 @@ def text_show(result: dict) -> str:
         else:
             shown = str(value)
         lines.append(f"{key:<{width}}  {shown}")
-    return "\n".join(lines)
+    return lines
+
+
+def _similar_lines(similar: list[dict]) -> list[str]:
+    return [f"  similar: {s['id'][:8]}  {s['score']:.2f}  {_one_line(s['text'], 60)}" for s in similar]
 
 
 def text_add(result: dict) -> str:
     row = result["decision"]
-    return f"added {row['id']} ({row['type']}, {row['priority'] or 'no priority'}): {_one_line(row['decision'], 60)}"
+    if result["status"] == "already_recorded":
+        line = f"already recorded as {row['id']}: {_one_line(row['decision'], 60)}"
+    else:
+        line = (
+            f"added {row['id']} ({row['type']}, {row['priority'] or 'no priority'}): {_one_line(row['decision'], 60)}"
+        )
+    if result.get("supersedes"):
+        line += f"\n  supersedes {result['supersedes']}"
+    return "\n".join([line, *_similar_lines(result["similar"])])
 
 
 def text_import(result: dict) -> str:
     verb = "would import" if result["dry_run"] else "imported"
     lines = [problem["error"] for problem in result["invalid"]]
     lines += [duplicate_line(d) for d in result["duplicates"]]
+    lines += [f"{d['where']}: already recorded as {d['id']}, skipped" for d in result["already_recorded"]]
     duplicates = f", {len(result['duplicates'])} duplicate ids" if result["duplicates"] else ""
     lines.append(
         f"{verb} {result['file']}: {result['new']} new, {result['updated']} updated, {result['unchanged']} unchanged, "
-        f"{len(result['invalid'])} invalid{duplicates}{' (dry run)' if result['dry_run'] else ''}"
+        + (f"{len(result['already_recorded'])} already recorded, " if result["already_recorded"] else "")
+        + f"{len(result['invalid'])} invalid{duplicates}{' (dry run)' if result['dry_run'] else ''}"
     )
     return "\n".join(lines)
+
+
+# the searchable vault
+
+
+def _open_writable(settings):
+    storage = open_storage(settings)
+    try:
+        migrations.ensure_current(storage)
+    except BaseException:
+        storage.close()
+        raise
+    return storage
+
+
+def run_search(settings, query: str, **filters) -> dict:
+    """Decisions matching a query (words, "phrases", -exclusions, OR), best first."""
+    with open_storage(settings, create=False) as storage:
+        hits = vault.search(storage, query, **filters)
+    return {"query": query, "count": len(hits), "results": hits, "exit_code": 0}
+
+
+def run_edit(settings, ident: str, changes: dict) -> dict:
+    """Change some fields of one decision; the version before is kept in its history."""
+    with _open_writable(settings) as storage:
+        result = vault.edit(storage, ident, changes, source="cli")
+        if result["changed"]:
+            storage.record_activity("decisions", "edit", "completed", f"{result['id']}: {', '.join(result['changed'])}")
+    logger.info("decision %s edited: %s", result["id"], ", ".join(result["changed"]) or "nothing changed")
+    return {**result, "exit_code": 0}
+
+
+def run_history(settings, ident: str) -> dict:
+    """Every earlier version of one decision and what changed each time."""
+    with open_storage(settings, create=False) as storage:
+        decision_id = vault.resolve(storage, ident)
+        return {
+            "id": decision_id,
+            "versions": vault.history(storage, decision_id),
+            "current": storage.get_decision(decision_id),
+            "exit_code": 0,
+        }
+
+
+def run_supersede(
+    settings, old: str, *, by: str | None = None, new_fields: dict | None = None, reason: str | None = None
+) -> dict:
+    """Replace a decision by another one (existing, or new from its text); the old one stays, inactive."""
+    with _open_writable(settings) as storage:
+        result = vault.supersede(storage, old, new_id=by, new_fields=new_fields, reason=reason, source="cli")
+        storage.record_activity("decisions", "supersede", "completed", f"{result['old_id']} -> {result['new_id']}")
+    logger.info("decision %s superseded by %s", result["old_id"], result["new_id"])
+    return {**result, "exit_code": 0}
+
+
+def run_link(settings, from_ident: str, to_ident: str, kind: str) -> dict:
+    with _open_writable(settings) as storage:
+        result = vault.link(storage, from_ident, to_ident, kind, source="cli")
+        if result["status"] == "created":
+            storage.record_activity(
+                "decisions", "link", "completed", f"{result['from_id']} {result['kind']} {result['to_id']}"
+            )
+    return {**result, "exit_code": 0}
+
+
+def run_unlink(settings, from_ident: str, to_ident: str, kind: str | None = None) -> dict:
+    with _open_writable(settings) as storage:
+        from_id, to_id = vault.resolve(storage, from_ident), vault.resolve(storage, to_ident)
+        removed = vault.unlink(storage, from_id, to_id, kind)
+        if not removed:
+            raise NotFoundError(f"no {kind + ' ' if kind else ''}link from {from_id} to {to_id}")
+        storage.record_activity("decisions", "unlink", "completed", f"{from_id} -> {to_id}: {removed} removed")
+    return {"from_id": from_id, "to_id": to_id, "kind": kind, "removed": removed, "exit_code": 0}
+
+
+def run_similar(settings, id_or_text: str, *, limit: int = 3) -> dict:
+    with open_storage(settings, create=False) as storage:
+        found = vault.similar(storage, id_or_text, limit=limit)
+    return {"count": len(found), "similar": found, "exit_code": 0}
+
+
+def _state(hit: dict) -> str:
+    if hit.get("superseded_by"):
+        return f"superseded by {hit['superseded_by'][:8]}"
+    return "active" if hit["active"] else "inactive"
+
+
+def text_search(result: dict) -> str:
+    lines = []
+    for hit in result["results"]:
+        lines.append(
+            f"{hit['id'][:8]}  {hit['date']}  {hit['type']:<12} {hit['priority'] or '-':<3} {_state(hit)}"
+            f"  score {hit['score']:.3g}"
+        )
+        lines.append(f"    {hit['snippet']}")
+    lines.append(
+        f"{result['count']} result{'s' if result['count'] != 1 else ''}" if result["count"] else "no decision matches"
+    )
+    return "\n".join(lines)
+
+
+def text_edit(result: dict) -> str:
+    if not result["changed"]:
+        return f"nothing changed in {result['id']}"
+    return f"edited {result['id']}: {', '.join(result['changed'])} (the version before is in its history)"
+
+
+def _value(value) -> str:
+    if isinstance(value, list):
+        return ",".join(map(str, value)) or "-"
+    return "-" if value is None else _one_line(str(value), 60)
+
+
+def text_history(result: dict) -> str:
+    lines = []
+    for version in result["versions"]:
+        reason = f" ({version['reason']})" if version["reason"] else ""
+        lines.append(f"version {version['version']}  changed {version['changed_at']} by {version['source']}{reason}")
+        for field, change in version["changed"].items():
+            lines.append(f"    {field}: {_value(change['from'])} → {_value(change['to'])}")
+    current = result["current"]
+    lines.append(f"current: {_one_line(current['decision'], 70)} ({_state(current)})")
+    if not result["versions"]:
+        lines.insert(0, f"{result['id']} has not changed since it was recorded")
+    return "\n".join(lines)
+
+
+def text_supersede(result: dict) -> str:
+    made = {"created": " (recorded now)", "already_recorded": " (already recorded)"}.get(result["status"], "")
+    chain = " → ".join(i[:8] for i in result["chain"])
+    return f"superseded {result['old_id']} by {result['new_id']}{made}\n  chain: {chain}"
+
+
+def text_link(result: dict) -> str:
+    verb = "linked" if result["status"] == "created" else "already linked:"
+    return f"{verb} {result['from_id'][:8]} {result['kind']} {result['to_id'][:8]}"
+
+
+def text_unlink(result: dict) -> str:
+    plural = "s" if result["removed"] != 1 else ""
+    return f"removed {result['removed']} link{plural} from {result['from_id'][:8]} to {result['to_id'][:8]}"
+
+
+def text_similar(result: dict) -> str:
+    if not result["similar"]:
+        return "no similar decision"
+    return "\n".join(f"{s['id'][:8]}  {s['score']:.2f}  {_one_line(s['text'], 70)}" for s in result["similar"])

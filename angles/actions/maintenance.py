@@ -58,6 +58,7 @@ def run_cleanup(settings) -> dict:
     gzipped = _gzip_old_logs(archive, now - settings.log_gzip_days * 86400)
     pruned = _bound_archive(archive, int(settings.log_archive_max_mb * MB))
     slots = _prune_slots(settings)
+    _refresh_search_statistics(settings)
     logger.info(
         "cleanup completed: %d export(s) deleted, %d log(s) gzipped, %d archive(s) pruned, %d oversized log(s) "
         "rotated, %d old job slot claim(s) forgotten",
@@ -105,6 +106,19 @@ def _prune_slots(settings) -> int:
         if storage.schema_version() is None:
             return 0
         return storage.prune_slots(before)
+
+
+def _refresh_search_statistics(settings) -> None:
+    # Which words are rare guides the duplicate check and similarity lookups; a day's new decisions shift it.
+    from angles.errors import AnglesError
+    from angles.storage import migrations, open_storage
+
+    try:
+        with open_storage(settings, create=False) as storage:
+            if (storage.schema_version() or 0) >= migrations.latest_version(storage.dialect):
+                storage.refresh_search_statistics()
+    except AnglesError as exc:
+        logger.warning("search statistics not refreshed: %s", exc)
 
 
 def _free_name(folder: Path, name: str) -> Path:

@@ -136,7 +136,9 @@ def _backlog(storage) -> dict:
         total += 1
         if row.get("notion_page_id"):
             with_page += 1
-            if row.get("notion_sync_hash") != pages.sync_hash(row):
+            # Either form: whether pages show "Superseded by" is known only to the data source.
+            shown = (pages.sync_hash(row), pages.sync_hash(row, shows_superseded=True))
+            if row.get("notion_sync_hash") not in shown:
                 pending += 1
         elif not row.get("deleted_at"):
             pending += 1
@@ -249,6 +251,17 @@ def run_test(settings) -> dict:
     return {"checks": checks, "exit_code": exit_code}
 
 
+def _add_superseded_by(client, source_id: str) -> None:
+    """A relation to the data source itself; a text property where Notion will not make the relation."""
+    try:
+        client.update_data_source(source_id, pages.superseded_schema("relation", source_id))
+    except (notion.NotionRejectedError, notion.NotionNotFoundError) as exc:
+        logger.warning(
+            "Notion refused a relation for %r (%s); adding a text property instead", pages.SUPERSEDED_BY, exc
+        )
+        client.update_data_source(source_id, pages.superseded_schema("rich_text", source_id))
+
+
 def run_setup_notion(settings, *, dry_run: bool = False) -> dict:
     """Add the properties the sync needs to the Notion data source; existing ones are left alone."""
     if not settings.notion_enabled:
@@ -256,17 +269,26 @@ def run_setup_notion(settings, *, dry_run: bool = False) -> dict:
     with notion.client_for(settings) as client:
         source_id = client.resolve_data_source(settings.notion_database_id)
         schema = pages.check_schema(client.retrieve_data_source(source_id))
-        if schema["missing"] and not dry_run:
-            client.update_data_source(source_id, pages.setup_properties(schema["missing"]))
+        missing = schema["missing"] + ([] if schema["superseded_by"] else [pages.SUPERSEDED_BY])
+        if missing and not dry_run:
+            if schema["missing"]:
+                client.update_data_source(source_id, pages.setup_properties(schema["missing"]))
+            if not schema["superseded_by"]:
+                _add_superseded_by(client, source_id)
             after = pages.check_schema(client.retrieve_data_source(source_id))
         else:
             after = schema
     result = {
         "data_source_id": source_id,
         "title_property": schema["title_property"],
-        "added": [] if dry_run else [p for p in schema["missing"] if p not in after["missing"]],
-        "would_add": schema["missing"] if dry_run else [],
-        "already_present": [p for p in pages.PROPERTIES if p != "Name" and p not in schema["missing"]],
+        "added": []
+        if dry_run
+        else [p for p in schema["missing"] if p not in after["missing"]]
+        + ([pages.SUPERSEDED_BY] if after["superseded_by"] and not schema["superseded_by"] else []),
+        "would_add": missing if dry_run else [],
+        "already_present": [p for p in pages.PROPERTIES if p != "Name" and p not in schema["missing"]]
+        + ([pages.SUPERSEDED_BY] if schema["superseded_by"] else []),
+        "superseded_by": after["superseded_by"],
         "mistyped": after["mistyped"],
         "dry_run": dry_run,
         "exit_code": 1 if after["mistyped"] else 0,

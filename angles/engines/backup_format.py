@@ -13,7 +13,7 @@ from itertools import repeat
 from pathlib import Path
 
 from angles.engines.credential_scan import CredentialScanner
-from angles.engines.decision_model import ACTIVITY_COLUMNS, COLUMNS, JSON_COLUMNS
+from angles.engines.decision_model import ACTIVITY_COLUMNS, COLUMNS, HISTORY_COLUMNS, JSON_COLUMNS, LINK_COLUMNS
 from angles.errors import AnglesError
 from angles.files import atomic_write
 
@@ -36,7 +36,9 @@ class Table:
 
 DECISIONS = Table("decision_vault", "decision_vault.jsonl", COLUMNS, JSON_COLUMNS)
 ACTIVITY = Table("agent_activity", "agent_activity.jsonl", ACTIVITY_COLUMNS)
-TABLES = (DECISIONS, ACTIVITY)
+HISTORY = Table("decision_history", "decision_history.jsonl", HISTORY_COLUMNS, ("changed", "previous"))
+LINKS = Table("decision_links", "decision_links.jsonl", LINK_COLUMNS)
+TABLES = (DECISIONS, ACTIVITY, HISTORY, LINKS)
 
 
 @dataclass

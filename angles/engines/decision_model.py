@@ -52,6 +52,15 @@ TIMESTAMP_COLUMNS = (
 # The fields a person edits; their hash decides whether Notion needs a write.
 CONTENT_FIELDS = ("decision", "date", "type", "priority", "tags", "active", "comment", "deleted_at")
 
+# What a history row keeps of the version it replaces: the content plus where the decision stands.
+HISTORY_FIELDS = ("decision", "date", "type", "priority", "tags", "active", "comment", "superseded_by", "deleted_at")
+HISTORY_COLUMNS = ("id", "decision_id", "changed_at", "source", "reason", "changed", "previous")
+LINK_COLUMNS = ("id", "from_id", "to_id", "kind", "source", "created_at")
+LINK_KINDS = ("depends_on", "relates_to", "conflicts_with", "refines")
+# Who changed a decision; "agent:<name>" names an assistant.
+SOURCES = ("cli", "notion", "import", "restore", "ai", "system")
+LINK_NAMESPACE = uuid.UUID("6f1d7c64-2a3b-5b8e-9d0a-4c1e2f3a5b6c")
+
 ACTIVITY_COLUMNS = (
     "id",
     "agent_name",
@@ -271,3 +280,39 @@ def content_hash(row: dict, fields: tuple[str, ...] = CONTENT_FIELDS) -> str:
 
 def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def check_source(source: str) -> str:
+    """A change's source as history stores it, or ValidationError."""
+    text = str(source or "").strip()
+    if text in SOURCES or (text.startswith("agent:") and len(text) > 6 and len(text) <= 100):
+        return text
+    raise ValidationError(f"source {source!r} is unknown (one of {', '.join(SOURCES)} or agent:<name>)")
+
+
+def link_id(from_id: str, to_id: str, kind: str) -> str:
+    """The one id a link has, whoever makes it and however often: restores and retries stay idempotent."""
+    return str(uuid.uuid5(LINK_NAMESPACE, f"{from_id}|{to_id}|{kind}"))
+
+
+def history_entry(old: dict, new: dict, source: str, reason: str | None = None) -> dict | None:
+    """The history row a change from `old` (a stored decision) to `new` (some of its columns) leaves; None if no
+    content changes. Both sides are in decode()'s canonical form."""
+    changed = [f for f in HISTORY_FIELDS if f in new and new[f] != old.get(f)]
+    if not changed:
+        return None
+    return {
+        "id": str(uuid.uuid4()),
+        "decision_id": old["id"],
+        "changed_at": utc_now(),
+        "source": source,
+        "reason": reason,
+        "changed": changed,
+        "previous": {f: old.get(f) for f in HISTORY_FIELDS},
+    }
+
+
+def normalise_text(text: str) -> str:
+    """The form two decisions must share to count as the same: case, spacing and trailing punctuation aside."""
+    flat = " ".join(str(text).split()).casefold()
+    return flat.rstrip(".!?;:,… ").strip()

@@ -210,7 +210,7 @@ def enrich_decisions(storage, settings, *, dry_run: bool = False) -> dict:
                 analysis = offline_analysis(text, str(exc))
         counts["offline" if analysis["model"] == OFFLINE else "online"] += 1
         logger.debug("decision %s analysed by %s (%s tokens)", row["id"], analysis["model"], analysis.get("tokens"))
-        storage.update_decision(row["id"], analysis_fields(row, analysis))
+        storage.update_decision(row["id"], analysis_fields(row, analysis), source="ai")
 
     upgrades: list[str] = []
     scan_started = utc_now()

@@ -1,4 +1,4 @@
-"""The JSON export of every decision: export/decisions_<UTC timestamp>.json, written atomically."""
+"""The JSON export of every decision, its history and links: export/decisions_<UTC timestamp>.json, atomically."""
 
 from __future__ import annotations
 
@@ -73,12 +73,37 @@ def _write(storage, handle, expected: int, scan: _Scan, advance: Advance | None 
             in_flight = writer.submit(handle.write, data)
         if in_flight is not None:
             in_flight.result()
-    handle.write(b"\n  ]\n}\n" if written else b"]\n}\n")
+    handle.write(b"\n  ]" if written else b"]")
+    # History and links are the user's data too: exported exactly as stored.
+    for key, rows in (("history", storage.iter_history()), ("links", storage.iter_links())):
+        handle.write(f',\n  "{key}": ['.encode())
+        handle.write(b"\n  ]" if _write_rows(handle, rows) else b"]")
+    handle.write(b"\n}\n")
     return written
 
 
+def _write_rows(handle, rows, batch: int = 1000) -> int:
+    """Every row as one JSON line of the array being written; returns how many."""
+    count = 0
+    lines: list[bytes] = []
+
+    def flush() -> None:
+        handle.write((b"\n    " if count == len(lines) else b",\n    ") + b",\n    ".join(lines))
+        lines.clear()
+
+    for row in rows:
+        lines.append(json.dumps(row, ensure_ascii=False, default=str).encode())
+        count += 1
+        if len(lines) >= batch:
+            flush()
+    if lines:
+        flush()
+    return count
+
+
 def write_export(storage, settings, *, progress: Start | None = None) -> dict:
-    """Write all decisions exactly as stored, sorted by id, with a header (time, count, schema version).
+    """Write all decisions exactly as stored, sorted by id, with a header (time, count, schema version), then
+    their history and links.
 
     Returns the file's path, the count and the decisions that look like they hold a credential (also named in
     one warning).

@@ -19,6 +19,9 @@ PROPERTIES = {
     "External ID": "rich_text",
 }
 EXTERNAL_ID = "External ID"
+# Optional: a relation to the same data source (or, where one cannot be made, a text holding the decision id).
+SUPERSEDED_BY = "Superseded by"
+SUPERSEDED_KINDS = ("relation", "rich_text")
 
 # Notion counts text.content in UTF-16 code units and takes at most 100 rich-text items per property.
 TEXT_LIMIT = 2000
@@ -39,18 +42,35 @@ def ai_summary(row: dict) -> str | None:
     return None
 
 
-def sync_hash(row: dict) -> str:
-    """The hash of everything the page shows; equal hashes mean the page needs no write."""
+def _hash(view: dict, superseded_by: str | None) -> str:
+    # A decision nobody superseded hashes as it did before the property existed: no page needs rewriting.
+    if superseded_by:
+        return content_hash({**view, "superseded_by": superseded_by}, (*SYNC_FIELDS, "superseded_by"))
+    return content_hash(view, SYNC_FIELDS)
+
+
+def sync_hash(row: dict, *, shows_superseded: bool = False) -> str:
+    """The hash of everything the page shows; equal hashes mean the page needs no write.
+
+    `shows_superseded`: the data source has a "Superseded by" property, so the page shows that too.
+    """
     view = {f: row.get(f) for f in PERSON_FIELDS}
     view.update(deleted_at=row.get("deleted_at"), ai_summary=ai_summary(row))
-    return content_hash(view, SYNC_FIELDS)
+    return _hash(view, row.get("superseded_by") if shows_superseded else None)
 
 
-def page_hash(fields: dict, summary: str | None) -> str:
-    """The same hash for a live page (not in the trash) holding `fields` and an AI summary."""
+def page_hash(fields: dict, summary: str | None, superseded_by: str | None = None) -> str:
+    """The same hash for a live page (not in the trash) holding `fields`, an AI summary and a successor."""
     view = {f: fields.get(f) for f in PERSON_FIELDS}
     view.update(deleted_at=None, ai_summary=summary)
-    return content_hash(view, SYNC_FIELDS)
+    return _hash(view, superseded_by)
+
+
+def superseded_property(kind: str, successor_id: str, successor_page: str | None) -> dict | None:
+    """The "Superseded by" value naming the successor; None when a relation has no page to point at yet."""
+    if kind == "relation":
+        return {"relation": [{"id": successor_page}]} if successor_page else None
+    return {"rich_text": rich_text(successor_id, "successor id")}
 
 
 def utf16_units(text: str) -> int:
@@ -152,13 +172,27 @@ def from_page(page: dict) -> dict:
         "comment": comment or None,
         "ai_summary": _plain(_value(props.get("AI summary"))) or None,
         "external_id": _plain(_value(props.get(EXTERNAL_ID))).strip() or None,
+        "superseded_by": _successor(props.get(SUPERSEDED_BY)),
         "last_edited_time": page.get("last_edited_time"),
         "in_trash": bool(page.get("in_trash") or page.get("archived")),
     }
 
 
+def _successor(prop: dict | None) -> dict | None:
+    """What a page's "Superseded by" names: {"page": id} for a relation, {"text": ...} for a text property."""
+    if not prop:
+        return None
+    if prop.get("type") == "relation":
+        linked = [item.get("id") for item in prop.get("relation") or [] if isinstance(item, dict)]
+        return {"page": linked[0]} if linked else None
+    if prop.get("type") == "rich_text":
+        text = _plain(prop.get("rich_text")).strip()
+        return {"text": text} if text else None
+    return None
+
+
 def check_schema(data_source: dict) -> dict:
-    """Which expected properties the data source lacks or holds with another type."""
+    """Which expected properties the data source lacks or holds with another type, and how it shows successors."""
     props = data_source.get("properties") or {}
     title = next((name for name, p in props.items() if p.get("type") == "title"), None)
     missing, mistyped = [], []
@@ -170,7 +204,13 @@ def check_schema(data_source: dict) -> dict:
             missing.append(name)
         elif actual != kind:
             mistyped.append({"property": name, "expected": kind, "actual": actual})
-    return {"title_property": title, "missing": missing, "mistyped": mistyped}
+    successor = props.get(SUPERSEDED_BY, {}).get("type")
+    return {
+        "title_property": title,
+        "missing": missing,
+        "mistyped": mistyped,
+        "superseded_by": successor if successor in SUPERSEDED_KINDS else None,
+    }
 
 
 def setup_properties(missing: list[str]) -> dict:
@@ -187,3 +227,12 @@ def setup_properties(missing: list[str]) -> dict:
         EXTERNAL_ID: {"rich_text": {}},
     }
     return {name: schema[name] for name in missing if name in schema}
+
+
+def superseded_schema(kind: str, data_source_id: str) -> dict:
+    """The data-source PATCH body adding "Superseded by": a relation to the same data source, or a text."""
+    if kind == "relation":
+        config = {"relation": {"data_source_id": data_source_id, "type": "single_property", "single_property": {}}}
+    else:
+        config = {"rich_text": {}}
+    return {SUPERSEDED_BY: config}

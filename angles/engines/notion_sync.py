@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from angles.engines import notion_pages as pages
+from angles.engines import vault
 from angles.engines.decision_model import parse_timestamp, to_iso, utc_now, validate
 from angles.errors import AnglesError, ValidationError
 from angles.services.notion import NotionClient, NotionNotFoundError, NotionRejectedError
@@ -17,7 +18,7 @@ logger = logging.getLogger(__name__)
 
 LAST_PULL_KEY = "notion_last_pull"
 DATA_SOURCE_KEY = "notion_data_source"
-# Notion rounds last_edited_time down to the minute; the extra minute absorbs clock skew.
+# Notion rounds last_edited_time down to the minute, and its Date header to the second.
 PULL_OVERLAP = timedelta(minutes=2)
 MAX_REPORTED = 20
 
@@ -72,8 +73,14 @@ class NotionSync:
         self.problems: list[dict] = []
         self.data_source_id: str | None = None
         self.title_property = "Name"
+        # "relation" or "rich_text" when the data source has a "Superseded by" property, else None.
+        self.superseded_kind: str | None = None
+        # Successors pushed ahead of their turn so a relation can point at their page; their turn skips them.
+        self._pushing: set[str] = set()
+        self._pushed_early: set[str] = set()
         # In a dry run, decisions the pull would have settled, so the plan does not also push them.
         self._settled: set[str] = set()
+        self._bot_id: str | None = None
 
     # set-up
 
@@ -101,7 +108,11 @@ class NotionSync:
             )
         self.data_source_id = source["id"]
         self.title_property = schema["title_property"] or "Name"
+        self.superseded_kind = schema["superseded_by"]
         return self.data_source_id
+
+    def _sync_hash(self, row: dict) -> str:
+        return pages.sync_hash(row, shows_superseded=self.superseded_kind is not None)
 
     def _problem(self, kind: str, message: str, **ids) -> None:
         logger.warning("%s: %s%s", kind, message, " (dry run)" if self.dry_run else "")
@@ -115,7 +126,9 @@ class NotionSync:
 
     def pull(self) -> dict:
         """Apply edits made in Notion since the last pull; import pages people created there."""
-        started = utc_now()
+        # The mark is read on Notion's clock (the Date of its latest answer, just before the query), since
+        # it is compared with Notion's last_edited_time: a vault clock running ahead would skip edits.
+        started = to_iso(self.client.notion_time) if self.client.notion_time else utc_now()
         since = self.storage.get_state(LAST_PULL_KEY)
         query_filter = None
         if since:
@@ -158,14 +171,7 @@ class NotionSync:
             self._import(page, fields)
             return
         if row.get("notion_page_id") and row["notion_page_id"] != page["id"]:
-            self._problem(
-                "duplicate page",
-                f"page {page['id']} carries the External ID of decision {row['id']}, whose page is "
-                f"{row['notion_page_id']}; left alone",
-                decision_id=row["id"],
-                page_id=page["id"],
-            )
-            self.counts["skipped"] += 1
+            self._drop_duplicate(row, page, fields)
             return
         try:
             incoming = validate({**row, **{f: fields[f] for f in pages.PERSON_FIELDS}}, f"Notion page {page['id']}")
@@ -173,8 +179,12 @@ class NotionSync:
             self._problem("rejected edit", str(exc), decision_id=row["id"], page_id=page["id"])
             self.counts["skipped"] += 1
             return
-        notion_hash = pages.page_hash(incoming, fields["ai_summary"])
-        local_hash = pages.sync_hash(row)
+        successor = self._successor(row, page, fields)
+        if successor and not row.get("superseded_by"):
+            self._supersede_from_notion(row, page, fields, incoming, successor)
+            return
+        notion_hash = pages.page_hash(incoming, fields["ai_summary"], successor)
+        local_hash = self._sync_hash(row)
         bookkeeping = {
             "notion_page_id": page["id"],
             "notion_last_edited": to_iso(page.get("last_edited_time")),
@@ -192,8 +202,9 @@ class NotionSync:
         if notion_hash == row.get("notion_sync_hash"):
             # Unchanged in Notion; the vault's own change goes out in the push.
             return
-        if row.get("notion_sync_hash") is None:
-            # Never synced from this row, so the page holds what an interrupted run wrote: the vault wins.
+        if row.get("notion_sync_hash") is None and self._last_written_by_us(page):
+            # Never synced from this row, and the page holds what an interrupted run wrote: the vault wins.
+            # A page a person edited since (or made, for an interrupted import) is a conflict (below).
             if not self.dry_run and row.get("notion_page_id") != page["id"]:
                 self.storage.update_decision(row["id"], bookkeeping)
             return
@@ -209,6 +220,17 @@ class NotionSync:
             self._settled.add(row["id"])
             return
         changes = {f: incoming[f] for f in pages.PERSON_FIELDS}
+        if row.get("superseded_by") and changes["active"]:
+            # Superseding is decided in the vault; a checked box in Notion must not bring the decision back.
+            # The stored hash is the page's, so the push below unchecks it again.
+            changes["active"] = False
+            self._problem(
+                "kept inactive",
+                f"page {page['id']} marks decision {row['id']} active, but it is superseded by "
+                f"{row['superseded_by']}; Active is unchecked again",
+                decision_id=row["id"],
+                page_id=page["id"],
+            )
         if incoming["type"] != row["type"]:
             changes["type_source"] = "person"
         if incoming.get("priority") != row.get("priority"):
@@ -223,7 +245,91 @@ class NotionSync:
                 "synced": True,
                 "synced_at": utc_now(),
             },
+            source="notion",
         )
+
+    def _successor(self, row: dict, page: dict, fields: dict) -> str | None:
+        """The decision a page's "Superseded by" names, as a vault id; None when it names none (or none known)."""
+        named = fields.get("superseded_by")
+        if not named or self.superseded_kind is None:
+            return None
+        found = None
+        if "page" in named:
+            target = self.storage.find_decision_by_page(named["page"])
+            found = target["id"] if target else None
+        else:
+            try:
+                found = vault.resolve(self.storage, named["text"])
+            except AnglesError:
+                found = None
+        if found is None:
+            self._problem(
+                "unknown successor",
+                f"page {page['id']} is superseded by {next(iter(named.values()))}, which is no decision in the vault",
+                decision_id=row["id"],
+                page_id=page["id"],
+            )
+        return found
+
+    def _supersede_from_notion(self, row: dict, page: dict, fields: dict, incoming: dict, successor: str) -> None:
+        """A person set "Superseded by" in Notion: supersede in the vault (with the page's other edits); the push
+        then turns the page's Active off."""
+        self.counts["applied"] += 1
+        if self.dry_run:
+            self._settled.add(row["id"])
+            return
+        changes = {f: incoming[f] for f in pages.PERSON_FIELDS if f != "active" and incoming[f] != row[f]}
+        if changes:
+            self.storage.update_decision(row["id"], {**changes, "updated_at": utc_now()}, source="notion")
+        try:
+            vault.supersede(self.storage, row["id"], new_id=successor, reason="set in Notion", source="notion")
+        except AnglesError as exc:
+            self.counts["applied"] -= 1
+            self.counts["skipped"] += 1
+            self._problem("rejected supersede", str(exc), decision_id=row["id"], page_id=page["id"])
+            return
+        stored = self.storage.get_decision(row["id"])
+        # The page as it is now counts as seen, so the next pull does not apply it again; the push rewrites it.
+        self.storage.update_decision(
+            row["id"],
+            {
+                "notion_page_id": page["id"],
+                "notion_last_edited": to_iso(page.get("last_edited_time")),
+                "notion_sync_hash": pages.page_hash(incoming, fields["ai_summary"], successor),
+                "updated_at": stored["updated_at"],
+            },
+        )
+
+    def _last_written_by_us(self, page: dict) -> bool:
+        """Whether this integration made the page's last edit (one users/me request per run, only when asked)."""
+        if self._bot_id is None:
+            self._bot_id = self.client.me().get("id")
+        return (page.get("last_edited_by") or {}).get("id") == self._bot_id
+
+    def _drop_duplicate(self, row: dict, page: dict, fields: dict) -> None:
+        """A second live page with a decision's External ID goes to the trash; content it adds is kept as a conflict.
+
+        It is a page the sync replaced after a person trashed it (then restored), or a duplicated page.
+        """
+        self._problem(
+            "duplicate page",
+            f"page {page['id']} carries the External ID of decision {row['id']}, whose page is "
+            f"{row['notion_page_id']}; moved to the trash",
+            decision_id=row["id"],
+            page_id=page["id"],
+        )
+        if self.dry_run:
+            return
+        shown = {**row, **{f: fields[f] for f in pages.PERSON_FIELDS}}
+        try:
+            shown = validate(shown, f"Notion page {page['id']}")
+        except ValidationError:
+            pass
+        if pages.page_hash(shown, fields["ai_summary"]) not in (pages.sync_hash(row), row.get("notion_sync_hash")):
+            self._record_conflict(row, shown, page, "database")
+            self.counts["conflicts"] += 1
+        self.client.update_page(page["id"], in_trash=True)
+        self.counts["archived"] += 1
 
     @staticmethod
     def _newer(row: dict, page: dict) -> str:
@@ -284,7 +390,7 @@ class NotionSync:
         self.storage.update_decision(
             row["id"],
             {
-                "notion_sync_hash": pages.sync_hash(row),
+                "notion_sync_hash": self._sync_hash(row),
                 "notion_last_edited": to_iso(written.get("last_edited_time")),
                 "synced": True,
                 "synced_at": utc_now(),
@@ -303,7 +409,9 @@ class NotionSync:
         return self.counts
 
     def _push_row(self, row: dict) -> None:
-        wanted = pages.sync_hash(row)
+        if row["id"] in self._pushed_early:
+            return
+        wanted = self._sync_hash(row)
         page_id = row.get("notion_page_id")
         if page_id and row.get("notion_sync_hash") == wanted and not self.push_all:
             self.counts["unchanged"] += 1
@@ -314,6 +422,14 @@ class NotionSync:
             return
         try:
             properties = None if row.get("deleted_at") else pages.to_properties(row, self.title_property)
+            if properties is not None and row.get("superseded_by") and self.superseded_kind:
+                successor = self._successor_page(row)
+                value = pages.superseded_property(self.superseded_kind, row["superseded_by"], successor)
+                if value is None:
+                    # No page to point at yet: written without it, and the hash says so, so a later run adds it.
+                    wanted = pages.sync_hash(row)
+                else:
+                    properties[pages.SUPERSEDED_BY] = value
         except ValidationError as exc:
             self._problem("rejected decision", str(exc), decision_id=row["id"])
             self.counts["rejected"] += 1
@@ -356,6 +472,22 @@ class NotionSync:
                 "updated_at": row["updated_at"],
             },
         )
+
+    def _successor_page(self, row: dict) -> str | None:
+        """The page of the decision that supersedes `row`, pushing that decision first if it has none yet."""
+        successor = self.storage.get_decision(row["superseded_by"])
+        if successor is None:
+            return None
+        if self.superseded_kind == "relation" and not successor.get("notion_page_id") and not self.dry_run:
+            if successor["id"] not in self._pushing:
+                self._pushing.add(row["id"])
+                try:
+                    self._push_row(successor)
+                    self._pushed_early.add(successor["id"])
+                finally:
+                    self._pushing.discard(row["id"])
+                successor = self.storage.get_decision(successor["id"]) or successor
+        return successor.get("notion_page_id")
 
     def _update(self, row: dict, page_id: str, properties: dict) -> dict | None:
         """Update the row's page; None when the page no longer exists in Notion."""

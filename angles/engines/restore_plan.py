@@ -206,8 +206,10 @@ def restore_decisions(
 ) -> dict:
     """Upsert the missing and changed rows by id and, with prune, delete the rows only live: one transaction.
 
-    A row edited live after the backup keeps its live version unless `prefer_backup`. `on_replace` is handed
-    each live row the restore overwrites or deletes, before the write: the place a decision history keeps it.
+    A row edited live after the backup keeps its live version unless `prefer_backup`. A live decision the
+    restore replaces keeps its version before in its history (source "restore"); `on_replace` is handed each
+    live row the restore overwrites or deletes, before the write. The backup's history and links that the
+    database lacks come back too.
     """
     migrations.migrate(storage)
     kept = set() if prefer_backup else set(found.newer_live)
@@ -225,13 +227,16 @@ def restore_decisions(
     if ids or doomed:
         rows = restore_rows(checkout, storage, ids, found.live_ids, skipped) if ids else iter(())
         rows = counted(rows, bar("restore", len(ids)) if bar else None)
-        written, pruned = storage.upsert_and_prune(rows, doomed)
+        written, pruned = storage.upsert_and_prune(rows, doomed, source="restore")
+    if written:
+        storage.refresh_search_statistics()
     return {
         "upserted": len(ids) - len(skipped),
         "written": written,
         "pruned": pruned,
         "kept_newer": len(kept),
         "skipped": sorted(skipped),
+        **restore_history_and_links(checkout, storage),
     }
 
 
@@ -246,6 +251,17 @@ def _refuse_broken_links(storage, kept: set[str], doomed: set[str]) -> None:
                 f"--prune would delete decision {target}, which decision {key} (edited after the backup, so kept) "
                 "links to as superseded_by; add --prefer-backup to restore the backup's version of it, or edit it first"
             )
+
+
+def restore_history_and_links(checkout: Checkout, storage) -> dict:
+    """Store the backup's history rows and links that are not in the database (a backup older than them has none)."""
+    counts = {}
+    for table, write in ((snapshot.HISTORY, storage.upsert_history), (snapshot.LINKS, storage.upsert_links)):
+        present = table.file in checkout.manifest["files"]
+        counts[f"{table.name.removeprefix('decision_')}_restored"] = (
+            write(snapshot.iter_records(checkout.path(table))) if present else 0
+        )
+    return counts
 
 
 def scratch_restore(checkout: Checkout) -> dict:

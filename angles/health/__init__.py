@@ -8,6 +8,7 @@ from angles.health.base import CRITICAL, OK, WARNING, Check, CheckResult, Contex
 def default_checks() -> list[Check]:
     """Every check backend_monitor.py runs, in display order."""
     from angles.health.alerts import AlertsCheck
+    from angles.health.assistants import MCPServerCheck
     from angles.health.backup import (
         BackupAgeCheck,
         BackupRemoteCheck,
@@ -35,6 +36,7 @@ def default_checks() -> list[Check]:
         CredentialContentCheck(),
         SchedulerCheck(),
         DashboardCheck(),
+        MCPServerCheck(),
         SyncRateCheck(),
         AlertsCheck(),
     ]

@@ -1,4 +1,4 @@
-"""The read-only health dashboard: a Flask app made by create_app(), served by waitress."""
+"""The read-only dashboard: health, and the vault's decisions; a Flask app made by create_app(), served by waitress."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from werkzeug.exceptions import HTTPException
 from angles import alerts
 from angles.errors import AnglesError
 from angles.health import health_file as snapshot
-from angles.health import page, prometheus
+from angles.health import page, prometheus, vault_pages
 from angles.health.scheduler import jobs_summary
 from angles.jobs.history import load_state
 from angles.logs import Redactor
@@ -72,6 +72,8 @@ def create_app(settings) -> Flask:
     """The dashboard app for one configuration; every response is redacted and carries security headers."""
     app = Flask(__name__)
     app.jinja_env.filters["when"] = page.when
+    app.jinja_env.filters["marked"] = vault_pages.marked
+    app.jinja_env.filters["shown"] = vault_pages.shown
     app.config.update(JSON_SORT_KEYS=False, MAX_CONTENT_LENGTH=1024)
     redact = Redactor(settings.secrets)
     cache = SnapshotCache(snapshot.snapshot_path(settings))
@@ -143,10 +145,26 @@ def create_app(settings) -> Flask:
         code = 200 if doc and not stale and doc["status"] != "critical" else 503
         return Response(_render_page(settings, doc, reason, age, stale, jobs()), status=code, mimetype="text/html")
 
+    def vault_page(page_name: str, title: str, view: dict, code: int) -> Response:
+        html = render_template_string(vault_pages.TEMPLATE, page=page_name, title=title, nonce=g.nonce, **view)
+        return Response(html, status=code, mimetype="text/html")
+
+    @app.get("/decisions")
+    def decisions():
+        view, code = vault_pages.search_view(settings, request.args)
+        return vault_page("search", view["form"]["q"] or "search", view, code)
+
+    @app.get("/decisions/<ident>")
+    def decision(ident: str):
+        view, code = vault_pages.decision_view(settings, ident)
+        title = view["described"]["decision"]["id"][:8] if view["described"] else "not found"
+        return vault_page("decision", title, view, code)
+
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         if exc.code == 404:
-            return json_response({"error": "not found", "routes": ["/", "/health", "/healthz", "/metrics"]}, 404)
+            routes = ["/", "/health", "/healthz", "/metrics", "/decisions", "/decisions/<id>"]
+            return json_response({"error": "not found", "routes": routes}, 404)
         return json_response({"error": (exc.name or "error").lower()}, exc.code or 400)
 
     @app.errorhandler(Exception)
@@ -161,9 +179,11 @@ def create_app(settings) -> Flask:
             response.headers.setdefault(name, value)
         if response.mimetype == "text/html":
             nonce = getattr(g, "nonce", "")
+            # Only the decisions search form submits anywhere (a GET to itself).
+            forms = "'self'" if request.path.startswith("/decisions") else "'none'"
             response.headers["Content-Security-Policy"] = (
                 f"default-src 'self'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; img-src 'self' data:; "
-                "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'; object-src 'none'"
+                f"connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action {forms}; object-src 'none'"
             )
         else:
             response.headers["Content-Security-Policy"] = API_CSP

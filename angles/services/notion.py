@@ -6,6 +6,8 @@ import json
 import logging
 import random
 from collections.abc import Callable, Iterator
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 
 import httpx
 from notion_client import Client
@@ -18,8 +20,11 @@ logger = logging.getLogger(__name__)
 
 # Statuses Notion documents as transient; 529 is "service_overload".
 RETRY_STATUSES = (409, 429, 500, 502, 503, 504, 529)
-# Refusals that mean the request was not applied, so even a create may be sent again.
-REFUSED_STATUSES = (429, 529)
+# Refusals that mean the request was not applied, so even a create may be sent again. A 529 is not one:
+# like any 5xx it may come from behind a request that was applied.
+REFUSED_STATUSES = (429,)
+# Answers whose Retry-After says when to come back.
+RETRY_AFTER_STATUSES = (429, 529)
 MAX_ATTEMPTS = 7
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 30.0
@@ -95,13 +100,23 @@ class NotionClient:
         self.attempts = attempts
         self.bucket = TokenBucket(rps)
         self.requests = 0
+        # Notion's own clock, from the Date header of its latest answer (None before the first one).
+        self.notion_time: datetime | None = None
         self._sdk = Client(
             auth=token,
             base_url=self.base_url,
             timeout_ms=int(timeout * 1000),
             logger=logging.getLogger("notion_client"),
-            client=httpx.Client(transport=httpx.HTTPTransport(retries=0)),
+            client=httpx.Client(
+                transport=httpx.HTTPTransport(retries=0), event_hooks={"response": [self._remember_time]}
+            ),
         )
+
+    def _remember_time(self, response: httpx.Response) -> None:
+        try:
+            self.notion_time = parsedate_to_datetime(response.headers["date"])
+        except (KeyError, TypeError, ValueError):
+            pass
 
     def close(self) -> None:
         self._sdk.close()
@@ -145,7 +160,7 @@ class NotionClient:
                     raise NotionRejectedError(detail, status=status, code=code) from None
                 if not repeatable and status not in REFUSED_STATUSES:
                     raise NotionUncertainError(detail, status=status, code=code) from None
-                wait = _retry_after(exc) if status in REFUSED_STATUSES else None
+                wait = _retry_after(exc) if status in RETRY_AFTER_STATUSES else None
                 failure = NotionError(detail, status=status, code=code)
             except ValueError:
                 # A 2xx whose body is not JSON: a proxy or an outage page, not Notion.

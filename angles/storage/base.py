@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from angles.engines.decision_model import COLUMNS
+from angles.engines.search_query import Query
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
 
@@ -60,12 +61,18 @@ class Storage(ABC):
     # decisions
 
     @abstractmethod
-    def upsert_decisions(self, rows: Iterable[dict], *, atomic: bool = False) -> int:
-        """Insert or replace validated decisions by id, in batches (one transaction when atomic)."""
+    def upsert_decisions(self, rows: Iterable[dict], *, atomic: bool = False, source: str = "system") -> int:
+        """Insert or replace validated decisions by id, in batches (one transaction when atomic).
+
+        A row whose content (HISTORY_FIELDS) changes leaves its previous version in decision_history, marked
+        with `source`, in the same transaction.
+        """
 
     @abstractmethod
-    def update_decision(self, decision_id: str, fields: dict) -> None:
-        """Change some columns of one decision, committed at once."""
+    def update_decision(
+        self, decision_id: str, fields: dict, *, source: str = "system", reason: str | None = None
+    ) -> None:
+        """Change some columns of one decision, committed at once; a content change leaves a history row."""
 
     @abstractmethod
     def get_decision(self, decision_id: str) -> dict | None: ...
@@ -122,12 +129,12 @@ class Storage(ABC):
     def delete_decisions(self, ids: Iterable[str]) -> int:
         """Hard-delete rows by id (restore --prune only), links among them included."""
 
-    def upsert_and_prune(self, rows: Iterable[dict], prune_ids: list[str]) -> tuple[int, int]:
+    def upsert_and_prune(self, rows: Iterable[dict], prune_ids: list[str], source: str = "restore") -> tuple[int, int]:
         """Upsert rows, then delete prune_ids: one transaction on the SQL backends; (written, deleted).
 
         Over Supabase REST (no transaction across requests) the upsert and the delete are separate steps.
         """
-        written = self.upsert_decisions(rows, atomic=True)
+        written = self.upsert_decisions(rows, atomic=True, source=source)
         return written, self.delete_decisions(prune_ids) if prune_ids else 0
 
     # activity
@@ -169,3 +176,107 @@ class Storage(ABC):
     @abstractmethod
     def prune_slots(self, before: str) -> int:
         """Forget claims of slots older than `before`; returns how many went."""
+
+    # bearer tokens of the assistants' HTTP door (tools/mcp_server.py --http)
+
+    @abstractmethod
+    def add_token(self, name: str, scope: str, token_hash: str) -> bool:
+        """Store a token by the hash of its secret; a revoked token of that name is replaced.
+
+        False, and nothing stored, when an unrevoked token already has the name.
+        """
+
+    @abstractmethod
+    def find_token(self, token_hash: str) -> dict | None:
+        """The token with this hash (name, scope, created_at, last_used_at, revoked_at), revoked or not."""
+
+    @abstractmethod
+    def list_tokens(self) -> list[dict]:
+        """Every token, revoked ones too, by name, without the hash."""
+
+    @abstractmethod
+    def revoke_token(self, name: str) -> bool:
+        """Revoke the named token; False when no unrevoked token has that name."""
+
+    @abstractmethod
+    def mark_token_used(self, name: str, when: str) -> None: ...
+
+    @abstractmethod
+    def count_token_write(self, name: str, window_start: str) -> int:
+        """Count one write in the token's window and forget its earlier windows; returns the window's count so far.
+
+        Atomic: concurrent writers through any number of servers each see a different count.
+        """
+
+    # the searchable vault: full-text search, history, links
+
+    @abstractmethod
+    def search_decisions(
+        self,
+        query: Query,
+        *,
+        type: str | None = None,
+        priority: str | None = None,
+        tag: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        include_inactive: bool = False,
+        limit: int = 20,
+    ) -> list[dict]:
+        """Decisions matching a parsed query, best first and newer first on ties.
+
+        Each hit is a decision dict plus `score` (higher is better) and `snippet` (a short extract, matched words
+        between search_query.MARK_START and MARK_END). since/until compare the decision's date.
+        """
+
+    @abstractmethod
+    def same_text_candidates(self, words: list[str], text: str, limit: int = 20) -> list[dict]:
+        """Live decisions holding these words as one phrase (with no words: exactly this text), nearest length first."""
+
+    @abstractmethod
+    def similar_candidates(self, words: list[str], limit: int = 20) -> list[dict]:
+        """Decisions sharing the most telling (rarest) of these words, best first."""
+
+    @abstractmethod
+    def refresh_search_statistics(self) -> None:
+        """Count again how many decisions hold each word (what the duplicate and similarity lookups rely on)."""
+
+    @abstractmethod
+    def ids_between(self, low: str, high: str, limit: int) -> list[str]:
+        """Decision ids from low to high inclusive (canonical UUID text), in order, at most `limit`."""
+
+    @abstractmethod
+    def superseded_into(self, decision_id: str) -> list[dict]:
+        """Decisions whose superseded_by names this one."""
+
+    @abstractmethod
+    def history_of(self, decision_id: str) -> list[dict]:
+        """The stored earlier versions of one decision (HISTORY_COLUMNS rows), oldest first."""
+
+    @abstractmethod
+    def iter_history(self, batch: int = 1000) -> Iterator[dict]:
+        """Every history row in id order."""
+
+    @abstractmethod
+    def upsert_history(self, rows: Iterable[dict]) -> int:
+        """Store history rows that are not there yet (by id); rows already present are left as they are."""
+
+    @abstractmethod
+    def links_of(self, decision_id: str) -> list[dict]:
+        """Links from or to one decision (LINK_COLUMNS rows)."""
+
+    @abstractmethod
+    def add_link(self, row: dict) -> bool:
+        """Store one link; False when the same link (same id) is already there."""
+
+    @abstractmethod
+    def remove_links(self, from_id: str, to_id: str, kind: str | None = None) -> int:
+        """Delete the links from one decision to another (of one kind, or all); returns how many went."""
+
+    @abstractmethod
+    def iter_links(self, batch: int = 1000) -> Iterator[dict]:
+        """Every link in id order."""
+
+    @abstractmethod
+    def upsert_links(self, rows: Iterable[dict]) -> int:
+        """Store links that are not there yet (by id)."""

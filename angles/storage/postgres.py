@@ -9,6 +9,7 @@ import queue
 import re
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -18,10 +19,21 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from angles.engines.decision_model import COLUMNS, JSON_COLUMNS, TIMESTAMP_COLUMNS, to_iso, utc_now
+from angles.engines.decision_model import (
+    COLUMNS,
+    HISTORY_COLUMNS,
+    HISTORY_FIELDS,
+    JSON_COLUMNS,
+    LINK_COLUMNS,
+    TIMESTAMP_COLUMNS,
+    history_entry,
+    to_iso,
+    utc_now,
+)
+from angles.engines.search_query import MARK_END, MARK_START, STOP_WORDS, Query, to_websearch
 from angles.errors import DatabaseError
 from angles.storage.base import Storage
-from angles.storage.rows import decode, decode_activity, prepare
+from angles.storage.rows import canonical, decode, decode_activity, decode_history, decode_link, decode_token, prepare
 
 # The same canonical JSON text prepare(json_as_text=True) writes.
 _json_text = json.JSONEncoder(ensure_ascii=False, sort_keys=True).encode
@@ -29,6 +41,19 @@ _json_text = json.JSONEncoder(ensure_ascii=False, sort_keys=True).encode
 logger = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 10
+# Every decision column by name: `SELECT *` would also carry the search index's tsvector to the client.
+_COLUMNS = ", ".join(COLUMNS)
+_D_COLUMNS = ", ".join(f"d.{c}" for c in COLUMNS)
+LIVE = "d.active AND d.superseded_by IS NULL AND d.deleted_at IS NULL"
+SNIPPET_OPTIONS = f"StartSel={MARK_START}, StopSel={MARK_END}, MaxWords=24, MinWords=12, MaxFragments=1"
+RARE_WORDS = 6
+DUPLICATE_WORDS = 3
+# A query matching more decisions than this ranks only the most recently stored this many of them.
+RANK_POOL = 1000
+# A tsquery of stored lexemes (already stemmed, so not parsed again) joined by an operator: params (list, op).
+_LEXEMES_QUERY = "array_to_string(ARRAY(SELECT quote_literal(w) FROM unnest(%s::text[]) w), %s)::tsquery"
+# How long the server's statistics of common words are trusted before being read again.
+STATS_TTL_S = 600
 # Rows per COPY into the staging table and per merge statement (per transaction unless atomic).
 COPY_BATCH = 5000
 STAGE = "angles_upsert_stage"
@@ -143,7 +168,7 @@ def _copy_cell(value) -> str:
     return _copy_cell(str(value))
 
 
-def _merge_all(conn, segments: Iterator[tuple[tuple[str, ...], list[str]]]) -> int:
+def _merge_all(conn, segments: Iterator[tuple[tuple[str, ...], list[str]]], source: str = "system") -> int:
     """Merge every segment in the open transaction, on a helper thread while this one prepares the next.
 
     Reading and preparing rows is Python work; the merge is mostly the server's, so the two overlap.
@@ -163,7 +188,7 @@ def _merge_all(conn, segments: Iterator[tuple[tuple[str, ...], list[str]]]) -> i
                 else:
                     _create_stage(conn)
                     staged = True
-                _merge(conn, *item)
+                _merge(conn, *item, source)
             except BaseException as exc:  # re-raised below in the caller's thread, inside its transaction
                 failures.append(exc)
 
@@ -186,10 +211,41 @@ def _merge_all(conn, segments: Iterator[tuple[tuple[str, ...], list[str]]]) -> i
 
 def _create_stage(conn) -> None:
     # Untyped by constraints on purpose: missing columns take the real table's defaults in the INSERT.
-    conn.execute(f"CREATE TEMPORARY TABLE {STAGE} ON COMMIT DROP AS SELECT * FROM decision_vault WITH NO DATA")
+    conn.execute(f"CREATE TEMPORARY TABLE {STAGE} ON COMMIT DROP AS SELECT {_COLUMNS} FROM decision_vault WITH NO DATA")
 
 
-def _merge(conn, columns: tuple[str, ...], lines: list[str]) -> None:
+def _timestamp_text(expr: str) -> str:
+    return f"""to_char({expr} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
+
+
+# A stored decision's HISTORY_FIELDS as the JSON decode() would give (previous version in a history row).
+_PREVIOUS_JSON = (
+    "jsonb_build_object("
+    + ", ".join(
+        f"'{f}', "
+        + {"date": "to_char(d.date, 'YYYY-MM-DD')", "deleted_at": _timestamp_text("d.deleted_at")}.get(f, f"d.{f}")
+        for f in HISTORY_FIELDS
+    )
+    + ")"
+)
+
+
+def _history_sql(columns: tuple[str, ...]) -> str | None:
+    """SQL storing, before a merge, the current version of every staged row whose content the merge changes."""
+    content = [f for f in HISTORY_FIELDS if f in columns]
+    if not content:
+        return None
+    changed = ", ".join(f"CASE WHEN d.{f} IS DISTINCT FROM s.{f} THEN '{f}' END" for f in content)
+    old = ", ".join(f"d.{f}" for f in content)
+    new = ", ".join(f"s.{f}" for f in content)
+    return (
+        "INSERT INTO decision_history (decision_id, changed_at, source, changed, previous)"
+        f" SELECT d.id, now(), %s, to_jsonb(array_remove(ARRAY[{changed}]::text[], NULL)), {_PREVIOUS_JSON}"
+        f" FROM {STAGE} s JOIN decision_vault d ON d.id = s.id WHERE ROW({old}) IS DISTINCT FROM ROW({new})"
+    )
+
+
+def _merge(conn, columns: tuple[str, ...], lines: list[str], source: str = "system") -> None:
     """COPY one segment into the stage, then insert or update decision_vault from it in one statement."""
     names = ", ".join(columns)
     changing = [c for c in columns if c not in ("id", "created_at")]
@@ -200,6 +256,9 @@ def _merge(conn, columns: tuple[str, ...], lines: list[str]) -> None:
     with conn.cursor() as cur:
         with cur.copy(f"COPY {STAGE} ({names}) FROM STDIN") as copy:
             copy.write("".join(lines))
+        history = _history_sql(columns)
+        if history and _has_history(conn):
+            cur.execute(history, (source,))
         cur.execute(
             # In COPY order: a superseded_by target must be inserted before the row that links to it.
             f"INSERT INTO decision_vault ({names}) SELECT {names} FROM {STAGE} ORDER BY ctid"
@@ -213,6 +272,10 @@ def _delete_in(conn, ids: list[str]) -> None:
         conn.execute("DELETE FROM decision_vault WHERE id = ANY(%s::uuid[])", (ids,))
 
 
+def _has_history(conn) -> bool:
+    return conn.execute("SELECT to_regclass('decision_history') AS t").fetchone()["t"] is not None
+
+
 def _is_uuid(value: str) -> bool:
     try:
         uuid.UUID(str(value))
@@ -224,6 +287,8 @@ def _is_uuid(value: str) -> bool:
 class PostgresStorage(Storage):
     kind = "postgres"
     dialect = "postgres"
+    _common_words: dict[str, float] | None = None
+    _common_words_at = 0.0
 
     def __init__(self, url: str):
         self.url = url
@@ -321,20 +386,24 @@ class PostgresStorage(Storage):
                 out[column] = Jsonb(out[column])
         return out
 
-    def upsert_decisions(self, rows: Iterable[dict], *, atomic: bool = False, batch: int = COPY_BATCH) -> int:
+    def upsert_decisions(
+        self, rows: Iterable[dict], *, atomic: bool = False, batch: int = COPY_BATCH, source: str = "system"
+    ) -> int:
         """COPY each run of rows into a temporary table, then merge it with one INSERT ... ON CONFLICT."""
         if atomic:
             with self._transaction() as conn:
-                return _merge_all(conn, _segments(rows, batch))
+                return _merge_all(conn, _segments(rows, batch), source)
         count = 0
         for columns, values in _segments(rows, batch):
             with self._transaction() as conn:
                 _create_stage(conn)
-                _merge(conn, columns, values)
+                _merge(conn, columns, values, source)
             count += len(values)
         return count
 
-    def update_decision(self, decision_id: str, fields: dict) -> None:
+    def update_decision(
+        self, decision_id: str, fields: dict, *, source: str = "system", reason: str | None = None
+    ) -> None:
         if not fields or not _is_uuid(decision_id):
             return
         prepared = self._adapt({"id": decision_id, **fields})
@@ -343,6 +412,16 @@ class PostgresStorage(Storage):
             columns.append("updated_at")
         assignments = ", ".join(f"{c} = %s" for c in columns)
         with self._transaction() as conn:
+            if any(c in HISTORY_FIELDS for c in columns) and _has_history(conn):
+                old = conn.execute(
+                    f"SELECT {_COLUMNS} FROM decision_vault WHERE id = %s FOR UPDATE", (decision_id,)
+                ).fetchone()
+                if old is not None:
+                    old = decode(old)
+                    new = canonical({c: fields[c] for c in columns if c in HISTORY_FIELDS})
+                    entry = history_entry(old, new, source, reason)
+                    if entry:
+                        self._insert_history(conn, [entry])
             conn.execute(
                 f"UPDATE decision_vault SET {assignments} WHERE id = %s",
                 [prepared[c] for c in columns] + [decision_id],
@@ -352,7 +431,7 @@ class PostgresStorage(Storage):
         with self._guard() as conn:
             if not self._table_exists(conn, "decision_vault"):
                 return None
-            row = conn.execute(f"SELECT * FROM decision_vault WHERE {where} = %s", (value,)).fetchone()
+            row = conn.execute(f"SELECT {_COLUMNS} FROM decision_vault WHERE {where} = %s", (value,)).fetchone()
             return decode(row) if row else None
 
     def get_decision(self, decision_id: str) -> dict | None:
@@ -381,7 +460,9 @@ class PostgresStorage(Storage):
             where = " AND ".join([*keyset, *clauses]) or "TRUE"
             args = ([last] if last is not None else []) + params + [batch]
             with self._guard() as conn:
-                rows = conn.execute(f"SELECT * FROM decision_vault WHERE {where} ORDER BY id LIMIT %s", args).fetchall()
+                rows = conn.execute(
+                    f"SELECT {_COLUMNS} FROM decision_vault WHERE {where} ORDER BY id LIMIT %s", args
+                ).fetchall()
             if not rows:
                 return
             for row in rows:
@@ -465,10 +546,12 @@ class PostgresStorage(Storage):
             _delete_in(conn, ids)
         return len(ids)
 
-    def upsert_and_prune(self, rows: Iterable[dict], prune_ids: list[str], batch: int = COPY_BATCH) -> tuple[int, int]:
+    def upsert_and_prune(
+        self, rows: Iterable[dict], prune_ids: list[str], batch: int = COPY_BATCH, source: str = "restore"
+    ) -> tuple[int, int]:
         ids = [i for i in prune_ids if _is_uuid(i)]
         with self._transaction() as conn:
-            written = _merge_all(conn, _segments(rows, batch))
+            written = _merge_all(conn, _segments(rows, batch), source)
             _delete_in(conn, ids)
         return written, len(ids)
 
@@ -540,3 +623,286 @@ class PostgresStorage(Storage):
     def prune_slots(self, before: str) -> int:
         with self._transaction() as conn:
             return conn.execute("DELETE FROM job_slots WHERE slot < %s", (before,)).rowcount
+
+    def add_token(self, name: str, scope: str, token_hash: str) -> bool:
+        with self._transaction() as conn:
+            cur = conn.execute(
+                "INSERT INTO mcp_tokens (name, scope, token_hash, created_at) VALUES (%s, %s, %s, %s)"
+                " ON CONFLICT (name) DO UPDATE SET scope = EXCLUDED.scope, token_hash = EXCLUDED.token_hash,"
+                " created_at = EXCLUDED.created_at, last_used_at = NULL, revoked_at = NULL"
+                " WHERE mcp_tokens.revoked_at IS NOT NULL",
+                (name, scope, token_hash, utc_now()),
+            )
+            return cur.rowcount == 1
+
+    def find_token(self, token_hash: str) -> dict | None:
+        with self._guard() as conn:
+            row = conn.execute(
+                "SELECT name, scope, created_at, last_used_at, revoked_at FROM mcp_tokens WHERE token_hash = %s",
+                (token_hash,),
+            ).fetchone()
+            return decode_token(row) if row else None
+
+    def list_tokens(self) -> list[dict]:
+        with self._guard() as conn:
+            if not self._table_exists(conn, "mcp_tokens"):
+                return []
+            rows = conn.execute(
+                "SELECT name, scope, created_at, last_used_at, revoked_at FROM mcp_tokens ORDER BY name"
+            ).fetchall()
+            return [decode_token(r) for r in rows]
+
+    def revoke_token(self, name: str) -> bool:
+        with self._transaction() as conn:
+            cur = conn.execute(
+                "UPDATE mcp_tokens SET revoked_at = %s WHERE name = %s AND revoked_at IS NULL", (utc_now(), name)
+            )
+            return cur.rowcount == 1
+
+    def mark_token_used(self, name: str, when: str) -> None:
+        with self._transaction() as conn:
+            conn.execute("UPDATE mcp_tokens SET last_used_at = %s WHERE name = %s", (when, name))
+
+    def count_token_write(self, name: str, window_start: str) -> int:
+        with self._transaction() as conn:
+            conn.execute(
+                "DELETE FROM mcp_write_counts WHERE token_name = %s AND window_start < %s", (name, window_start)
+            )
+            return conn.execute(
+                "INSERT INTO mcp_write_counts (token_name, window_start, writes) VALUES (%s, %s, 1)"
+                " ON CONFLICT (token_name, window_start) DO UPDATE SET writes = mcp_write_counts.writes + 1"
+                " RETURNING writes",
+                (name, window_start),
+            ).fetchone()["writes"]
+
+    # the searchable vault
+
+    def search_decisions(
+        self,
+        query: Query,
+        *,
+        type=None,
+        priority=None,
+        tag=None,
+        since=None,
+        until=None,
+        include_inactive=False,
+        limit=20,
+    ) -> list[dict]:
+        text = to_websearch(query)
+        clauses, params = ["d.search_vector @@ websearch_to_tsquery('angles_search', %s)"], [text]
+        for clause, value in (
+            ("d.type = %s", type),
+            ("d.priority = %s", priority),
+            ("d.date >= %s", since),
+            ("d.date <= %s", until),
+        ):
+            if value is not None:
+                clauses.append(clause)
+                params.append(value)
+        if tag is not None:
+            clauses.append("d.tags @> %s::jsonb")
+            params.append(json.dumps([tag]))
+        if not include_inactive:
+            clauses.append(LIVE)
+        # The most recent matches (all of them, unless the query is very broad) are ranked; the best few then
+        # get their snippets (ts_headline parses the text again). The query goes in as a literal parameter so
+        # the planner can judge how many rows it matches: for a rare word it reads the GIN index, for a common
+        # one it walks created_at backwards and stops after RANK_POOL matches.
+        sql = (
+            f"WITH recent AS (SELECT {_D_COLUMNS}, d.search_vector FROM decision_vault d"
+            f" WHERE {' AND '.join(clauses)} ORDER BY d.created_at DESC LIMIT {RANK_POOL}),"
+            " best AS (SELECT recent.*, ts_rank(recent.search_vector, websearch_to_tsquery('angles_search', %s))"
+            " AS rank FROM recent ORDER BY rank DESC, recent.date DESC, recent.created_at DESC LIMIT %s)"
+            f" SELECT {', '.join(f'best.{c}' for c in COLUMNS)}, best.rank,"
+            " ts_headline('angles_search', concat_ws(' — ', best.decision, best.comment,"
+            " (SELECT string_agg(t, ', ') FROM jsonb_array_elements_text(best.tags) t),"
+            " best.ai_analysis ->> 'summary'), websearch_to_tsquery('angles_search', %s), %s) AS snippet"
+            " FROM best ORDER BY best.rank DESC, best.date DESC, best.created_at DESC"
+        )
+        with self._guard() as conn:
+            rows = conn.execute(sql, [*params, text, int(limit), text, SNIPPET_OPTIONS]).fetchall()
+        hits = []
+        for row in rows:
+            hit = decode(row)
+            hit["score"] = round(float(row["rank"]), 6)
+            hit["snippet"] = row["snippet"]
+            hits.append(hit)
+        return hits
+
+    def same_text_candidates(self, words: list[str], text: str, limit: int = 20) -> list[dict]:
+        with self._guard() as conn:
+            lexemes = self._rarest(conn, text)
+            if not lexemes:
+                # Stop words only: no lexeme to look up, so the text itself is compared (a full scan, rare).
+                rows = conn.execute(
+                    f"SELECT {_D_COLUMNS} FROM decision_vault d WHERE {LIVE} AND d.decision = %s LIMIT %s",
+                    (text, limit),
+                ).fetchall()
+                return [decode(r) for r in rows]
+            # The same text holds every lexeme; its rarest few find it through short posting lists.
+            rows = conn.execute(
+                f"SELECT {_D_COLUMNS} FROM decision_vault d WHERE {LIVE} AND d.search_vector @@ {_LEXEMES_QUERY}"
+                " ORDER BY abs(length(d.decision) - %s) LIMIT %s",
+                (lexemes[:DUPLICATE_WORDS], " & ", len(text), limit),
+            ).fetchall()
+        return [decode(r) for r in rows]
+
+    def refresh_search_statistics(self) -> None:
+        # The server's statistics hold the common words (pg_stats); autovacuum refreshes them too.
+        with self._guard() as conn:
+            conn.execute("ANALYZE decision_vault")
+        self._common_words = None
+
+    def _rarest(self, conn, text: str) -> list[str]:
+        """The text's lexemes, rarest first by the server's statistics of common words."""
+        lexemes = [
+            r["lexeme"]
+            for r in conn.execute("SELECT lexeme FROM unnest(to_tsvector('angles_search', %s))", (text,)).fetchall()
+        ]
+        common = self._word_frequencies(conn)
+        return sorted(lexemes, key=lambda w: (common.get(w, 0.0), -len(w)))
+
+    def _word_frequencies(self, conn) -> dict[str, float]:
+        """The share of decisions holding each of the most common words, from the server's own statistics."""
+        now = time.monotonic()
+        if self._common_words is None or now - self._common_words_at > STATS_TTL_S:
+            row = conn.execute(
+                "SELECT most_common_elems::text::text[] AS words, most_common_elem_freqs AS freqs FROM pg_stats"
+                " WHERE tablename = 'decision_vault' AND attname = 'search_vector'"
+                " AND schemaname = current_schema() LIMIT 1"
+            ).fetchone()
+            found = {}
+            if row and row["words"]:
+                found = dict(zip(row["words"], row["freqs"], strict=False))
+            self._common_words, self._common_words_at = found, now
+        return self._common_words
+
+    def similar_candidates(self, words: list[str], limit: int = 20) -> list[dict]:
+        unique = list(dict.fromkeys(w.casefold() for w in words if w.casefold() not in STOP_WORDS))
+        if not unique:
+            return []
+        with self._guard() as conn:
+            # The rarest words say most about a text and keep the match list short on a large vault.
+            rare = self._rarest(conn, " ".join(unique))[:RARE_WORDS]
+            if not rare:
+                return []
+            rows = conn.execute(
+                f"SELECT {_D_COLUMNS}, ts_rank(d.search_vector, {_LEXEMES_QUERY}) AS rank FROM decision_vault d"
+                f" WHERE d.search_vector @@ {_LEXEMES_QUERY} ORDER BY rank DESC LIMIT %s",
+                (rare, " | ", rare, " | ", limit),
+            ).fetchall()
+        return [decode(r) for r in rows]
+
+    def ids_between(self, low: str, high: str, limit: int) -> list[str]:
+        with self._guard() as conn:
+            rows = conn.execute(
+                "SELECT id FROM decision_vault WHERE id BETWEEN %s AND %s ORDER BY id LIMIT %s", (low, high, limit)
+            ).fetchall()
+        return [str(r["id"]) for r in rows]
+
+    def superseded_into(self, decision_id: str) -> list[dict]:
+        if not _is_uuid(decision_id):
+            return []
+        with self._guard() as conn:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM decision_vault WHERE superseded_by = %s ORDER BY id", (decision_id,)
+            ).fetchall()
+        return [decode(r) for r in rows]
+
+    def history_of(self, decision_id: str) -> list[dict]:
+        if not _is_uuid(decision_id):
+            return []
+        with self._guard() as conn:
+            rows = conn.execute(
+                "SELECT * FROM decision_history WHERE decision_id = %s ORDER BY changed_at, id", (decision_id,)
+            ).fetchall()
+        return [decode_history(r) for r in rows]
+
+    @staticmethod
+    def _insert_history(conn, rows: list[dict]) -> int:
+        payload = json.dumps([{c: r.get(c) for c in HISTORY_COLUMNS} for r in rows], ensure_ascii=False)
+        return conn.execute(
+            f"INSERT INTO decision_history ({', '.join(HISTORY_COLUMNS)}) SELECT {', '.join(HISTORY_COLUMNS)}"
+            " FROM jsonb_to_recordset(%s::jsonb) AS r(id uuid, decision_id uuid, changed_at timestamptz,"
+            " source text, reason text, changed jsonb, previous jsonb) ON CONFLICT (id) DO NOTHING",
+            (payload,),
+        ).rowcount
+
+    def _pages(self, table: str, decoder, batch: int) -> Iterator[dict]:
+        with self._guard() as conn:
+            if not self._table_exists(conn, table):
+                return
+        last = None
+        while True:
+            where = "id > %s" if last is not None else "TRUE"
+            args = ([last] if last is not None else []) + [batch]
+            with self._guard() as conn:
+                rows = conn.execute(f"SELECT * FROM {table} WHERE {where} ORDER BY id LIMIT %s", args).fetchall()
+            if not rows:
+                return
+            for row in rows:
+                yield decoder(row)
+            last = rows[-1]["id"]
+
+    def iter_history(self, batch: int = 1000) -> Iterator[dict]:
+        return self._pages("decision_history", decode_history, batch)
+
+    def _chunked(self, rows: Iterable[dict], write, size: int = 1000) -> int:
+        count, chunk = 0, []
+        for row in rows:
+            chunk.append(row)
+            if len(chunk) >= size:
+                with self._transaction() as conn:
+                    count += write(conn, chunk)
+                chunk = []
+        if chunk:
+            with self._transaction() as conn:
+                count += write(conn, chunk)
+        return count
+
+    def upsert_history(self, rows: Iterable[dict]) -> int:
+        return self._chunked(rows, self._insert_history)
+
+    def links_of(self, decision_id: str) -> list[dict]:
+        if not _is_uuid(decision_id):
+            return []
+        with self._guard() as conn:
+            rows = conn.execute(
+                "SELECT * FROM decision_links WHERE from_id = %s OR to_id = %s ORDER BY created_at, id",
+                (decision_id, decision_id),
+            ).fetchall()
+        return [decode_link(r) for r in rows]
+
+    @staticmethod
+    def _insert_links(conn, rows: list[dict]) -> int:
+        # A link to a decision that is not (or no longer) stored is skipped, as a restore may bring one.
+        payload = json.dumps([{c: r.get(c) for c in LINK_COLUMNS} for r in rows], ensure_ascii=False)
+        return conn.execute(
+            f"INSERT INTO decision_links ({', '.join(LINK_COLUMNS)}) SELECT {', '.join(f'r.{c}' for c in LINK_COLUMNS)}"
+            " FROM jsonb_to_recordset(%s::jsonb) AS r(id uuid, from_id uuid, to_id uuid, kind text, source text,"
+            " created_at timestamptz)"
+            " WHERE EXISTS (SELECT 1 FROM decision_vault v WHERE v.id = r.from_id)"
+            " AND EXISTS (SELECT 1 FROM decision_vault v WHERE v.id = r.to_id) ON CONFLICT DO NOTHING",
+            (payload,),
+        ).rowcount
+
+    def add_link(self, row: dict) -> bool:
+        with self._transaction() as conn:
+            return self._insert_links(conn, [row]) == 1
+
+    def remove_links(self, from_id: str, to_id: str, kind: str | None = None) -> int:
+        if not (_is_uuid(from_id) and _is_uuid(to_id)):
+            return 0
+        sql, params = "DELETE FROM decision_links WHERE from_id = %s AND to_id = %s", [from_id, to_id]
+        if kind is not None:
+            sql += " AND kind = %s"
+            params.append(kind)
+        with self._transaction() as conn:
+            return conn.execute(sql, params).rowcount
+
+    def iter_links(self, batch: int = 1000) -> Iterator[dict]:
+        return self._pages("decision_links", decode_link, batch)
+
+    def upsert_links(self, rows: Iterable[dict]) -> int:
+        return self._chunked(rows, self._insert_links)

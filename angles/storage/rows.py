@@ -6,7 +6,16 @@ import json
 from datetime import date, datetime
 from uuid import UUID
 
-from angles.engines.decision_model import BOOL_COLUMNS, COLUMNS, JSON_COLUMNS, TIMESTAMP_COLUMNS, to_iso, utc_now
+from angles.engines.decision_model import (
+    BOOL_COLUMNS,
+    COLUMNS,
+    HISTORY_COLUMNS,
+    JSON_COLUMNS,
+    LINK_COLUMNS,
+    TIMESTAMP_COLUMNS,
+    to_iso,
+    utc_now,
+)
 
 # The columns PostgreSQL stores as uuid (psycopg returns UUID objects for them).
 UUID_COLUMNS = ("id", "superseded_by")
@@ -70,4 +79,52 @@ def decode_activity(row: dict) -> dict:
     out = dict(row)
     for column in ("created_at", "started_at", "finished_at"):
         out[column] = to_iso(out.get(column))
+    return out
+
+
+def decode_token(row: dict) -> dict:
+    out = {k: row.get(k) for k in ("name", "scope", "created_at", "last_used_at", "revoked_at")}
+    for column in ("created_at", "last_used_at", "revoked_at"):
+        out[column] = to_iso(out[column])
+    return out
+
+
+def canonical(fields: dict) -> dict:
+    """Some columns of a decision in decode()'s form, to compare with a stored row."""
+    out = dict(fields)
+    for column in BOOL_COLUMNS:
+        if out.get(column) is not None:
+            out[column] = bool(out[column])
+    for column in TIMESTAMP_COLUMNS:
+        if column in out:
+            out[column] = to_iso(out[column])
+    if "tags" in out and out["tags"] is None:
+        out["tags"] = []
+    value = out.get("date")
+    if isinstance(value, (date, datetime)):
+        out["date"] = value.isoformat()[:10]
+    for column in UUID_COLUMNS:
+        if isinstance(out.get(column), UUID):
+            out[column] = str(out[column])
+    return out
+
+
+def decode_history(row: dict) -> dict:
+    out = {c: row.get(c) for c in HISTORY_COLUMNS}
+    for column in ("changed", "previous"):
+        if isinstance(out[column], str):
+            out[column] = json.loads(out[column])
+    out["changed_at"] = to_iso(out["changed_at"])
+    for column in ("id", "decision_id"):
+        if isinstance(out[column], UUID):
+            out[column] = str(out[column])
+    return out
+
+
+def decode_link(row: dict) -> dict:
+    out = {c: row.get(c) for c in LINK_COLUMNS}
+    out["created_at"] = to_iso(out["created_at"])
+    for column in ("id", "from_id", "to_id"):
+        if isinstance(out[column], UUID):
+            out[column] = str(out[column])
     return out

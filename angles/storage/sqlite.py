@@ -2,18 +2,45 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 
-from angles.engines.decision_model import COLUMNS, JSON_COLUMNS, unstorable_field, utc_now
+from angles.engines.decision_model import (
+    COLUMNS,
+    HISTORY_COLUMNS,
+    HISTORY_FIELDS,
+    JSON_COLUMNS,
+    LINK_COLUMNS,
+    history_entry,
+    unstorable_field,
+    utc_now,
+)
+from angles.engines.search_query import MARK_END, MARK_START, STOP_WORDS, Query, any_fts5, to_fts5
 from angles.errors import DatabaseError
 from angles.storage.base import Storage
-from angles.storage.rows import decode, decode_activity, prepare
+from angles.storage.rows import canonical, decode, decode_activity, decode_history, decode_link, decode_token, prepare
+
+# bm25 weights of the indexed columns: decision text, comment, tags, AI summary.
+BM25 = "bm25(decision_search, 4.0, 1.0, 2.0, 1.0)"
+LIVE = "d.active = 1 AND d.superseded_by IS NULL AND d.deleted_at IS NULL"
+SNIPPET_TOKENS = 16
+# How many of a text's rarest words pick the candidates for similarity.
+RARE_WORDS = 4
+# A query matching more decisions than this ranks only the most recently stored this many of them.
+RANK_POOL = 1000
+# Decisions sharing a text's rarest words that are ranked for similarity (the most recent ones).
+SIMILAR_POOL = 300
+# How many of a text's distinct words are looked up to find its rarest.
+PROBE_WORDS = 100
+# How many of a text's rarest words find the decisions that may hold the very same text.
+DUPLICATE_WORDS = 3
+TOKENIZER = "porter unicode61 remove_diacritics 2"
 
 # SQLite's words for a file whose pages are not what they should be.
 DAMAGE = re.compile(r"malformed|not a database|corrupt", re.IGNORECASE)
@@ -28,6 +55,7 @@ class SQLiteStorage(Storage):
     def __init__(self, path: Path, *, create: bool = True):
         self.path = Path(path)
         self._lock = threading.RLock()
+        self._probe: sqlite3.Connection | None = None
         target = str(self.path)
         if not self.path.exists():
             if create:
@@ -54,6 +82,8 @@ class SQLiteStorage(Storage):
     def close(self) -> None:
         with self._lock:
             self.conn.close()
+            if self._probe is not None:
+                self._probe.close()
 
     def describe(self) -> str:
         return f"sqlite:///{self.path}"
@@ -140,46 +170,50 @@ class SQLiteStorage(Storage):
                     conn.execute("ROLLBACK")
                 raise
 
-    def upsert_decisions(self, rows: Iterable[dict], *, atomic: bool = False, batch: int = 500) -> int:
+    def upsert_decisions(
+        self, rows: Iterable[dict], *, atomic: bool = False, batch: int = 500, source: str = "system"
+    ) -> int:
         if atomic:
             with self._transaction() as conn:
-                return self._upsert_in(conn, rows, batch)
+                return self._upsert_in(conn, rows, batch, source)
         count = 0
         pending: list[dict] = []
         for row in rows:
             pending.append(prepare(row, json_as_text=True, bool_as_int=True))
             if len(pending) >= batch:
-                count += self._commit_batch(pending)
-        return count + self._commit_batch(pending)
+                count += self._commit_batch(pending, source)
+        return count + self._commit_batch(pending, source)
 
-    def _commit_batch(self, pending: list[dict]) -> int:
+    def _commit_batch(self, pending: list[dict], source: str) -> int:
         """Write and commit one batch of prepared rows, then empty the list; how many were written."""
         if not pending:
             return 0
         with self._transaction() as conn:
-            self._write_batch(conn, pending)
+            self._write_batch(conn, pending, source)
         count = len(pending)
         pending.clear()
         return count
 
-    def _upsert_in(self, conn, rows: Iterable[dict], batch: int) -> int:
+    def _upsert_in(self, conn, rows: Iterable[dict], batch: int, source: str) -> int:
         """Upsert inside the caller's transaction."""
         count = 0
         pending: list[dict] = []
         for row in rows:
             pending.append(prepare(row, json_as_text=True, bool_as_int=True))
             if len(pending) >= batch:
-                self._write_batch(conn, pending)
+                self._write_batch(conn, pending, source)
                 count += len(pending)
                 pending.clear()
         if pending:
-            self._write_batch(conn, pending)
+            self._write_batch(conn, pending, source)
             count += len(pending)
         return count
 
-    def upsert_and_prune(self, rows: Iterable[dict], prune_ids: list[str], batch: int = 500) -> tuple[int, int]:
+    def upsert_and_prune(
+        self, rows: Iterable[dict], prune_ids: list[str], batch: int = 500, source: str = "restore"
+    ) -> tuple[int, int]:
         with self._transaction() as conn:
-            written = self._upsert_in(conn, rows, batch)
+            written = self._upsert_in(conn, rows, batch, source)
             self._delete_in(conn, prune_ids)
         return written, len(prune_ids)
 
@@ -192,8 +226,8 @@ class SQLiteStorage(Storage):
         )
         conn.executemany("DELETE FROM decision_vault WHERE id=?", keys)
 
-    @staticmethod
-    def _write_batch(conn, rows: list[dict]) -> None:
+    def _write_batch(self, conn, rows: list[dict], source: str) -> None:
+        self._keep_history(conn, rows, source)
         groups: dict[tuple, list[dict]] = {}
         for row in rows:
             groups.setdefault(tuple(row), []).append(row)
@@ -205,7 +239,46 @@ class SQLiteStorage(Storage):
             )
             conn.executemany(sql, [tuple(r[c] for c in columns) for r in group])
 
-    def update_decision(self, decision_id: str, fields: dict) -> None:
+    def _keep_history(self, conn, rows: list[dict], source: str, reason: str | None = None) -> None:
+        """Store the stored version of every row about to change its content (rows in prepare()'s form)."""
+        if not any(f in rows[0] for f in HISTORY_FIELDS) or not self._table_exists(conn, "decision_history"):
+            return
+        # A row without an id is new: it has no stored version.
+        ids = [r["id"] for r in rows if r.get("id") is not None]
+        if not ids:
+            return
+        marks = ", ".join("?" * len(ids))
+        stored = {
+            r["id"]: decode(dict(r)) for r in conn.execute(f"SELECT * FROM decision_vault WHERE id IN ({marks})", ids)
+        }
+        entries = []
+        for row in rows:
+            old = stored.get(row.get("id"))
+            if old is not None:
+                new = canonical(decode({**old, **{k: v for k, v in row.items() if k in HISTORY_FIELDS}}))
+                entry = history_entry(old, {f: new[f] for f in HISTORY_FIELDS if f in row}, source, reason)
+                if entry:
+                    entries.append(entry)
+        if entries:
+            self._insert_history(conn, entries, ignore=False)
+
+    @staticmethod
+    def _insert_history(conn, entries: list[dict], *, ignore: bool) -> int:
+        sql = (
+            f"INSERT INTO decision_history ({', '.join(HISTORY_COLUMNS)})"
+            f" VALUES ({', '.join('?' * len(HISTORY_COLUMNS))})" + (" ON CONFLICT(id) DO NOTHING" if ignore else "")
+        )
+        values = []
+        for e in entries:
+            e = {**e, "changed": _json(e["changed"]), "previous": _json(e["previous"])}
+            values.append(tuple(e.get(c) for c in HISTORY_COLUMNS))
+        before = conn.total_changes
+        conn.executemany(sql, values)
+        return conn.total_changes - before
+
+    def update_decision(
+        self, decision_id: str, fields: dict, *, source: str = "system", reason: str | None = None
+    ) -> None:
         if not fields:
             return
         prepared = prepare({"id": decision_id, **fields}, json_as_text=True, bool_as_int=True)
@@ -214,6 +287,7 @@ class SQLiteStorage(Storage):
             columns.append("updated_at")
         assignments = ", ".join(f"{c}=?" for c in columns)
         with self._transaction() as conn:
+            self._keep_history(conn, [{c: prepared[c] for c in ("id", *columns)}], source, reason)
             conn.execute(
                 f"UPDATE decision_vault SET {assignments} WHERE id=?",
                 [prepared[c] for c in columns] + [decision_id],
@@ -346,3 +420,338 @@ class SQLiteStorage(Storage):
     def prune_slots(self, before: str) -> int:
         with self._transaction() as conn:
             return conn.execute("DELETE FROM job_slots WHERE slot < ?", (before,)).rowcount
+
+    def add_token(self, name: str, scope: str, token_hash: str) -> bool:
+        with self._transaction() as conn:
+            cur = conn.execute(
+                "INSERT INTO mcp_tokens (name, scope, token_hash, created_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT(name) DO UPDATE SET scope=excluded.scope, token_hash=excluded.token_hash,"
+                " created_at=excluded.created_at, last_used_at=NULL, revoked_at=NULL"
+                " WHERE mcp_tokens.revoked_at IS NOT NULL",
+                (name, scope, token_hash, utc_now()),
+            )
+            return cur.rowcount == 1
+
+    def find_token(self, token_hash: str) -> dict | None:
+        with self._guard() as conn:
+            row = conn.execute(
+                "SELECT name, scope, created_at, last_used_at, revoked_at FROM mcp_tokens WHERE token_hash=?",
+                (token_hash,),
+            ).fetchone()
+            return decode_token(dict(row)) if row else None
+
+    def list_tokens(self) -> list[dict]:
+        with self._guard() as conn:
+            if not self._table_exists(conn, "mcp_tokens"):
+                return []
+            rows = conn.execute(
+                "SELECT name, scope, created_at, last_used_at, revoked_at FROM mcp_tokens ORDER BY name"
+            ).fetchall()
+            return [decode_token(dict(r)) for r in rows]
+
+    def revoke_token(self, name: str) -> bool:
+        with self._transaction() as conn:
+            cur = conn.execute(
+                "UPDATE mcp_tokens SET revoked_at=? WHERE name=? AND revoked_at IS NULL", (utc_now(), name)
+            )
+            return cur.rowcount == 1
+
+    def mark_token_used(self, name: str, when: str) -> None:
+        with self._transaction() as conn:
+            conn.execute("UPDATE mcp_tokens SET last_used_at=? WHERE name=?", (when, name))
+
+    def count_token_write(self, name: str, window_start: str) -> int:
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM mcp_write_counts WHERE token_name=? AND window_start<?", (name, window_start))
+            return conn.execute(
+                "INSERT INTO mcp_write_counts (token_name, window_start, writes) VALUES (?, ?, 1)"
+                " ON CONFLICT(token_name, window_start) DO UPDATE SET writes=writes+1 RETURNING writes",
+                (name, window_start),
+            ).fetchone()[0]
+
+    # the searchable vault
+
+    def search_decisions(
+        self,
+        query: Query,
+        *,
+        type=None,
+        priority=None,
+        tag=None,
+        since=None,
+        until=None,
+        include_inactive=False,
+        limit=20,
+    ) -> list[dict]:
+        clauses, params = ["decision_search MATCH ?"], [to_fts5(query)]
+        for clause, value in (
+            ("d.type = ?", type),
+            ("d.priority = ?", priority),
+            ("d.date >= ?", since),
+            ("d.date <= ?", until),
+        ):
+            if value is not None:
+                clauses.append(clause)
+                params.append(value)
+        if tag is not None:
+            clauses.append("EXISTS (SELECT 1 FROM json_each(d.tags) WHERE json_each.value = ?)")
+            params.append(tag)
+        if not include_inactive:
+            clauses.append(LIVE)
+        with self._guard() as conn:
+            # The most recently stored matches, newest first, straight from the index (all of them unless the
+            # query is very broad); ranking them in Python avoids sorting every match of a common word.
+            pool = conn.execute(
+                f"SELECT decision_search.rowid AS rid, {BM25} AS rank, d.date, d.created_at FROM decision_search"
+                f" JOIN decision_vault d ON d.rowid = decision_search.rowid WHERE {' AND '.join(clauses)}"
+                f" ORDER BY decision_search.rowid DESC LIMIT {RANK_POOL}",
+                params,
+            ).fetchall()
+            if not pool:
+                return []
+            pool.sort(key=lambda r: r["created_at"] or "", reverse=True)
+            pool.sort(key=lambda r: r["date"], reverse=True)
+            ranked = sorted(pool, key=lambda r: r["rank"])[: int(limit)]
+            marks = ", ".join("?" * len(ranked))
+            rows = conn.execute(
+                f"SELECT rowid AS rid, * FROM decision_vault WHERE rowid IN ({marks})", [r["rid"] for r in ranked]
+            ).fetchall()
+        found = {r["rid"]: decode(dict(r)) for r in rows}
+        hits = [{**found[r["rid"]], "score": round(-r["rank"], 6)} for r in ranked if r["rid"] in found]
+        for hit, snippet in zip(hits, snippets_in_memory(hits, params[0]), strict=True):
+            hit["snippet"] = snippet
+        return hits
+
+    def same_text_candidates(self, words: list[str], text: str, limit: int = 20) -> list[dict]:
+        with self._guard() as conn:
+            if not words:
+                rows = conn.execute(
+                    f"SELECT d.* FROM decision_vault d WHERE d.decision = ? AND {LIVE} LIMIT ?", (text, limit)
+                ).fetchall()
+                return [decode(dict(r)) for r in rows]
+            # The same text holds every word; its rarest few find it through short match lists.
+            # Any of its words narrow the search for the same text; a long memo's first distinct words suffice.
+            distinct = list(dict.fromkeys(w.casefold() for w in words))[:PROBE_WORDS]
+            rare = self._rarest(conn, distinct)[:DUPLICATE_WORDS]
+            rows = conn.execute(
+                "SELECT d.* FROM decision_search JOIN decision_vault d ON d.rowid = decision_search.rowid"
+                f" WHERE decision_search MATCH ? AND {LIVE} ORDER BY abs(length(d.decision) - ?) LIMIT ?",
+                (" AND ".join(f'"{w}"' for w in rare), len(text), limit),
+            ).fetchall()
+        return [decode(dict(r)) for r in rows]
+
+    def _rarest(self, conn, words: list[str]) -> list[str]:
+        """The words, rarest first by decision_term_stats (a word it does not know counts as rarest)."""
+        stems = self._stems(words)
+        if not stems:
+            return words
+        marks = ", ".join("?" * len(stems))
+        docs = dict(
+            conn.execute(f"SELECT term, docs FROM decision_term_stats WHERE term IN ({marks})", list(stems.values()))
+        )
+        return sorted(words, key=lambda w: (docs.get(stems.get(w), 0), -len(w)))
+
+    def _stems(self, words: list[str]) -> dict[str, str]:
+        """Each word's index term, through the index's own tokenizer (a table in a private in-memory database)."""
+        if self._probe is None:
+            self._probe = sqlite3.connect(":memory:", check_same_thread=False)
+            self._probe.execute(f"CREATE VIRTUAL TABLE probe USING fts5(t, tokenize='{TOKENIZER}')")
+            self._probe.execute("CREATE VIRTUAL TABLE probe_terms USING fts5vocab(probe, instance)")
+        self._probe.execute("DELETE FROM probe")
+        self._probe.executemany("INSERT INTO probe (rowid, t) VALUES (?, ?)", list(enumerate(words, 1)))
+        terms = dict(self._probe.execute("SELECT doc, term FROM probe_terms"))
+        return {w: terms[i] for i, w in enumerate(words, 1) if i in terms}
+
+    def similar_candidates(self, words: list[str], limit: int = 20) -> list[dict]:
+        unique = list(dict.fromkeys(w.casefold() for w in words if w.casefold() not in STOP_WORDS))
+        if not unique:
+            return []
+        with self._guard() as conn:
+            # The rarest words say most about a text and keep the match list short on a large vault.
+            rare = self._rarest(conn, unique[:PROBE_WORDS])[:RARE_WORDS]
+            # As for a search: only the most recent matches are ranked, so a text of common words costs little.
+            pool = conn.execute(
+                f"SELECT rowid, {BM25} FROM decision_search WHERE decision_search MATCH ?"
+                f" ORDER BY rowid DESC LIMIT {SIMILAR_POOL}",
+                (any_fts5(rare),),
+            ).fetchall()
+            best = [rowid for rowid, _ in sorted(pool, key=lambda r: r[1])[:limit]]
+            marks = ", ".join("?" * len(best))
+            rows = {
+                r["rowid"]: decode(dict(r))
+                for r in conn.execute(f"SELECT rowid, * FROM decision_vault WHERE rowid IN ({marks})", best)
+            }
+        return [rows[rowid] for rowid in best if rowid in rows]
+
+    def refresh_search_statistics(self) -> None:
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM decision_term_stats")
+            conn.execute("INSERT INTO decision_term_stats SELECT term, doc FROM decision_search_terms")
+
+    def ids_between(self, low: str, high: str, limit: int) -> list[str]:
+        with self._guard() as conn:
+            rows = conn.execute(
+                "SELECT id FROM decision_vault WHERE id BETWEEN ? AND ? ORDER BY id LIMIT ?", (low, high, limit)
+            )
+            return [r[0] for r in rows]
+
+    def superseded_into(self, decision_id: str) -> list[dict]:
+        with self._guard() as conn:
+            rows = conn.execute("SELECT * FROM decision_vault WHERE superseded_by = ? ORDER BY id", (decision_id,))
+            return [decode(dict(r)) for r in rows.fetchall()]
+
+    def history_of(self, decision_id: str) -> list[dict]:
+        with self._guard() as conn:
+            rows = conn.execute(
+                "SELECT * FROM decision_history WHERE decision_id = ? ORDER BY changed_at, rowid", (decision_id,)
+            )
+            return [decode_history(dict(r)) for r in rows.fetchall()]
+
+    def _pages(self, table: str, decoder, batch: int) -> Iterator[dict]:
+        last = ""
+        while True:
+            with self._guard() as conn:
+                if not self._table_exists(conn, table):
+                    return
+                rows = conn.execute(f"SELECT * FROM {table} WHERE id > ? ORDER BY id LIMIT ?", (last, batch)).fetchall()
+            if not rows:
+                return
+            for row in rows:
+                yield decoder(dict(row))
+            last = rows[-1]["id"]
+
+    def iter_history(self, batch: int = 1000) -> Iterator[dict]:
+        return self._pages("decision_history", decode_history, batch)
+
+    def upsert_history(self, rows: Iterable[dict]) -> int:
+        count = 0
+        chunk: list[dict] = []
+        for row in rows:
+            chunk.append(row)
+            if len(chunk) >= 500:
+                with self._transaction() as conn:
+                    count += self._insert_history(conn, chunk, ignore=True)
+                chunk = []
+        if chunk:
+            with self._transaction() as conn:
+                count += self._insert_history(conn, chunk, ignore=True)
+        return count
+
+    def links_of(self, decision_id: str) -> list[dict]:
+        with self._guard() as conn:
+            rows = conn.execute(
+                "SELECT * FROM decision_links WHERE from_id = ? UNION ALL"
+                " SELECT * FROM decision_links WHERE to_id = ? AND from_id <> ? ORDER BY created_at, id",
+                (decision_id, decision_id, decision_id),
+            )
+            return [decode_link(dict(r)) for r in rows.fetchall()]
+
+    def _insert_links(self, conn, rows: list[dict]) -> int:
+        before = conn.total_changes
+        # A link to a decision that is not (or no longer) stored is skipped, as a restore may bring one.
+        conn.executemany(
+            f"INSERT INTO decision_links ({', '.join(LINK_COLUMNS)}) SELECT {', '.join('?' * len(LINK_COLUMNS))}"
+            " WHERE EXISTS (SELECT 1 FROM decision_vault WHERE id = ?)"
+            " AND EXISTS (SELECT 1 FROM decision_vault WHERE id = ?) ON CONFLICT DO NOTHING",
+            [(*(r.get(c) for c in LINK_COLUMNS), r["from_id"], r["to_id"]) for r in rows],
+        )
+        return conn.total_changes - before
+
+    def add_link(self, row: dict) -> bool:
+        with self._transaction() as conn:
+            return self._insert_links(conn, [row]) == 1
+
+    def remove_links(self, from_id: str, to_id: str, kind: str | None = None) -> int:
+        sql, params = "DELETE FROM decision_links WHERE from_id = ? AND to_id = ?", [from_id, to_id]
+        if kind is not None:
+            sql += " AND kind = ?"
+            params.append(kind)
+        with self._transaction() as conn:
+            return conn.execute(sql, params).rowcount
+
+    def iter_links(self, batch: int = 1000) -> Iterator[dict]:
+        return self._pages("decision_links", decode_link, batch)
+
+    def upsert_links(self, rows: Iterable[dict]) -> int:
+        rows = list(rows)
+        count = 0
+        for start in range(0, len(rows), 500):
+            with self._transaction() as conn:
+                count += self._insert_links(conn, rows[start : start + 500])
+        return count
+
+
+def _json(value) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def _in_memory(rows: list[dict], fts_query: str, *, fillers: bool) -> dict[int, tuple[float, str]]:
+    """bm25 score and snippet of each row (by position) an in-memory FTS5 index of just these rows matches."""
+    with closing(sqlite3.connect(":memory:")) as conn:
+        conn.execute(
+            f"CREATE VIRTUAL TABLE decision_search USING fts5(decision, comment, tags, summary, tokenize='{TOKENIZER}')"
+        )
+        conn.executemany(
+            "INSERT INTO decision_search (rowid, decision, comment, tags, summary) VALUES (?, ?, ?, ?, ?)",
+            [
+                (
+                    n,
+                    r["decision"],
+                    r["comment"] or "",
+                    _json(r["tags"] or []),
+                    (r["ai_analysis"] or {}).get("summary") or "" if isinstance(r["ai_analysis"], dict) else "",
+                )
+                for n, r in enumerate(rows)
+            ],
+        )
+        if fillers:
+            # bm25 weighs a word by how few documents hold it; among the candidates alone every query word is
+            # common. Filler documents of the candidates' average length make the matches as rare as in a vault.
+            length = max(1, sum(len(r["decision"].split()) for r in rows) // len(rows))
+            filler = " ".join(["zzfiller"] * length)
+            conn.executemany(
+                "INSERT INTO decision_search (rowid, decision, comment, tags, summary) VALUES (?, ?, '', '[]', '')",
+                [(len(rows) + n, filler) for n in range(2 * len(rows) + 10)],
+            )
+        try:
+            found = conn.execute(
+                f"SELECT rowid, {BM25}, snippet(decision_search, -1, ?, ?, '…', {SNIPPET_TOKENS})"
+                " FROM decision_search WHERE decision_search MATCH ?",
+                (MARK_START, MARK_END, fts_query),
+            ).fetchall()
+        except sqlite3.OperationalError:
+            found = []
+    return {n: (-rank, snippet) for n, rank, snippet in found}
+
+
+def _plain_snippet(row: dict) -> str:
+    return " ".join(row["decision"].split()[:SNIPPET_TOKENS])
+
+
+def snippets_in_memory(rows: list[dict], fts_query: str) -> list[str]:
+    """A snippet of each row with the query's matches marked, built from an in-memory index of just these rows.
+
+    Cheaper than snippet() on the vault's index, which would look every row's matches up again there.
+    """
+    found = _in_memory(rows, fts_query, fillers=False) if rows else {}
+    return [found[n][1] if n in found else _plain_snippet(row) for n, row in enumerate(rows)]
+
+
+def rank_in_memory(rows: list[dict], fts_query: str, limit: int) -> list[dict]:
+    """Order decisions another backend found by bm25 over an in-memory FTS5 index of just them, with snippets.
+
+    For a backend that can filter by full-text search but not rank (Supabase REST): the same tokenizer, weights
+    and snippets as the SQLite index. A row the index does not match (the server's stemming differs now and then)
+    ranks last with the start of its text as snippet.
+    """
+    if not rows:
+        return []
+    scored = _in_memory(rows, fts_query, fillers=True)
+    hits = []
+    for n, row in enumerate(rows):
+        score, snippet = scored.get(n, (0.0, _plain_snippet(row)))
+        hits.append({**row, "score": round(score, 6), "snippet": snippet})
+    hits.sort(key=lambda h: h["created_at"] or "", reverse=True)
+    hits.sort(key=lambda h: h["date"], reverse=True)
+    hits.sort(key=lambda h: h["score"], reverse=True)
+    return hits[:limit]

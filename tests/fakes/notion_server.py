@@ -2,9 +2,11 @@
 
 Routes: users/me, databases retrieve, data sources retrieve/update/query, pages create/retrieve/update.
 It checks what Notion checks (Bearer token, Notion-Version header, 2000-unit rich text, 100-item arrays,
-property names and types against the data source's schema), answers with Notion's error bodies, rate
+property names and types against the data source's schema, relations to pages of the related data source),
+answers with Notion's error bodies, rate
 limits like Notion (429 rate_limited with Retry-After above the configured average), rounds
 last_edited_time down to the minute, and can inject faults (429, 500, 502, 503, 529, dropped connections).
+Its clock is replaceable (`clock`), so tests can put it ahead of or behind the vault's, or simulate time.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import threading
 import time
 import uuid
 from datetime import UTC, datetime
+from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 VERSION = "2025-09-03"
@@ -112,9 +115,13 @@ class FakeNotion:
         self.faults: list[dict] = []
         self.delay = 0.0  # seconds every answer waits, like a Notion that is slow to respond
         self.retry_after = 1
+        # True: creating a relation property fails as it does when the related database is not shared.
+        self.refuse_relations = False
         self.set_rate(rps, burst)
         # Called with (method, route, result) after a write is applied, before the answer goes out.
         self.after_write = None
+        # Notion's own clock: page times come from it, so a test can skew it against the vault's or simulate it.
+        self.clock = lambda: datetime.now(UTC)
         self.server: ThreadingHTTPServer | None = None
 
     # lifecycle
@@ -134,6 +141,18 @@ class FakeNotion:
     def base_url(self) -> str:
         host, port = self.server.server_address[:2]
         return f"http://{host}:{port}"
+
+    def reset(self) -> None:
+        """Forget every database, page, logged request and pending fault (one server, many generated runs)."""
+        with self.lock:
+            self.databases.clear()
+            self.sources.clear()
+            self.pages.clear()
+            self.order.clear()
+            self.log.clear()
+            self.stamps.clear()
+            self.faults.clear()
+            self.after_write = None
 
     def stop(self) -> None:
         if self.server:
@@ -179,7 +198,9 @@ class FakeNotion:
             self.databases[database_id] = {"id": database_id, "sources": [source_id], "created": datetime.now(UTC)}
             schema = {title_property: self._property(title_property, "title", {})}
             for name, kind in (properties or {}).items():
-                schema[name] = self._property(name, kind, {})
+                # A "relation" here relates the data source to itself.
+                config = {"data_source_id": source_id, "database_id": database_id} if kind == "relation" else {}
+                schema[name] = self._property(name, kind, config)
             self.sources[source_id] = {"id": source_id, "database_id": database_id, "properties": schema}
             return database_id
 
@@ -194,7 +215,32 @@ class FakeNotion:
         prop = {"id": uuid.uuid4().hex[:4], "name": name, "type": kind, kind: dict(config or {})}
         if kind in ("select", "multi_select"):
             prop[kind] = {"options": [self._option(o["name"]) for o in (config or {}).get("options", [])]}
+        if kind == "relation":
+            prop[kind] = {
+                "data_source_id": config["data_source_id"],
+                "database_id": config["database_id"],
+                "type": "single_property",
+                "single_property": {},
+            }
         return prop
+
+    def _relation_config(self, name: str, config) -> dict:
+        """A relation's schema as sent (data_source_id, or database_id before 2025-09-03), checked like Notion."""
+        where = f"body.properties.{name}.relation"
+        if not isinstance(config, dict):
+            raise ApiError(400, f"body failed validation: {where} should be an object.")
+        kind = config.get("type", "single_property")
+        if kind not in ("single_property", "dual_property"):
+            raise ApiError(400, f"body failed validation: {where}.type should be single_property or dual_property.")
+        source_id = config.get("data_source_id")
+        if source_id is None and config.get("database_id") in self.databases:
+            source_id = self.databases[config["database_id"]]["sources"][0]
+        if not source_id:
+            raise ApiError(400, f"body failed validation: {where}.data_source_id should be defined.")
+        if source_id not in self.sources or self.refuse_relations:
+            # What an integration sees when the related database is not shared with it.
+            raise _not_found(source_id, "data source")
+        return {"data_source_id": source_id, "database_id": self.sources[source_id]["database_id"]}
 
     @staticmethod
     def _option(name: str) -> dict:
@@ -216,6 +262,13 @@ class FakeNotion:
             page["properties"] = self._apply_values(source, page["properties"], self._simple(source, values))
             self._touch(page, PERSON_ID, when)
 
+    def trash_as_person(self, page_id: str, in_trash: bool = True) -> None:
+        """Move a page to the trash in the app (or restore it from there); like any edit it moves last_edited_time."""
+        with self.lock:
+            page = self.pages[page_id]
+            page["in_trash"] = page["archived"] = in_trash
+            self._touch(page, PERSON_ID, None)
+
     def _simple(self, source: dict, values: dict) -> dict:
         """Plain Python values as request-shaped property values."""
         out = {}
@@ -234,6 +287,8 @@ class FakeNotion:
                 out[name] = {"date": {"start": value} if value else None}
             elif kind == "checkbox":
                 out[name] = {"checkbox": bool(value)}
+            elif kind == "relation":
+                out[name] = {"relation": [{"id": v} for v in value]}
         return out
 
     # reading the workspace in tests
@@ -258,6 +313,8 @@ class FakeNotion:
             return [o["name"] for o in raw]
         if kind == "date":
             return raw["start"] if raw else None
+        if kind == "relation":
+            return [item["id"] for item in raw]
         return raw
 
     def pages_by_external_id(self) -> dict[str, list[dict]]:
@@ -418,9 +475,8 @@ class FakeNotion:
             options = (config[kind] or {}).get("options", []) if kind in ("select", "multi_select") else []
             for option in options:
                 _check_option(name, option.get("name", ""))
-            source["properties"][config.get("name", name)] = self._property(
-                config.get("name", name), kind, config[kind]
-            )
+            settings = self._relation_config(name, config[kind]) if kind == "relation" else config[kind]
+            source["properties"][config.get("name", name)] = self._property(config.get("name", name), kind, settings)
 
     def _query(self, source: dict, body: dict) -> dict:
         size = body.get("page_size", 100)
@@ -492,7 +548,7 @@ class FakeNotion:
         for name, prop in source["properties"].items():
             if name not in props:
                 props[name] = self._empty_value(prop)
-        now = minute(when or datetime.now(UTC))
+        now = minute(when or self.clock())
         page_id = str(uuid.uuid4())
         page = {
             "object": "page",
@@ -513,15 +569,16 @@ class FakeNotion:
         self.order.append(page_id)
         return page
 
-    @staticmethod
-    def _touch(page: dict, who: str, when: datetime | None) -> None:
-        page["last_edited_time"] = iso(minute(when or datetime.now(UTC)))
+    def _touch(self, page: dict, who: str, when: datetime | None) -> None:
+        page["last_edited_time"] = iso(minute(when or self.clock()))
         page["last_edited_by"] = {"object": "user", "id": who}
 
     @staticmethod
     def _empty_value(prop: dict) -> dict:
         kind = prop["type"]
         empty = {"title": [], "rich_text": [], "select": None, "multi_select": [], "date": None, "checkbox": False}
+        if kind == "relation":
+            return {"id": prop["id"], "type": kind, kind: [], "has_more": False}
         return {"id": prop["id"], "type": kind, kind: empty.get(kind)}
 
     def _apply_values(self, source: dict, current: dict, values: dict) -> dict:
@@ -569,9 +626,34 @@ class FakeNotion:
                 if not isinstance(raw, bool):
                     raise ApiError(400, f"body failed validation: {where} should be a boolean.")
                 stored = raw
+            elif kind == "relation":
+                out[name] = {"id": prop["id"], "type": kind, kind: self._relation(prop, raw, where), "has_more": False}
+                continue
             else:
                 raise ApiError(400, f"Property type {kind} cannot be written by this fake.")
             out[name] = {"id": prop["id"], "type": kind, kind: stored}
+        return out
+
+    def _relation(self, prop: dict, raw, where: str) -> list[dict]:
+        """Page references; each must be a page of the related data source."""
+        if not isinstance(raw, list):
+            raise ApiError(400, f"body failed validation: {where} should be an array.")
+        if len(raw) > ARRAY_LIMIT:
+            raise ApiError(
+                400, f"body failed validation: {where}.length should be ≤ `{ARRAY_LIMIT}`, instead was `{len(raw)}`."
+            )
+        related = prop["relation"]["data_source_id"]
+        out = []
+        for i, item in enumerate(raw):
+            page_id = item.get("id") if isinstance(item, dict) else None
+            try:
+                page_id = str(uuid.UUID(str(page_id)))
+            except ValueError:
+                raise ApiError(400, f"body failed validation: {where}[{i}].id should be a valid uuid.") from None
+            page = self.pages.get(page_id)
+            if page is None or page["parent"]["data_source_id"] != related:
+                raise ApiError(400, f"Relation page {page_id} is not a page of the related data source.")
+            out.append({"id": page_id})
         return out
 
     def _select(self, prop: dict, name: str, raw, where: str) -> dict:
@@ -740,6 +822,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+    def date_time_string(self, timestamp=None):
+        # The Date header every Notion answer carries, from the workspace's clock like its page times.
+        return format_datetime(self.state.clock(), usegmt=True)
 
     def _serve(self):
         if self.state.delay:

@@ -1,9 +1,15 @@
 """A local stand-in for Supabase's REST API: the PostgREST subset the storage backend uses.
 
 Written from PostgREST's documentation (API reference: tables and views, horizontal filtering, ordering,
-limits and pagination, upsert with `Prefer: resolution=merge-duplicates`, errors) and Supabase's gateway
-behaviour for API keys. Tables live in memory with typed columns, primary keys, NOT NULL and CHECK
-constraints, so the same client mistakes fail here as they would against a real project.
+limits and pagination, upsert with `Prefer: resolution=merge-duplicates`, full-text search filters, errors) and
+Supabase's gateway behaviour for API keys. Tables live in memory with typed columns, primary keys, NOT NULL,
+CHECK, UNIQUE and foreign-key constraints and stored generated columns, so the same client mistakes fail here
+as they would against a real project.
+
+Full-text search imitates PostgreSQL's: to_tsvector with the migration's `angles_search` configuration (english
+stop words, Snowball english stemming, accents folded by unaccent), setweight and `||`, and the `fts`, `plfts`,
+`phfts` and `wfts` filters (to_tsquery, plainto_, phraseto_ and websearch_to_tsquery). One simplification: the
+word parser splits at every non-letter-or-digit, where PostgreSQL's also indexes a hyphenated word whole.
 """
 
 from __future__ import annotations
@@ -15,15 +21,23 @@ import os
 import re
 import threading
 import time
+import unicodedata
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
+import snowballstemmer
+
+from angles.engines.search_query import STOP_WORDS
 from angles.storage.migrations import available
 
 SCHEMA = "public"
+# Text search configurations the fake knows: PostgreSQL's english and the vault migration's angles_search.
+TS_CONFIGS = ("english", "angles_search")
+_STEMMER = snowballstemmer.stemmer("english")
+_WORD = re.compile(r"[^\W_]+")
 
 
 def fake_service_key() -> str:
@@ -120,8 +134,10 @@ class Table:
     defaults: dict = field(default_factory=dict)
     not_null: tuple[str, ...] = ()
     checks: dict[str, tuple] = field(default_factory=dict)
-    unique: tuple[str, ...] = ()  # single-column unique indexes (NULLs allowed many times)
+    unique: tuple = ()  # unique indexes: a column name or a tuple of names (NULLs allowed many times)
     rows: list[dict] = field(default_factory=list)
+    generated: dict = field(default_factory=dict)  # column -> function(row): GENERATED ALWAYS AS (...) STORED
+    references: dict = field(default_factory=dict)  # column -> (table, column, on_delete "cascade" | "restrict")
     serial: int = 0
     touch: str | None = None  # a BEFORE UPDATE trigger sets this column to now() when a writer left it unchanged
 
@@ -129,6 +145,11 @@ class Table:
         if self.touch and new.get(self.touch) == old.get(self.touch):
             new[self.touch] = _now()
         return new
+
+    def generate(self, row: dict) -> dict:
+        for column, compute in self.generated.items():
+            row[column] = compute(row)
+        return row
 
     def key(self, row: dict) -> tuple:
         return tuple(row.get(c) for c in self.primary_key)
@@ -159,6 +180,154 @@ class Table:
                 )
 
 
+def _lexemes(text: str) -> list[str | None]:
+    """The angles_search parser and dictionaries: one entry per word, None for a stop word (it keeps its place)."""
+    folded = unicodedata.normalize("NFKD", text.lower())
+    folded = "".join(c for c in folded if not unicodedata.combining(c))
+    return [None if w in STOP_WORDS else _STEMMER.stemWord(w) for w in _WORD.findall(folded)]
+
+
+def to_tsvector(text: str, weight: str = "D") -> dict[str, list[tuple[int, str]]]:
+    vector: dict[str, list[tuple[int, str]]] = {}
+    for position, lexeme in enumerate(_lexemes(text or ""), 1):
+        if lexeme is not None:
+            vector.setdefault(lexeme, []).append((position, weight))
+    return vector
+
+
+def concat_tsvectors(*vectors: dict) -> dict:
+    """tsvector || tsvector: the right side's positions move past the left side's largest."""
+    out: dict[str, list[tuple[int, str]]] = {}
+    shift = 0
+    for vector in vectors:
+        top = 0
+        for lexeme, places in vector.items():
+            out.setdefault(lexeme, []).extend((p + shift, w) for p, w in places)
+            top = max([top, *(p for p, _ in places)])
+        shift += top
+    return out
+
+
+def tsvector_text(vector: dict | None) -> str | None:
+    """A tsvector as PostgreSQL prints it (and PostgREST returns it): 'lexeme':1A,4 ..., D weights unmarked."""
+    if vector is None:
+        return None
+    parts = []
+    for lexeme in sorted(vector):
+        places = ",".join(f"{p}{w if w != 'D' else ''}" for p, w in sorted(vector[lexeme]))
+        parts.append(f"'{lexeme}':{places}")
+    return " ".join(parts)
+
+
+def _search_vector(row: dict) -> dict:
+    """decision_vault.search_vector as migrations/postgres/0004 generates it."""
+    summary = row.get("ai_analysis").get("summary") if isinstance(row.get("ai_analysis"), dict) else None
+    tags = (
+        json.dumps(row.get("tags"), ensure_ascii=False, separators=(", ", ": ")) if row.get("tags") is not None else ""
+    )
+    return concat_tsvectors(
+        to_tsvector(row.get("decision") or "", "A"),
+        to_tsvector(tags, "B"),
+        to_tsvector(row.get("comment") or "", "C"),
+        to_tsvector(summary if isinstance(summary, str) else "" if summary is None else json.dumps(summary), "D"),
+    )
+
+
+def _phrase(words: list[str | None]) -> tuple | None:
+    """A phrase node: lexemes with their offsets from the first (stop words leave gaps, as <N> distances)."""
+    placed = [(offset, lexeme) for offset, lexeme in enumerate(words) if lexeme is not None]
+    if not placed:
+        return None
+    first = placed[0][0]
+    if len(placed) == 1:
+        return ("lex", placed[0][1])
+    return ("phrase", tuple((offset - first, lexeme) for offset, lexeme in placed))
+
+
+def _and(nodes: list) -> tuple | None:
+    nodes = [n for n in nodes if n is not None]
+    if not nodes:
+        return None
+    out = nodes[0]
+    for node in nodes[1:]:
+        out = ("and", out, node)
+    return out
+
+
+def _or(nodes: list) -> tuple | None:
+    nodes = [n for n in nodes if n is not None]
+    if not nodes:
+        return None
+    out = nodes[0]
+    for node in nodes[1:]:
+        out = ("or", out, node)
+    return out
+
+
+def websearch_to_tsquery(text: str) -> tuple | None:
+    """websearch_to_tsquery: "phrases", -negation, `or` (any case) as OR, other words ANDed; & binds before |."""
+    groups: list[list] = [[]]
+    i, n = 0, len(text)
+    while i < n:
+        if text[i].isspace():
+            i += 1
+            continue
+        negate = text[i] == "-"
+        if negate:
+            i += 1
+        if i < n and text[i] == '"':
+            end = text.find('"', i + 1)
+            end = n if end < 0 else end
+            node = _phrase(_lexemes(text[i + 1 : end]))
+            i = end + 1
+        else:
+            end = i
+            while end < n and not text[end].isspace() and text[end] != '"':
+                end += 1
+            word = text[i:end]
+            i = end
+            if word.lower() == "or" and not negate:
+                if groups[-1]:
+                    groups.append([])
+                continue
+            node = _phrase(_lexemes(word))
+        if node is not None:
+            groups[-1].append(("not", node) if negate else node)
+    return _or([_and(g) for g in groups])
+
+
+def plainto_tsquery(text: str) -> tuple | None:
+    return _and([("lex", lexeme) for lexeme in _lexemes(text) if lexeme is not None])
+
+
+def phraseto_tsquery(text: str) -> tuple | None:
+    return _phrase(_lexemes(text))
+
+
+def tsquery_matches(node: tuple | None, vector: dict) -> bool:
+    """tsvector @@ tsquery; an empty query (stop words only) matches nothing, as PostgreSQL's does."""
+    if node is None:
+        return False
+    kind = node[0]
+    if kind == "lex":
+        return node[1] in vector
+    if kind == "not":
+        return not tsquery_matches(node[1], vector)
+    if kind == "and":
+        return tsquery_matches(node[1], vector) and tsquery_matches(node[2], vector)
+    if kind == "or":
+        return tsquery_matches(node[1], vector) or tsquery_matches(node[2], vector)
+    offsets = node[1]
+    starts = {p for p, _ in vector.get(offsets[0][1], [])}
+    return any(
+        all((start + off) in {p for p, _ in vector.get(lex, [])} for off, lex in offsets[1:]) for start in starts
+    )
+
+
+_TEXT_SEARCH = re.compile(r"(fts|plfts|phfts|wfts)(?:\(([^)]*)\))?")
+_PARSERS = {"plfts": plainto_tsquery, "phfts": phraseto_tsquery, "wfts": websearch_to_tsquery}
+
+
 def decision_vault() -> Table:
     cols = {
         "id": "uuid",
@@ -183,6 +352,7 @@ def decision_vault() -> Table:
         "notion_attempted_at": "timestamptz",
         "superseded_by": "uuid",
         "deleted_at": "timestamptz",
+        "search_vector": "tsvector",
     }
     types = ("strategy", "technical", "architecture", "process", "security", "ethical", "product", "other")
     return Table(
@@ -203,6 +373,8 @@ def decision_vault() -> Table:
         checks={"type": types, "priority": ("P0", "P1", "P2")},
         unique=("notion_page_id",),
         touch="updated_at",
+        generated={"search_vector": _search_vector},
+        references={"superseded_by": ("decision_vault", "id", "restrict")},
     )
 
 
@@ -241,6 +413,62 @@ def schema_tables() -> list[Table]:
             not_null=("job", "slot"),
         ),
         Table(
+            "mcp_tokens",
+            {
+                "name": "text",
+                "scope": "text",
+                "token_hash": "text",
+                "created_at": "timestamptz",
+                "last_used_at": "timestamptz",
+                "revoked_at": "timestamptz",
+            },
+            ("name",),
+            not_null=("name", "scope", "token_hash", "created_at"),
+            checks={"scope": ("read", "write")},
+            unique=("token_hash",),
+        ),
+        Table(
+            "mcp_write_counts",
+            {"token_name": "text", "window_start": "timestamptz", "writes": "int"},
+            ("token_name", "window_start"),
+            not_null=("token_name", "window_start", "writes"),
+        ),
+        Table(
+            "decision_history",
+            {
+                "id": "uuid",
+                "decision_id": "uuid",
+                "changed_at": "timestamptz",
+                "source": "text",
+                "reason": "text",
+                "changed": "jsonb",
+                "previous": "jsonb",
+            },
+            ("id",),
+            defaults={"id": lambda: str(uuid.uuid4()), "changed_at": _now, "changed": []},
+            not_null=("id", "decision_id", "changed_at", "source", "changed", "previous"),
+        ),
+        Table(
+            "decision_links",
+            {
+                "id": "uuid",
+                "from_id": "uuid",
+                "to_id": "uuid",
+                "kind": "text",
+                "source": "text",
+                "created_at": "timestamptz",
+            },
+            ("id",),
+            defaults={"created_at": _now},
+            not_null=("id", "from_id", "to_id", "kind", "created_at"),
+            checks={"kind": ("depends_on", "relates_to", "conflicts_with", "refines")},
+            unique=(("from_id", "to_id", "kind"),),
+            references={
+                "from_id": ("decision_vault", "id", "cascade"),
+                "to_id": ("decision_vault", "id", "cascade"),
+            },
+        ),
+        Table(
             "schema_migrations",
             {"version": "int", "name": "text", "checksum": "text", "applied_at": "timestamptz"},
             ("version",),
@@ -250,7 +478,7 @@ def schema_tables() -> list[Table]:
     ]
 
 
-_FILTER_OPS = ("eq", "neq", "gt", "gte", "lt", "lte", "in", "is")
+_FILTER_OPS = ("eq", "neq", "gt", "gte", "lt", "lte", "in", "is", "cs")
 
 
 def _split_list(text: str) -> list[str]:
@@ -428,6 +656,10 @@ class FakePostgrest:
             negate = raw.startswith("not.")
             expr = raw[4:] if negate else raw
             op, _, value = expr.partition(".")
+            search = _TEXT_SEARCH.fullmatch(op)
+            if search:
+                tests.append((column, "@@", self._tsquery(table, column, search, value), negate))
+                continue
             if op not in _FILTER_OPS or not _:
                 raise RestError(400, "PGRST100", f'"failed to parse filter ({raw})" (line 1, column 1)')
             tests.append((column, op, value, negate))
@@ -444,6 +676,10 @@ class FakePostgrest:
                     result = current is wanted if wanted is None else current == wanted
                 elif current is None:
                     return False
+                elif op == "@@":
+                    result = tsquery_matches(value, current)
+                elif op == "cs":
+                    result = self._contains(kind, column, current, value)
                 elif op == "in":
                     if not (value.startswith("(") and value.endswith(")")):
                         raise RestError(400, "PGRST100", f'"failed to parse filter (in.{value})" (line 1, column 1)')
@@ -466,14 +702,46 @@ class FakePostgrest:
 
         return match
 
+    def _tsquery(self, table: Table, column: str, search: re.Match, text: str):
+        kind, config = search.group(1), search.group(2) or "english"
+        if table.columns[column] != "tsvector":
+            raise RestError(
+                404, "42883", f"operator does not exist: {table.columns[column]} @@ tsquery", hint="No operator matches"
+            )
+        if config not in TS_CONFIGS:
+            raise RestError(400, "42704", f'text search configuration "{config}" does not exist')
+        if kind == "fts":
+            # to_tsquery's own operator syntax is not imitated here; nothing in this project sends it.
+            raise RestError(400, "PGRST100", "the fake PostgREST does not implement the fts (to_tsquery) filter")
+        return _PARSERS[kind](text)
+
+    @staticmethod
+    def _contains(kind: str, column: str, current, value: str) -> bool:
+        if kind != "jsonb":
+            raise RestError(404, "42883", f"operator does not exist: {kind} @> unknown")
+        try:
+            wanted = json.loads(value)
+        except ValueError:
+            raise RestError(400, "22P02", "invalid input syntax for type json") from None
+        if isinstance(wanted, list):
+            return isinstance(current, list) and all(item in current for item in wanted)
+        if isinstance(wanted, dict):
+            return isinstance(current, dict) and all(current.get(k) == v for k, v in wanted.items())
+        return current == wanted
+
     def _select(self, table: Table, params) -> list[str]:
         raw = dict(params).get("select", "*") or "*"
         if raw.strip() == "*":
             return list(table.columns)
         return [self._column(table, c.strip().strip('"')) for c in raw.split(",") if c.strip()]
 
-    def _project(self, rows: list[dict], columns: list[str]) -> list[dict]:
-        return [{c: row.get(c) for c in columns} for row in rows]
+    def _project(self, rows: list[dict], columns: list[str], table: Table | None = None) -> list[dict]:
+        vectors = [c for c in columns if table is not None and table.columns.get(c) == "tsvector"]
+        out = [{c: row.get(c) for c in columns} for row in rows]
+        for row in out:
+            for column in vectors:
+                row[column] = tsvector_text(row[column])
+        return out
 
     def _read(self, table: Table, params, headers, prefer, *, head: bool):
         columns = self._select(table, params)
@@ -523,7 +791,7 @@ class FakePostgrest:
             "Content-Range": f"{span}/{count}",
             "Range-Unit": "items",
         }
-        return status, out_headers, b"" if head else json.dumps(self._project(page, columns)).encode()
+        return status, out_headers, b"" if head else json.dumps(self._project(page, columns, table)).encode()
 
     def _payload(self, table: Table, params, body: bytes) -> tuple[list[dict], list[str]]:
         try:
@@ -545,21 +813,69 @@ class FakePostgrest:
                 raise RestError(
                     400, "PGRST204", f"Could not find the '{c}' column of '{table.name}' in the schema cache"
                 )
+            if c in table.generated:
+                raise RestError(
+                    400,
+                    "428C9",
+                    f'cannot insert a non-DEFAULT value into column "{c}"',
+                    details=f'Column "{c}" is a generated column.',
+                )
         return rows, columns
 
     def _unique_clash(self, table: Table, rows: list[dict], candidate: dict, skip: dict | None) -> None:
-        for column in table.unique:
-            value = candidate.get(column)
-            if value is None:
+        for index in table.unique:
+            names = index if isinstance(index, tuple) else (index,)
+            value = tuple(candidate.get(c) for c in names)
+            if any(v is None for v in value):
                 continue
             for other in rows:
-                if other is not skip and other.get(column) == value:
+                if other is not skip and tuple(other.get(c) for c in names) == value:
                     raise RestError(
                         409,
                         "23505",
-                        f'duplicate key value violates unique constraint "{table.name}_{column}"',
-                        details=f"Key ({column})=({value}) already exists.",
+                        f'duplicate key value violates unique constraint "{table.name}_{"_".join(names)}_key"',
+                        details=f"Key ({', '.join(names)})=({', '.join(map(str, value))}) already exists.",
                     )
+
+    def _check_references(self, table: Table, rows: list[dict], written: list[dict]) -> None:
+        """Foreign keys, checked when the statement ends (a row may name another of the same request)."""
+        for column, (target, target_column, _) in table.references.items():
+            pool = rows if target == table.name else self.tables[target].rows
+            present = {r.get(target_column) for r in pool}
+            for row in written:
+                value = row.get(column)
+                if value is not None and value not in present:
+                    raise RestError(
+                        409,
+                        "23503",
+                        f'insert or update on table "{table.name}" violates foreign key constraint'
+                        f' "{table.name}_{column}_fkey"',
+                        details=f'Key ({column})=({value}) is not present in table "{target}".',
+                    )
+
+    def _cascade(self, table: Table, gone: list[dict], remaining: list[dict]) -> dict[str, list[dict]]:
+        """What deleting `gone` from `table` leaves in every table that references it (ON DELETE rules)."""
+        results: dict[str, list[dict]] = {table.name: remaining}
+        for other in self.tables.values():
+            for column, (target, target_column, rule) in other.references.items():
+                if target != table.name:
+                    continue
+                ids = {r.get(target_column) for r in gone}
+                current = results.get(other.name, other.rows)
+                hit = [r for r in current if r.get(column) in ids]
+                if not hit:
+                    continue
+                if rule == "restrict":
+                    raise RestError(
+                        409,
+                        "23503",
+                        f'update or delete on table "{table.name}" violates foreign key constraint'
+                        f' "{other.name}_{column}_fkey" on table "{other.name}"',
+                        details=f"Key ({target_column})=({hit[0][column]}) is still referenced"
+                        f' from table "{other.name}".',
+                    )
+                results[other.name] = [r for r in current if r.get(column) not in ids]
+        return results
 
     def _insert(self, table: Table, params, prefer, body: bytes):
         payload, columns = self._payload(table, params, body)
@@ -577,7 +893,7 @@ class FakePostgrest:
             existing = index.get(key) if all(k is not None for k in key) else None
             if existing is not None:
                 if resolution == "merge-duplicates":
-                    merged = table.touched(existing, {**existing, **values})
+                    merged = table.generate(table.touched(existing, {**existing, **values}))
                     table.check(merged)
                     self._unique_clash(table, rows, merged, existing)
                     existing.update(merged)
@@ -599,6 +915,7 @@ class FakePostgrest:
                     row[column] = values[column]
                 else:
                     row[column] = table.default(column)
+            table.generate(row)
             try:
                 table.check(row)
                 self._unique_clash(table, rows, row, None)
@@ -608,6 +925,11 @@ class FakePostgrest:
             rows.append(row)
             index[tuple(row.get(c) for c in conflict)] = row
             written.append(row)
+        try:
+            self._check_references(table, rows, written)
+        except RestError:
+            table.serial = serial
+            raise
         table.rows = rows
         return self._written(table, params, prefer, written, 201)
 
@@ -615,7 +937,7 @@ class FakePostgrest:
         headers = {"Content-Range": f"*/{len(written)}"}
         if prefer.get("return") == "representation":
             headers["Content-Type"] = "application/json; charset=utf-8"
-            out = self._project(written, self._select(table, params))
+            out = self._project(written, self._select(table, params), table)
             return (200 if status == 204 else status), headers, json.dumps(out).encode()
         return (204 if status == 204 else status), headers, b""
 
@@ -629,18 +951,20 @@ class FakePostgrest:
         written = []
         for row in rows:
             if match(row):
-                merged = table.touched(row, {**row, **values})
+                merged = table.generate(table.touched(row, {**row, **values}))
                 table.check(merged)
                 self._unique_clash(table, rows, merged, row)
                 row.update(merged)
                 written.append(row)
+        self._check_references(table, rows, written)
         table.rows = rows
         return self._written(table, params, prefer, written, 204)
 
     def _delete(self, table: Table, params, prefer):
         match = self._filters(table, params)
         gone = [r for r in table.rows if match(r)]
-        table.rows = [r for r in table.rows if not match(r)]
+        for name, rows in self._cascade(table, gone, [r for r in table.rows if not match(r)]).items():
+            self.tables[name].rows = rows
         return self._written(table, params, prefer, gone, 204)
 
 

@@ -1,0 +1,1 @@
+"""The assistants' door: an MCP server over the vault, on stdio or token-authenticated streamable HTTP."""
