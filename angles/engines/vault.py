@@ -31,7 +31,7 @@ MAX_LIMIT = 200
 SIMILAR_MIN_SCORE = 0.25
 SIMILAR_CANDIDATES = 10
 # Similarity looks at a text's first this many characters: a long memo's opening says what it decides.
-SIMILAR_CHARS = 3000
+SIMILAR_CHARS = 1500
 # Fields a person may give when recording or editing.
 RECORD_FIELDS = ("decision", "type", "priority", "tags", "comment", "date")
 EDIT_FIELDS = (*RECORD_FIELDS, "active")
@@ -92,8 +92,9 @@ def _get(storage, decision_id: str) -> dict:
 
 def _key_words(text: str) -> set[str]:
     """Words that carry meaning, folded so that case, accents and plural endings do not count."""
-    folded = unicodedata.normalize("NFKD", str(text)[:SIMILAR_CHARS].casefold())
-    folded = "".join(c for c in folded if not unicodedata.combining(c))
+    folded = str(text)[:SIMILAR_CHARS].casefold()
+    if not folded.isascii():
+        folded = "".join(c for c in unicodedata.normalize("NFKD", folded) if not unicodedata.combining(c))
     out = set()
     for word in search_query.words_of(folded):
         if word in search_query.STOP_WORDS:

@@ -30,10 +30,11 @@ from angles.engines.decision_model import (
     to_iso,
     utc_now,
 )
-from angles.engines.search_query import MARK_END, MARK_START, STOP_WORDS, Query, to_websearch
+from angles.engines.search_query import STOP_WORDS, Query, to_fts5, to_websearch
 from angles.errors import DatabaseError
 from angles.storage.base import Storage
 from angles.storage.rows import canonical, decode, decode_activity, decode_history, decode_link, decode_token, prepare
+from angles.storage.sqlite import snippets_in_memory
 
 # The same canonical JSON text prepare(json_as_text=True) writes.
 _json_text = json.JSONEncoder(ensure_ascii=False, sort_keys=True).encode
@@ -45,11 +46,11 @@ CONNECT_TIMEOUT_S = 10
 _COLUMNS = ", ".join(COLUMNS)
 _D_COLUMNS = ", ".join(f"d.{c}" for c in COLUMNS)
 LIVE = "d.active AND d.superseded_by IS NULL AND d.deleted_at IS NULL"
-SNIPPET_OPTIONS = f"StartSel={MARK_START}, StopSel={MARK_END}, MaxWords=24, MinWords=12, MaxFragments=1"
-RARE_WORDS = 6
+RARE_WORDS = 4
 DUPLICATE_WORDS = 3
-# A query matching more decisions than this ranks only the most recently stored this many of them.
+# A query matching more decisions than this ranks only this many of them (the first found, in storage order).
 RANK_POOL = 1000
+SIMILAR_POOL = 300
 # A tsquery of stored lexemes (already stemmed, so not parsed again) joined by an operator: params (list, op).
 _LEXEMES_QUERY = "array_to_string(ARRAY(SELECT quote_literal(w) FROM unnest(%s::text[]) w), %s)::tsquery"
 # How long the server's statistics of common words are trusted before being read again.
@@ -390,6 +391,8 @@ class PostgresStorage(Storage):
         self, rows: Iterable[dict], *, atomic: bool = False, batch: int = COPY_BATCH, source: str = "system"
     ) -> int:
         """COPY each run of rows into a temporary table, then merge it with one INSERT ... ON CONFLICT."""
+        if not atomic and isinstance(rows, list) and len(rows) == 1 and self._insert_new(rows[0]):
+            return 1
         if atomic:
             with self._transaction() as conn:
                 return _merge_all(conn, _segments(rows, batch), source)
@@ -400,6 +403,21 @@ class PostgresStorage(Storage):
                 _merge(conn, columns, values, source)
             count += len(values)
         return count
+
+    def _insert_new(self, row: dict) -> bool:
+        """Insert one decision whose id is not stored yet (adding one); False, writing nothing, if it is there.
+
+        A plain INSERT: the staged COPY merge costs more than the row for a single decision.
+        """
+        prepared = self._adapt(row)
+        names = list(prepared)
+        with self._transaction() as conn:
+            inserted = conn.execute(
+                f"INSERT INTO decision_vault ({', '.join(names)}) VALUES ({', '.join(['%s'] * len(names))})"
+                " ON CONFLICT (id) DO NOTHING",
+                [prepared[n] for n in names],
+            ).rowcount
+        return inserted == 1
 
     def update_decision(
         self, decision_id: str, fields: dict, *, source: str = "system", reason: str | None = None
@@ -705,29 +723,25 @@ class PostgresStorage(Storage):
             params.append(json.dumps([tag]))
         if not include_inactive:
             clauses.append(LIVE)
-        # The most recent matches (all of them, unless the query is very broad) are ranked; the best few then
-        # get their snippets (ts_headline parses the text again). The query goes in as a literal parameter so
-        # the planner can judge how many rows it matches: for a rare word it reads the GIN index, for a common
-        # one it walks created_at backwards and stops after RANK_POOL matches.
+        # Up to RANK_POOL matches are ranked (all of them, unless the query is very broad: ranking every match
+        # of a common word would read a large share of the table). The query goes in as a literal parameter so
+        # the planner can judge how many rows it matches.
+        # The pool holds no text: a long text is stored apart (TOAST) and is read for the hits only.
         sql = (
-            f"WITH recent AS (SELECT {_D_COLUMNS}, d.search_vector FROM decision_vault d"
-            f" WHERE {' AND '.join(clauses)} ORDER BY d.created_at DESC LIMIT {RANK_POOL}),"
-            " best AS (SELECT recent.*, ts_rank(recent.search_vector, websearch_to_tsquery('angles_search', %s))"
-            " AS rank FROM recent ORDER BY rank DESC, recent.date DESC, recent.created_at DESC LIMIT %s)"
-            f" SELECT {', '.join(f'best.{c}' for c in COLUMNS)}, best.rank,"
-            " ts_headline('angles_search', concat_ws(' — ', best.decision, best.comment,"
-            " (SELECT string_agg(t, ', ') FROM jsonb_array_elements_text(best.tags) t),"
-            " best.ai_analysis ->> 'summary'), websearch_to_tsquery('angles_search', %s), %s) AS snippet"
-            " FROM best ORDER BY best.rank DESC, best.date DESC, best.created_at DESC"
+            "WITH pool AS (SELECT d.id, d.date, d.created_at, d.search_vector FROM decision_vault d"
+            f" WHERE {' AND '.join(clauses)} LIMIT {RANK_POOL}),"
+            " best AS (SELECT pool.id, ts_rank(pool.search_vector, websearch_to_tsquery('angles_search', %s)) AS rank,"
+            " pool.date, pool.created_at FROM pool ORDER BY rank DESC, pool.date DESC, pool.created_at DESC LIMIT %s)"
+            f" SELECT {_D_COLUMNS}, best.rank FROM best JOIN decision_vault d ON d.id = best.id"
+            " ORDER BY best.rank DESC, best.date DESC, best.created_at DESC"
         )
         with self._guard() as conn:
-            rows = conn.execute(sql, [*params, text, int(limit), text, SNIPPET_OPTIONS]).fetchall()
-        hits = []
-        for row in rows:
-            hit = decode(row)
-            hit["score"] = round(float(row["rank"]), 6)
-            hit["snippet"] = row["snippet"]
-            hits.append(hit)
+            rows = conn.execute(sql, [*params, text, int(limit)]).fetchall()
+        hits = [{**decode(row), "score": round(float(row["rank"]), 6)} for row in rows]
+        # Snippets from an in-memory index of the hits: ts_headline parses each whole text again, which for a
+        # long memo costs more than the search.
+        for hit, snippet in zip(hits, snippets_in_memory(hits, to_fts5(query)), strict=True):
+            hit["snippet"] = snippet
         return hits
 
     def same_text_candidates(self, words: list[str], text: str, limit: int = 20) -> list[dict]:
@@ -787,9 +801,14 @@ class PostgresStorage(Storage):
             rare = self._rarest(conn, " ".join(unique))[:RARE_WORDS]
             if not rare:
                 return []
+            # As for a search: a bounded number of matches is ranked, so a text of common words costs little.
+            # The query written out twice, not shared through a CTE, so the planner sees what it matches.
             rows = conn.execute(
-                f"SELECT {_D_COLUMNS}, ts_rank(d.search_vector, {_LEXEMES_QUERY}) AS rank FROM decision_vault d"
-                f" WHERE d.search_vector @@ {_LEXEMES_QUERY} ORDER BY rank DESC LIMIT %s",
+                "WITH pool AS (SELECT d.id, d.search_vector FROM decision_vault d"
+                f" WHERE d.search_vector @@ {_LEXEMES_QUERY} LIMIT {SIMILAR_POOL}),"
+                f" best AS (SELECT pool.id, ts_rank(pool.search_vector, {_LEXEMES_QUERY}) AS rank FROM pool"
+                " ORDER BY rank DESC LIMIT %s)"
+                f" SELECT {_D_COLUMNS} FROM best JOIN decision_vault d ON d.id = best.id ORDER BY best.rank DESC",
                 (rare, " | ", rare, " | ", limit),
             ).fetchall()
         return [decode(r) for r in rows]

@@ -23,8 +23,6 @@ ALTER TABLE decision_vault ADD COLUMN IF NOT EXISTS search_vector tsvector GENER
     || setweight(to_tsvector('angles_search', coalesce(ai_analysis ->> 'summary', '')), 'D')
 ) STORED;
 CREATE INDEX IF NOT EXISTS decision_vault_search ON decision_vault USING gin (search_vector);
--- A search matching a large share of the vault ranks its most recent matches, found walking this backwards.
-CREATE INDEX IF NOT EXISTS decision_vault_created_at ON decision_vault (created_at);
 CREATE INDEX IF NOT EXISTS decision_vault_superseded_by ON decision_vault (superseded_by)
     WHERE superseded_by IS NOT NULL;
 
