@@ -374,3 +374,39 @@ def test_a_nul_row_is_skipped_on_postgres_and_the_rows_after_it_import(run_scrip
     result = run_script(TOOL, "import", str(path), env=env)
     assert result.returncode == 1 and "3 new" in result.stdout
     assert "[1]: decision holds a NUL character" in result.stdout
+
+
+def _superseding_file(home):
+    """Rows superseded by a later row of the file (a chain), by nothing that exists, and by itself."""
+    first, second, third = (f"0b5e4c1e-2222-4c43-9a55-0f7b1b5f3d1{n}" for n in range(3))
+    missing, selfish = "0b5e4c1e-3333-4c43-9a55-0f7b1b5f3d10", "0b5e4c1e-4444-4c43-9a55-0f7b1b5f3d10"
+    rows = [
+        {"id": first, "decision": "Paint it red", "active": False, "superseded_by": second},
+        {"id": second, "decision": "Paint it blue", "active": False, "superseded_by": third},
+        {"decision": "Points nowhere", "superseded_by": missing},
+        {"id": selfish, "decision": "Points at itself", "superseded_by": selfish},
+        {"id": third, "decision": "Paint it green"},
+        good(1),
+    ]
+    path = home / "chain.json"
+    path.write_text(json.dumps(rows))
+    return path, (first, second, third), missing
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_an_import_keeps_supersede_chains_and_skips_rows_superseded_by_nothing(backend, run_script, home, request):
+    env = {"DATABASE_URL": request.getfixturevalue("pg_url")} if backend == "postgres" else {}
+    assert run_script("run_migration.py", env=env).returncode == 0
+    path, (first, second, third), missing = _superseding_file(home)
+    result = run_script(TOOL, "import", str(path), env=env)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr and "FOREIGN KEY" not in result.stdout + result.stderr
+    assert f"[2]: superseded_by {missing} names no decision" in result.stdout
+    assert "[3]: superseded_by names the decision itself" in result.stdout
+    assert "4 new" in result.stdout
+    shown = json.loads(run_script(TOOL, "show", first, "--json", env=env).stdout)
+    assert shown["decision"]["superseded_by"] == second
+    assert shown["chain"] == [first, second, third]
+    # The same file again changes nothing and still names the same two rows.
+    again = run_script(TOOL, "import", str(path), env=env)
+    assert again.returncode == 1 and "0 new" in again.stdout and "2 invalid" in again.stdout

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from angles.engines import vault
 from angles.engines.decision_model import PRIORITIES, TYPES, normalise_text, validate
+from angles.engines.restore_plan import in_link_order
 from angles.errors import NotFoundError, ValidationError
 from angles.progress import counted, progress_bar
 from angles.storage import migrations, open_storage
@@ -166,6 +167,28 @@ def _existing(storage, candidates: dict) -> dict[str, dict]:
     return {row["id"]: row for row in storage.iter_decisions() if row["id"] in candidates}
 
 
+def _dangling_links(storage, candidates: dict, invalid: list) -> set[str]:
+    """Drop (as invalid) rows superseded by a decision neither stored nor in the file; the stored targets."""
+    stored: set[str] = set()
+    dropped = True
+    while dropped:  # a row pointing at a row dropped here is dropped in the next round
+        dropped = False
+        for key, (row, _provided, where) in list(candidates.items()):
+            target = row.get("superseded_by")
+            if not target or target in stored or (target in candidates and target != key):
+                continue
+            if target == key:
+                invalid.append({"where": where, "error": f"{where}: superseded_by names the decision itself"})
+            elif storage.get_decision(target) is not None:
+                stored.add(target)
+                continue
+            else:
+                invalid.append({"where": where, "error": f"{where}: superseded_by {target} names no decision"})
+            del candidates[key]
+            dropped = True
+    return stored
+
+
 def run_import(settings, path: Path, *, dry_run: bool = False, progress: bool = False) -> dict:
     """Import valid records (new ones inserted, changed ones updated, ids kept); report and skip invalid ones."""
     records = read_records(Path(path))
@@ -198,6 +221,7 @@ def run_import(settings, path: Path, *, dry_run: bool = False, progress: bool = 
         if not dry_run:
             migrations.ensure_current(storage)
         existing = _existing(storage, candidates)
+        stored_targets = _dangling_links(storage, candidates, invalid)
         texts: dict[str, str] = {}
         for row, provided, where in candidates.values():
             current = existing.get(row["id"])
@@ -219,7 +243,8 @@ def run_import(settings, path: Path, *, dry_run: bool = False, progress: bool = 
                 unchanged += 1
         if not dry_run:
             with progress_bar(progress) as bar:
-                rows = counted(new, bar("import", len(new)) if bar else None)
+                # A row superseded by another row of this file is written after the row it points to.
+                rows = counted(in_link_order(new, stored_targets), bar("import", len(new)) if bar else None)
                 storage.upsert_decisions(rows, batch=WRITE_BATCH, source="import")
                 for change in counted(updates, bar("update", len(updates)) if bar else None):
                     fields = {k: v for k, v in change.items() if k != "id"}
