@@ -335,3 +335,13 @@ def test_offline_analysis_has_the_model_analysis_shape():
     analysis = ai.offline_analysis("We must rotate passwords after the breach.", "test")
     assert openai_model.validate_analysis(analysis)["type"] == "security"
     assert analysis["priority"] == "P0" and analysis["model"] == "offline"
+
+
+@pytest.mark.parametrize("bad", ["Encrypt\u0000 them", "Encrypt \ud800 them"])
+def test_an_answer_the_database_could_not_store_counts_as_malformed(storage, ai_settings, api, bad):
+    decision_id = add(storage, "Encrypt the backups.")
+    api.answer_overrides["summary"] = bad
+    counts = ai.enrich_decisions(storage, ai_settings)
+    analysis = storage.get_decision(decision_id)["ai_analysis"]
+    assert analysis["model"] == "offline" and "summary holds" in analysis["offline_reason"]
+    assert counts["analysed"] == 1

@@ -13,7 +13,7 @@ import logging
 import re
 import time
 
-from angles.engines.decision_model import PRIORITIES, TYPES, text_hash, utc_now
+from angles.engines.decision_model import PRIORITIES, TYPES, text_hash, unstorable, utc_now
 from angles.errors import ExternalServiceError
 
 logger = logging.getLogger(__name__)
@@ -126,6 +126,10 @@ def validate_analysis(data) -> dict:
     if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 <= confidence <= 1:
         raise MalformedAnswerError(f"confidence {confidence!r} is not a number from 0 to 1")
     out["confidence"] = float(confidence)
+    for key in ("summary", "impact", "recommendations", "key_concepts"):
+        problem = unstorable(out[key])
+        if problem:
+            raise MalformedAnswerError(f"{key} {problem}")
     return out
 
 
