@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 
@@ -32,7 +33,12 @@ def run(component: str, parser: argparse.ArgumentParser, main: Callable, argv: l
     log = setup_logging(component, settings, console=False)
     try:
         code = main(args, settings)
+        sys.stdout.flush()
         return int(code or 0)
+    except BrokenPipeError:
+        # The reader stopped reading (`| head`): not an error of ours, and nothing more to say.
+        _drop_stdout()
+        return 0
     except AnglesError as exc:
         message = redactor()(str(exc))
         log.error("%s failed: %s", component, message)
@@ -55,6 +61,12 @@ def run(component: str, parser: argparse.ArgumentParser, main: Callable, argv: l
             file=sys.stderr,
         )
         return 1
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's last flush does not fail on the closed pipe again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 def _one_line_errors(parser: argparse.ArgumentParser) -> None:

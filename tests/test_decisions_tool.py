@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
+from tests.conftest import CONFIG_VARS, ROOT
 from tests.fakes.postgrest import FakePostgrest, fake_service_key
 
 TOOL = "tools/decisions.py"
@@ -410,3 +414,27 @@ def test_an_import_keeps_supersede_chains_and_skips_rows_superseded_by_nothing(b
     # The same file again changes nothing and still names the same two rows.
     again = run_script(TOOL, "import", str(path), env=env)
     assert again.returncode == 1 and "0 new" in again.stdout and "2 invalid" in again.stdout
+
+
+@pytest.mark.parametrize("args", [("list",), ("list", "--json"), ("search", "decision")])
+def test_a_reader_that_stops_reading_is_no_error(vault, home, args):
+    """`tools/decisions.py list | head` ends quietly with exit 0, with no "Broken pipe" and no traceback."""
+    path = home / "some.json"
+    path.write_text(json.dumps([good(n) for n in range(5)]))
+    assert vault("import", str(path)).returncode == 0
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the tool writes its first line
+    env = {k: v for k, v in os.environ.items() if k not in CONFIG_VARS} | {"ANGLES_HOME": str(home)}
+    try:
+        proc = subprocess.run(
+            [sys.executable, str(ROOT / TOOL), *args],
+            cwd=home,
+            env=env,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 0 and proc.stderr == ""
