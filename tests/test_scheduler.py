@@ -126,8 +126,9 @@ def test_a_slow_job_never_delays_a_fast_one_and_never_overlaps_itself(home, sett
     first_start, first_end = slow_runs[0]
     fast_runs = _completed(activity(settings, "fast"))
     fast_during = [r for r in fast_runs if first_start <= parse_timestamp(r["started_at"]) <= first_end]
-    # 2.5 s of slow job at one fast run per 0.2 s: a blocked loop would manage none.
-    assert len(fast_during) >= 5
+    # 2.5 s of slow job at one fast run per 0.2 s (about 12): a blocked loop would start none while it runs.
+    # A few suffice, so a loaded machine that is slow at recording each run does not fail the test.
+    assert len(fast_during) >= 3
     assert "slowpoke skipped: its previous run is still going" in log_text(home)
 
 
@@ -340,6 +341,9 @@ def test_a_jobs_lines_also_go_to_its_own_component_log(home, settings):
     proc = start(home, SCHEDULER_JOBS_FILE="jobs.json")
     try:
         wait_for(lambda: len(_completed(activity(settings))) >= 2, what="both jobs to run")
+        # Read the log files once the lines are there, not once: under heavy load the files lag the rows.
+        wait_for(lambda: "memory_sync completed" in log_text(home), what="the completion line")
+        wait_for(lambda: "quick ran" in log_text(home, "memory_sync"), what="the job's own line")
     finally:
         assert stop(proc) == 0
     sync_log = log_text(home, "memory_sync")
