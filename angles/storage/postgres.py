@@ -49,7 +49,7 @@ LIVE = "d.active AND d.superseded_by IS NULL AND d.deleted_at IS NULL"
 RARE_WORDS = 4
 DUPLICATE_WORDS = 3
 # A query matching more decisions than this ranks only this many of them (the first found, in storage order).
-RANK_POOL = 1000
+RANK_POOL = 300
 SIMILAR_POOL = 300
 # A tsquery of stored lexemes (already stemmed, so not parsed again) joined by an operator: params (list, op).
 _LEXEMES_QUERY = "array_to_string(ARRAY(SELECT quote_literal(w) FROM unnest(%s::text[]) w), %s)::tsquery"

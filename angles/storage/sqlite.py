@@ -32,10 +32,13 @@ LIVE = "d.active = 1 AND d.superseded_by IS NULL AND d.deleted_at IS NULL"
 SNIPPET_TOKENS = 16
 # How many of a text's rarest words pick the candidates for similarity.
 RARE_WORDS = 4
-# A query matching more decisions than this ranks only the most recently stored this many of them.
-RANK_POOL = 1000
+# A query matching more decisions than this ranks only the most recently stored this many of them: reading
+# each match's rank costs about as much as the rest of the search, and a person looks at the first 20.
+RANK_POOL = 300
 # Decisions sharing a text's rarest words that are ranked for similarity (the most recent ones).
-SIMILAR_POOL = 300
+SIMILAR_POOL = 100
+# A snippet is cut from a text's first this many characters: a long memo's opening is what a hit shows.
+SNIPPET_CHARS = 4000
 # How many of a text's distinct words are looked up to find its rarest.
 PROBE_WORDS = 100
 # How many of a text's rarest words find the decisions that may hold the very same text.
@@ -56,6 +59,7 @@ class SQLiteStorage(Storage):
         self.path = Path(path)
         self._lock = threading.RLock()
         self._probe: sqlite3.Connection | None = None
+        self._counts: dict[str, int] = {}
         target = str(self.path)
         if not self.path.exists():
             if create:
@@ -542,14 +546,22 @@ class SQLiteStorage(Storage):
 
     def _rarest(self, conn, words: list[str]) -> list[str]:
         """The words, rarest first by decision_term_stats (a word it does not know counts as rarest)."""
-        stems = self._stems(words)
-        if not stems:
-            return words
-        marks = ", ".join("?" * len(stems))
-        docs = dict(
-            conn.execute(f"SELECT term, docs FROM decision_term_stats WHERE term IN ({marks})", list(stems.values()))
-        )
-        return sorted(words, key=lambda w: (docs.get(stems.get(w), 0), -len(w)))
+        # Adding a decision asks twice about the same words (duplicate check, then similar decisions): the
+        # counts of the last text asked about are kept, so the second asks only about words the first did not.
+        counts = {w: self._counts[w] for w in words if w in self._counts}
+        missing = [w for w in words if w not in counts]
+        stems = self._stems(missing) if missing else {}
+        if stems:
+            marks = ", ".join("?" * len(stems))
+            docs = dict(
+                conn.execute(
+                    f"SELECT term, docs FROM decision_term_stats WHERE term IN ({marks})", list(stems.values())
+                )
+            )
+            counts.update({w: docs.get(stem, 0) for w, stem in stems.items()})
+        counts.update({w: 0 for w in missing if w not in stems})
+        self._counts = counts
+        return sorted(words, key=lambda w: (counts[w], -len(w)))
 
     def _stems(self, words: list[str]) -> dict[str, str]:
         """Each word's index term, through the index's own tokenizer (a table in a private in-memory database)."""
@@ -587,6 +599,7 @@ class SQLiteStorage(Storage):
         with self._transaction() as conn:
             conn.execute("DELETE FROM decision_term_stats")
             conn.execute("INSERT INTO decision_term_stats SELECT term, doc FROM decision_search_terms")
+        self._counts = {}
 
     def ids_between(self, low: str, high: str, limit: int) -> list[str]:
         with self._guard() as conn:
@@ -731,9 +744,12 @@ def _plain_snippet(row: dict) -> str:
 def snippets_in_memory(rows: list[dict], fts_query: str) -> list[str]:
     """A snippet of each row with the query's matches marked, built from an in-memory index of just these rows.
 
-    Cheaper than snippet() on the vault's index, which would look every row's matches up again there.
+    Cheaper than snippet() on the vault's index, which would look every row's matches up again there. Only the
+    first SNIPPET_CHARS of a text are indexed: a 20,000-character memo costs as much as a short text, and a hit
+    whose match lies further on shows the start of its text.
     """
-    found = _in_memory(rows, fts_query, fillers=False) if rows else {}
+    openings = [{**row, "decision": row["decision"][:SNIPPET_CHARS]} for row in rows]
+    found = _in_memory(openings, fts_query, fillers=False) if rows else {}
     return [found[n][1] if n in found else _plain_snippet(row) for n, row in enumerate(rows)]
 
 
