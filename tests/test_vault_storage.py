@@ -289,3 +289,28 @@ def test_duplicates_are_found_whatever_the_word_counts_say(storage):
     assert again["status"] == "already_recorded" and again["id"] == fresh["id"]
     near = add(storage, "The quokka protocol for the platform team")
     assert near["status"] == "created" and fresh["id"] in [s["id"] for s in near["similar"]]
+
+
+def test_similar_decisions_are_found_through_their_rare_words(storage):
+    for n in range(40):
+        add(storage, f"Quarterly budget review for the finance team, item {n}")
+    target = add(storage, "Budget review moves to the zeppelin hangar")["id"]
+    storage.refresh_search_statistics()
+    # Words most decisions hold are left out of the lookup; the rare ones still find the decision.
+    assert vault.similar(storage, "zeppelin hangar budget review")[0]["id"] == target
+    # A text of common words only is looked up by its rarest word, so it still finds similar decisions.
+    assert vault.similar(storage, "finance team budget review")
+
+
+def test_a_phrase_search_never_returns_decisions_holding_the_words_apart(storage, monkeypatch):
+    from angles.storage import postgres
+
+    # PostgreSQL checks a phrase in a bounded number of decisions holding its words (here all 3 of them): the
+    # looser lookup by words must never let a decision without the phrase through.
+    monkeypatch.setattr(postgres, "PHRASE_CHECKS", 3)
+    phrase = add(storage, "Use the main database for reporting")["id"]
+    apart = [add(storage, f"The database main replica number {n} is read only")["id"] for n in range(2)]
+    assert [h["id"] for h in vault.search(storage, '"main database"')] == [phrase]
+    assert vault.search(storage, '"main database" -reporting') == []
+    assert {h["id"] for h in vault.search(storage, '"main database" OR replica')} == {phrase, *apart}
+    assert {h["id"] for h in vault.search(storage, 'database -"main database"')} == set(apart)

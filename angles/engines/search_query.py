@@ -154,6 +154,20 @@ def to_fts5(query: Query) -> str:
     return " OR ".join(parts)
 
 
+def has_phrase(query: Query) -> bool:
+    return any(t.is_phrase for g in query.groups for t in (*g.include, *g.exclude))
+
+
+def without_phrases(query: Query) -> Query:
+    """A looser query matching at least what this one matches: each phrase's words in any order, no excluded
+    phrase. Found through the index alone, where a phrase needs every candidate's word positions read."""
+    groups = []
+    for group in query.groups:
+        include = [Term((w,)) for t in group.include for w in t.words if w.casefold() not in STOP_WORDS]
+        groups.append(Group(include=include, exclude=[t for t in group.exclude if not t.is_phrase]))
+    return Query(groups)
+
+
 def _websearch_term(term: Term) -> str:
     return '"' + " ".join(term.words) + '"' if term.is_phrase else term.words[0]
 

@@ -30,7 +30,7 @@ from angles.engines.decision_model import (
     to_iso,
     utc_now,
 )
-from angles.engines.search_query import STOP_WORDS, Query, to_fts5, to_websearch
+from angles.engines.search_query import STOP_WORDS, Query, has_phrase, to_fts5, to_websearch, without_phrases
 from angles.errors import DatabaseError
 from angles.storage.base import Storage
 from angles.storage.rows import canonical, decode, decode_activity, decode_history, decode_link, decode_token, prepare
@@ -48,9 +48,16 @@ _D_COLUMNS = ", ".join(f"d.{c}" for c in COLUMNS)
 LIVE = "d.active AND d.superseded_by IS NULL AND d.deleted_at IS NULL"
 RARE_WORDS = 4
 DUPLICATE_WORDS = 3
+# A phrase is checked in at most this many decisions holding all its words: the check reads each one's word
+# positions from the table, where the words alone are answered by the index.
+PHRASE_CHECKS = 1000
 # A query matching more decisions than this ranks only this many of them (the first found, in storage order).
 RANK_POOL = 300
-SIMILAR_POOL = 300
+# Decisions sharing a text's rare words that are ranked for similarity.
+SIMILAR_POOL = 100
+# A word held by more than this share of decisions says little about a text: similarity leaves it out
+# (unless the text has no rarer word), so the lookup never reads the long match list of a common word.
+RARE_SHARE = 0.01
 # A tsquery of stored lexemes (already stemmed, so not parsed again) joined by an operator: params (list, op).
 _LEXEMES_QUERY = "array_to_string(ARRAY(SELECT quote_literal(w) FROM unnest(%s::text[]) w), %s)::tsquery"
 # How long the server's statistics of common words are trusted before being read again.
@@ -411,7 +418,8 @@ class PostgresStorage(Storage):
         """
         prepared = self._adapt(row)
         names = list(prepared)
-        with self._transaction() as conn:
+        # One statement in autocommit is its own transaction: no BEGIN and COMMIT round trips.
+        with self._guard() as conn:
             inserted = conn.execute(
                 f"INSERT INTO decision_vault ({', '.join(names)}) VALUES ({', '.join(['%s'] * len(names))})"
                 " ON CONFLICT (id) DO NOTHING",
@@ -727,9 +735,20 @@ class PostgresStorage(Storage):
         # of a common word would read a large share of the table). The query goes in as a literal parameter so
         # the planner can judge how many rows it matches.
         # The pool holds no text: a long text is stored apart (TOAST) and is read for the hits only.
+        found = (
+            f"SELECT d.id, d.date, d.created_at, d.search_vector FROM decision_vault d WHERE {' AND '.join(clauses)}"
+        )
+        if has_phrase(query):
+            # The words of the phrases first, through the index; the phrases then in the first PHRASE_CHECKS
+            # of those decisions only.
+            params[0] = to_websearch(without_phrases(query))
+            found = (
+                f"SELECT d.id, d.date, d.created_at, d.search_vector FROM ({found} LIMIT {PHRASE_CHECKS}) d"
+                " WHERE d.search_vector @@ websearch_to_tsquery('angles_search', %s)"
+            )
+            params.append(text)
         sql = (
-            "WITH pool AS (SELECT d.id, d.date, d.created_at, d.search_vector FROM decision_vault d"
-            f" WHERE {' AND '.join(clauses)} LIMIT {RANK_POOL}),"
+            f"WITH pool AS ({found} LIMIT {RANK_POOL}),"
             " best AS (SELECT pool.id, ts_rank(pool.search_vector, websearch_to_tsquery('angles_search', %s)) AS rank,"
             " pool.date, pool.created_at FROM pool ORDER BY rank DESC, pool.date DESC, pool.created_at DESC LIMIT %s)"
             f" SELECT {_D_COLUMNS}, best.rank FROM best JOIN decision_vault d ON d.id = best.id"
@@ -754,11 +773,12 @@ class PostgresStorage(Storage):
                     (text, limit),
                 ).fetchall()
                 return [decode(r) for r in rows]
-            # The same text holds every lexeme; its rarest few find it through short posting lists.
+            # The same text holds every lexeme; its rarest few find it through short posting lists. Closest in
+            # size first: octet_length reads a long text's stored size, where length() would decompress it.
             rows = conn.execute(
                 f"SELECT {_D_COLUMNS} FROM decision_vault d WHERE {LIVE} AND d.search_vector @@ {_LEXEMES_QUERY}"
-                " ORDER BY abs(length(d.decision) - %s) LIMIT %s",
-                (lexemes[:DUPLICATE_WORDS], " & ", len(text), limit),
+                " ORDER BY abs(octet_length(d.decision) - %s) LIMIT %s",
+                (lexemes[:DUPLICATE_WORDS], " & ", len(text.encode("utf-8", "surrogatepass")), limit),
             ).fetchall()
         return [decode(r) for r in rows]
 
@@ -798,9 +818,11 @@ class PostgresStorage(Storage):
             return []
         with self._guard() as conn:
             # The rarest words say most about a text and keep the match list short on a large vault.
-            rare = self._rarest(conn, " ".join(unique))[:RARE_WORDS]
-            if not rare:
+            ranked = self._rarest(conn, " ".join(unique))
+            if not ranked:
                 return []
+            common = self._word_frequencies(conn)
+            rare = [w for w in ranked[:RARE_WORDS] if common.get(w, 0.0) <= RARE_SHARE] or ranked[:1]
             # As for a search: a bounded number of matches is ranked, so a text of common words costs little.
             # The query written out twice, not shared through a CTE, so the planner sees what it matches.
             rows = conn.execute(

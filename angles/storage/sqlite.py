@@ -39,6 +39,9 @@ RANK_POOL = 300
 SIMILAR_POOL = 100
 # A snippet is cut from a text's first this many characters: a long memo's opening is what a hit shows.
 SNIPPET_CHARS = 4000
+# A word held by more than this share of decisions says little about a text: similarity leaves it out
+# (unless the text has no rarer word), so the lookup never reads the long match list of a common word.
+RARE_SHARE = 0.01
 # How many of a text's distinct words are looked up to find its rarest.
 PROBE_WORDS = 100
 # How many of a text's rarest words find the decisions that may hold the very same text.
@@ -580,7 +583,10 @@ class SQLiteStorage(Storage):
             return []
         with self._guard() as conn:
             # The rarest words say most about a text and keep the match list short on a large vault.
-            rare = self._rarest(conn, unique[:PROBE_WORDS])[:RARE_WORDS]
+            ranked = self._rarest(conn, unique[:PROBE_WORDS])
+            # A common word would make bm25 count its whole match list: only rare ones pick the candidates.
+            most = RARE_SHARE * (conn.execute("SELECT max(rowid) FROM decision_vault").fetchone()[0] or 0)
+            rare = [w for w in ranked[:RARE_WORDS] if self._counts[w] <= most] or ranked[:1]
             # As for a search: only the most recent matches are ranked, so a text of common words costs little.
             pool = conn.execute(
                 f"SELECT rowid, {BM25} FROM decision_search WHERE decision_search MATCH ?"
