@@ -314,3 +314,14 @@ def test_a_phrase_search_never_returns_decisions_holding_the_words_apart(storage
     assert vault.search(storage, '"main database" -reporting') == []
     assert {h["id"] for h in vault.search(storage, '"main database" OR replica')} == {phrase, *apart}
     assert {h["id"] for h in vault.search(storage, 'database -"main database"')} == set(apart)
+
+
+def test_a_long_memo_shows_its_opening_when_the_match_lies_far_into_it(storage):
+    memo = "Opening: zebras get the north paddock. " + "More background on fencing and water. " * 150
+    add(storage, memo + "Finally the aardvark stays indoors.")
+    assert "[zebras]" in vault.search(storage, "zebras")[0]["snippet"]
+    far = vault.search(storage, "aardvark")
+    assert len(far) == 1  # found, whatever its snippet
+    if storage.kind != "supabase":
+        # Snippets are cut from the first 4,000 characters: past them, the hit shows the start of its text.
+        assert far[0]["snippet"].startswith("Opening: zebras get the north paddock.")
