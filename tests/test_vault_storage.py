@@ -316,6 +316,19 @@ def test_a_phrase_search_never_returns_decisions_holding_the_words_apart(storage
     assert {h["id"] for h in vault.search(storage, 'database -"main database"')} == set(apart)
 
 
+def test_a_phrase_is_found_past_the_bound_of_decisions_checked_for_it(storage, monkeypatch):
+    from angles.storage import postgres
+
+    # More decisions hold the words than PostgreSQL checks for the phrase, and the one holding the phrase was
+    # stored last: the search still finds it (and every other match, up to the limit).
+    monkeypatch.setattr(postgres, "PHRASE_CHECKS", 3)
+    apart = [add(storage, f"The database main replica number {n} is read only")["id"] for n in range(6)]
+    phrases = [add(storage, f"Use the main database for reporting, team {n}")["id"] for n in range(2)]
+    assert {h["id"] for h in vault.search(storage, '"main database"')} == set(phrases)
+    assert len(vault.search(storage, '"main database"', limit=1)) == 1
+    assert {h["id"] for h in vault.search(storage, '"database main"')} == set(apart)
+
+
 def test_a_long_memo_shows_its_opening_when_the_match_lies_far_into_it(storage):
     memo = "Opening: zebras get the north paddock. " + "More background on fencing and water. " * 150
     add(storage, memo + "Finally the aardvark stays indoors.")

@@ -735,20 +735,27 @@ class PostgresStorage(Storage):
         # of a common word would read a large share of the table). The query goes in as a literal parameter so
         # the planner can judge how many rows it matches.
         # The pool holds no text: a long text is stored apart (TOAST) and is read for the hits only.
-        found = (
-            f"SELECT d.id, d.date, d.created_at, d.search_vector FROM decision_vault d WHERE {' AND '.join(clauses)}"
-        )
+        pool_columns = "d.id, d.date, d.created_at, d.search_vector"
+        found = f"SELECT {pool_columns} FROM decision_vault d WHERE {' AND '.join(clauses)}"
         if has_phrase(query):
             # The words of the phrases first, through the index; the phrases then in the first PHRASE_CHECKS
-            # of those decisions only.
-            params[0] = to_websearch(without_phrases(query))
-            found = (
-                f"SELECT d.id, d.date, d.created_at, d.search_vector FROM ({found} LIMIT {PHRASE_CHECKS}) d"
-                " WHERE d.search_vector @@ websearch_to_tsquery('angles_search', %s)"
+            # of those decisions only. Only when that comes up short of `limit` while more decisions held the
+            # words does the same statement check the phrase in all of them: the bound costs speed, never hits.
+            words = to_websearch(without_phrases(query))
+            pool = (
+                f"cand AS MATERIALIZED ({found} LIMIT {PHRASE_CHECKS}),"
+                " bounded AS MATERIALIZED (SELECT * FROM cand d"
+                f" WHERE d.search_vector @@ websearch_to_tsquery('angles_search', %s) LIMIT {RANK_POOL}),"
+                f" short AS (SELECT (SELECT count(*) FROM cand) >= {PHRASE_CHECKS}"
+                " AND (SELECT count(*) FROM bounded) < %s AS more),"
+                " pool AS (SELECT * FROM bounded WHERE NOT (SELECT more FROM short)"
+                f" UNION ALL ({found} AND (SELECT more FROM short) LIMIT {RANK_POOL}))"
             )
-            params.append(text)
+            params = [words, *params[1:], text, int(limit), *params]
+        else:
+            pool = f"pool AS ({found} LIMIT {RANK_POOL})"
         sql = (
-            f"WITH pool AS ({found} LIMIT {RANK_POOL}),"
+            f"WITH {pool},"
             " best AS (SELECT pool.id, ts_rank(pool.search_vector, websearch_to_tsquery('angles_search', %s)) AS rank,"
             " pool.date, pool.created_at FROM pool ORDER BY rank DESC, pool.date DESC, pool.created_at DESC LIMIT %s)"
             f" SELECT {_D_COLUMNS}, best.rank FROM best JOIN decision_vault d ON d.id = best.id"
