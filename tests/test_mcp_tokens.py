@@ -87,6 +87,19 @@ def test_a_new_minute_forgets_the_earlier_ones_and_its_count_starts_at_one(stora
     assert len(write_windows(storage)) == 2  # a's new minute and b's, which a's writes never touch
 
 
+def test_bookkeeping_that_skips_the_wait_for_the_disk_leaves_decision_writes_durable(storage):
+    if storage.kind != "postgres":
+        pytest.skip("only PostgreSQL commits bookkeeping without waiting for the disk")
+    tokens.create(storage, "a", "write")
+    storage.count_token_write("a", "2025-06-01T10:00:00.000000Z")
+    storage.mark_token_used("a", "2025-06-01T10:00:01.000000Z")
+    storage.record_activity("a", "record_decision", "completed", "created x", durable=False)
+    with storage._guard() as conn:
+        assert conn.execute("SHOW synchronous_commit").fetchone()["synchronous_commit"] == "on"
+    assert [a["agent_name"] for a in storage.iter_activity(action="record_decision")] == ["a"]
+    assert storage.list_tokens()[0]["last_used_at"] == "2025-06-01T10:00:01.000000Z"
+
+
 def test_a_revoked_token_passes_the_cache_only_until_its_bound(storage):
     made = tokens.create(storage, "ci", "write")
     cache = tokens.TokenCache(storage, 0.5)
