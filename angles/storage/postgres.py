@@ -416,7 +416,8 @@ class PostgresStorage(Storage):
         """
         prepared = self._adapt(row)
         names = list(prepared)
-        with self._transaction() as conn:
+        # One statement on an autocommit connection is its own transaction: no BEGIN and COMMIT round trips.
+        with self._guard() as conn:
             inserted = conn.execute(
                 f"INSERT INTO decision_vault ({', '.join(names)}) VALUES ({', '.join(['%s'] * len(names))})"
                 " ON CONFLICT (id) DO NOTHING",
