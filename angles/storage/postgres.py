@@ -58,7 +58,8 @@ STATS_TTL_S = 600
 # Put in a bookkeeping statement's RETURNING (the connection autocommits, so the statement is its own transaction):
 # that one commit does not wait for the WAL to reach the disk, the wait being most of a small write's time. One
 # round trip, where BEGIN; SET LOCAL synchronous_commit = off; ...; COMMIT take four. A server crash may lose such a
-# row (an activity line, a write count, a last-use time), never corrupt anything; no decision write uses it.
+# row (an activity line, a write count, a last-use time), never corrupt anything. Only in a statement run alone,
+# never inside a transaction that also writes a decision.
 NO_WAIT = "set_config('synchronous_commit', 'off', true)"
 # Rows per COPY into the staging table and per merge statement (per transaction unless atomic).
 COPY_BATCH = 5000
