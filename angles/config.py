@@ -104,6 +104,7 @@ class Settings:
     mcp_agent_name: str = "mcp"
     mcp_allowed_origins: tuple[str, ...] = ()
     mcp_writes_per_minute: int = 60
+    mcp_token_cache_seconds: float = 5.0
     mcp_http_url: str | None = None
 
     @property
@@ -430,6 +431,7 @@ def _settings(home: Path, r: _Reader) -> Settings:
         mcp_agent_name=_agent_name(r.text("MCP_AGENT_NAME", default="mcp")),
         mcp_allowed_origins=_origins(r.text("MCP_ALLOWED_ORIGINS", default="")),
         mcp_writes_per_minute=r.number("MCP_WRITES_PER_MINUTE", 60, integer=True, minimum=1),
+        mcp_token_cache_seconds=r.number("MCP_TOKEN_CACHE_SECONDS", 5, maximum=60),
         mcp_http_url=r.url("MCP_HTTP_URL", r.text("MCP_HTTP_URL"), ("https", "http")),
     )
 

@@ -70,6 +70,8 @@ def test_github_repo_alias_becomes_https_remote(home, clean_env):
         ("HEALTH_INTERVAL_MINUTES", "nan", "HEALTH_INTERVAL_MINUTES"),
         ("HEALTH_TIMEOUT_SECONDS", "1e300", "HEALTH_TIMEOUT_SECONDS"),
         ("BATCH_SIZE", "9" * 40, "BATCH_SIZE"),
+        ("MCP_TOKEN_CACHE_SECONDS", "61", "MCP_TOKEN_CACHE_SECONDS"),
+        ("MCP_TOKEN_CACHE_SECONDS", "-1", "MCP_TOKEN_CACHE_SECONDS"),
     ],
 )
 def test_malformed_value_is_one_clear_line_and_exit_1(run_script, name, value, fragment):

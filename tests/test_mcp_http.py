@@ -20,6 +20,7 @@ from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
 from angles.assistants import tokens
+from angles.storage.postgres import PostgresStorage
 from tests.conftest import CONFIG_VARS, ROOT
 
 LIST_TOOLS = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
@@ -115,13 +116,28 @@ def post(url: str, token: str | None = None, **headers) -> httpx.Response:
 
 def test_http_needs_a_valid_unrevoked_token(settings, servers, run_script):
     token = make_token(settings, "claude")
-    url = servers.start()
+    url = servers.start(env={"MCP_TOKEN_CACHE_SECONDS": "0"})
     assert post(url).status_code == 401
     assert post(url, "angles_mcp_" + "0" * 64).status_code == 401
     assert post(url, "not even a token").status_code == 401
     answer = post(url, token)
     assert answer.status_code == 200 and "record_decision" in answer.text
     assert run_script("tools/decisions.py", "token", "revoke", "claude").returncode == 0
+    refused = post(url, token)
+    assert refused.status_code == 401 and token not in refused.text
+
+
+def test_a_revoked_token_is_refused_once_the_token_cache_bound_has_passed(settings, servers, run_script):
+    token = make_token(settings, "claude")
+    bound = 3.0
+    url = servers.start(env={"MCP_TOKEN_CACHE_SECONDS": str(bound)})
+    asked = time.monotonic()
+    assert post(url, token).status_code == 200
+    verified = time.monotonic()
+    assert run_script("tools/decisions.py", "token", "revoke", "claude").returncode == 0
+    if time.monotonic() - asked < bound - 1:
+        assert post(url, token).status_code == 200
+    time.sleep(max(0.0, verified + bound - time.monotonic()))
     refused = post(url, token)
     assert refused.status_code == 401 and token not in refused.text
 
@@ -246,7 +262,7 @@ def test_the_health_check_probes_the_mcp_server_when_it_is_meant_to_run(clean_en
 
 @pytest.mark.postgres
 def test_two_instances_on_one_postgres_serve_one_vault_with_shared_tokens_and_limits(home, pg_url, run_script):
-    env = {"DATABASE_URL": pg_url, "MCP_WRITES_PER_MINUTE": "4"}
+    env = {"DATABASE_URL": pg_url, "MCP_WRITES_PER_MINUTE": "4", "MCP_TOKEN_CACHE_SECONDS": "1"}
     assert run_script("run_migration.py", env=env).returncode == 0
     made = run_script("tools/decisions.py", "token", "create", "fleet", "--scope", "write", "--json", env=env)
     token = json.loads(made.stdout)["token"]
@@ -273,7 +289,11 @@ def test_two_instances_on_one_postgres_serve_one_vault_with_shared_tokens_and_li
         linked, fifth = calls(second, token, ("link_decisions", link), ("record_decision", {"text": "One too many"}))
         assert not linked.is_error, linked.content[0].text
         assert fifth.is_error and "retry in" in fifth.content[0].text
+        with PostgresStorage(pg_url) as storage:
+            actions = [a["action"] for a in storage.iter_activity(agent_name="fleet")]
+        assert actions == ["record_decision", "record_decision", "supersede_decision", "link_decisions"]
         assert run_script("tools/decisions.py", "token", "revoke", "fleet", env=env).returncode == 0
+        time.sleep(1.1)  # MCP_TOKEN_CACHE_SECONDS: how long each instance may still trust what it verified
         assert post(first, token).status_code == 401 and post(second, token).status_code == 401
     finally:
         running.stop()

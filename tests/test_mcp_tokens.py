@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -66,6 +67,67 @@ def test_writes_are_counted_per_token_and_minute_and_refused_past_the_limit(stor
         tokens.take_write(storage, "a", 3, now)
     tokens.take_write(storage, "b", 3, now)
     tokens.take_write(storage, "a", 3, now + timedelta(minutes=1))
+
+
+def write_windows(storage) -> list[str]:
+    if storage.kind == "supabase":
+        return sorted(row["window_start"] for row in storage.fake.rows("mcp_write_counts"))
+    with storage._guard() as conn:
+        rows = conn.execute("SELECT window_start FROM mcp_write_counts").fetchall()
+    return sorted(str(row["window_start"] if isinstance(row, dict) else row[0]) for row in rows)
+
+
+def test_a_new_minute_forgets_the_earlier_ones_and_its_count_starts_at_one(storage):
+    window = "2025-06-01T10:00:00.000000Z"
+    later = "2025-06-01T10:01:00.000000Z"
+    assert [storage.count_token_write("a", window) for _ in range(3)] == [1, 2, 3]
+    storage.count_token_write("b", window)
+    assert storage.count_token_write("a", later) == 1
+    assert storage.count_token_write("a", later) == 2
+    assert len(write_windows(storage)) == 2  # a's new minute and b's, which a's writes never touch
+
+
+def test_bookkeeping_that_skips_the_wait_for_the_disk_leaves_decision_writes_durable(storage):
+    if storage.kind != "postgres":
+        pytest.skip("only PostgreSQL commits bookkeeping without waiting for the disk")
+    tokens.create(storage, "a", "write")
+    storage.count_token_write("a", "2025-06-01T10:00:00.000000Z")
+    storage.mark_token_used("a", "2025-06-01T10:00:01.000000Z")
+    storage.record_activity("a", "record_decision", "completed", "created x", durable=False)
+    with storage._guard() as conn:
+        assert conn.execute("SHOW synchronous_commit").fetchone()["synchronous_commit"] == "on"
+    assert [a["agent_name"] for a in storage.iter_activity(action="record_decision")] == ["a"]
+    assert storage.list_tokens()[0]["last_used_at"] == "2025-06-01T10:00:01.000000Z"
+
+
+def test_a_revoked_token_passes_the_cache_only_until_its_bound(storage):
+    made = tokens.create(storage, "ci", "write")
+    cache = tokens.TokenCache(storage, 0.5)
+    asked = time.monotonic()
+    assert cache.authenticate(made["token"])["name"] == "ci"
+    verified = time.monotonic()
+    storage.revoke_token("ci")
+    # Still trusted while the bound has not passed (checked only when this machine was quick enough to tell).
+    if time.monotonic() - asked < 0.4:
+        assert cache.authenticate(made["token"])["name"] == "ci"
+    time.sleep(max(0.0, verified + 0.5 - time.monotonic()))
+    assert cache.authenticate(made["token"]) is None
+    assert cache.cached(made["token"]) is None
+
+
+def test_with_no_cache_a_revoked_token_is_refused_at_once(storage):
+    made = tokens.create(storage, "ci", "write")
+    cache = tokens.TokenCache(storage, 0)
+    assert cache.authenticate(made["token"])["name"] == "ci"
+    storage.revoke_token("ci")
+    assert cache.authenticate(made["token"]) is None
+
+
+def test_an_unknown_secret_is_never_cached(storage):
+    cache = tokens.TokenCache(storage, 60)
+    wrong = tokens.PREFIX + "0" * 64
+    assert cache.authenticate(wrong) is None
+    assert cache.cached(wrong) is None
 
 
 def test_concurrent_writes_each_get_their_own_count(storage):

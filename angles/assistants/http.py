@@ -60,6 +60,7 @@ class TokenGuard:
         self.app = app
         self.storage = storage
         self.allowed = settings.mcp_allowed_origins
+        self.tokens = tokens.TokenCache(storage, settings.mcp_token_cache_seconds)
         self._touched: dict[str, float] = {}
         self._lock = threading.Lock()
 
@@ -77,14 +78,18 @@ class TokenGuard:
             await self.app(scope, receive, send)
             return
         scheme, _, secret = headers.get("authorization", "").partition(" ")
+        secret = secret.strip()
         found = None
-        if scheme.lower() == "bearer" and secret.strip():
-            try:
-                found = await anyio.to_thread.run_sync(tokens.authenticate, self.storage, secret.strip())
-            except AnglesError as exc:
-                logger.error("token check failed: %s", exc)
-                await _refuse(503, "the vault's database is not answering")(scope, receive, send)
-                return
+        if scheme.lower() == "bearer" and secret:
+            # A token verified moments ago needs no thread and no query: most requests end here.
+            found = self.tokens.cached(secret)
+            if found is None:
+                try:
+                    found = await anyio.to_thread.run_sync(self.tokens.authenticate, secret)
+                except AnglesError as exc:
+                    logger.error("token check failed: %s", exc)
+                    await _refuse(503, "the vault's database is not answering")(scope, receive, send)
+                    return
         if found is None:
             await _refuse(401, "a valid bearer token is required", {"WWW-Authenticate": "Bearer"})(scope, receive, send)
             return
@@ -131,6 +136,8 @@ def serve(settings, storage, *, host: str, port: int) -> None:
     """Serve until SIGTERM or SIGINT."""
     import uvicorn
 
+    # Stateless mode ends a transport per request, and the SDK logs each end at INFO: one line per call.
+    logging.getLogger("mcp.server.streamable_http").setLevel(logging.WARNING)
     config = uvicorn.Config(
         build_app(settings, storage),
         host=host,

@@ -121,7 +121,8 @@ class VaultDoor:
         return caller
 
     def done(self, caller: Caller, action: str, details: str) -> None:
-        self.storage.record_activity(caller.name, action, "completed", details)
+        # Not durable: a database crash right after a write may lose its activity row, never the decision.
+        self.storage.record_activity(caller.name, action, "completed", details, durable=False)
 
     def record_decision(
         self,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+import time
 from datetime import UTC, datetime
 
 from angles.config import AGENT_NAME
@@ -57,6 +59,45 @@ def authenticate(storage, token: str) -> dict | None:
     if found is None or found["revoked_at"] is not None:
         return None
     return found
+
+
+class TokenCache:
+    """authenticate() through a short memory: a known secret is looked up again only after `seconds`.
+
+    The bound is also how long a revoked token may still pass on a server that saw it just before; 0 looks
+    every request up. Only tokens found valid are kept, by hash, so an unknown secret is always looked up.
+    """
+
+    def __init__(self, storage, seconds: float):
+        self.storage = storage
+        self.seconds = seconds
+        self._found: dict[str, tuple[float, dict]] = {}
+        self._lock = threading.Lock()
+
+    def cached(self, token: str) -> dict | None:
+        """The token this secret belongs to if it was verified less than `seconds` ago, else None."""
+        if self.seconds <= 0 or not token.startswith(PREFIX) or len(token) > 200:
+            return None
+        with self._lock:
+            entry = self._found.get(token_hash(token))
+        if entry is None or time.monotonic() - entry[0] >= self.seconds:
+            return None
+        return entry[1]
+
+    def authenticate(self, token: str) -> dict | None:
+        """authenticate() from the database, remembered for `seconds` when the token is valid."""
+        found = self.cached(token)
+        if found is not None:
+            return found
+        found = authenticate(self.storage, token)
+        if self.seconds > 0:
+            key = token_hash(token)
+            with self._lock:
+                if found is None:
+                    self._found.pop(key, None)
+                else:
+                    self._found[key] = (time.monotonic(), found)
+        return found
 
 
 def take_write(storage, name: str, limit: int, now: datetime | None = None) -> None:

@@ -151,7 +151,13 @@ class Storage(ABC):
         finished_at: str | None = None,
         duration_s: float | None = None,
         host: str | None = None,
-    ) -> int: ...
+        durable: bool = True,
+    ) -> int:
+        """Append one activity row; its id.
+
+        durable=False: bookkeeping a database crash may lose (never a decision), so PostgreSQL commits it without
+        waiting for the disk; SQLite (WAL, synchronous=NORMAL) and Supabase REST write it alike either way.
+        """
 
     @abstractmethod
     def iter_activity(
@@ -199,13 +205,15 @@ class Storage(ABC):
         """Revoke the named token; False when no unrevoked token has that name."""
 
     @abstractmethod
-    def mark_token_used(self, name: str, when: str) -> None: ...
+    def mark_token_used(self, name: str, when: str) -> None:
+        """Note when the token was last used (bookkeeping: committed like record_activity(durable=False))."""
 
     @abstractmethod
     def count_token_write(self, name: str, window_start: str) -> int:
         """Count one write in the token's window and forget its earlier windows; returns the window's count so far.
 
-        Atomic: concurrent writers through any number of servers each see a different count.
+        Atomic: concurrent writers through any number of servers each see a different count. Earlier windows
+        are forgotten by the window's first write only, not by every write.
         """
 
     # the searchable vault: full-text search, history, links

@@ -62,6 +62,12 @@ RARE_SHARE = 0.01
 _LEXEMES_QUERY = "array_to_string(ARRAY(SELECT quote_literal(w) FROM unnest(%s::text[]) w), %s)::tsquery"
 # How long the server's statistics of common words are trusted before being read again.
 STATS_TTL_S = 600
+# Put in a bookkeeping statement's RETURNING (the connection autocommits, so the statement is its own transaction):
+# that one commit does not wait for the WAL to reach the disk, the wait being most of a small write's time. One
+# round trip, where BEGIN; SET LOCAL synchronous_commit = off; ...; COMMIT take four. A server crash may lose such a
+# row (an activity line, a write count, a last-use time), never corrupt anything. Only in a statement run alone,
+# never inside a transaction that also writes a decision.
+NO_WAIT = "set_config('synchronous_commit', 'off', true)"
 # Rows per COPY into the staging table and per merge statement (per transaction unless atomic).
 COPY_BATCH = 5000
 STAGE = "angles_upsert_stage"
@@ -455,9 +461,11 @@ class PostgresStorage(Storage):
 
     def _select_one(self, where: str, value: str) -> dict | None:
         with self._guard() as conn:
-            if not self._table_exists(conn, "decision_vault"):
+            # Asked after the fact rather than before: one round trip per look-up, not two.
+            try:
+                row = conn.execute(f"SELECT {_COLUMNS} FROM decision_vault WHERE {where} = %s", (value,)).fetchone()
+            except psycopg.errors.UndefinedTable:
                 return None
-            row = conn.execute(f"SELECT {_COLUMNS} FROM decision_vault WHERE {where} = %s", (value,)).fetchone()
             return decode(row) if row else None
 
     def get_decision(self, decision_id: str) -> dict | None:
@@ -592,11 +600,13 @@ class PostgresStorage(Storage):
         finished_at=None,
         duration_s=None,
         host=None,
+        durable=True,
     ) -> int:
-        with self._transaction() as conn:
+        with self._guard() as conn:
             row = conn.execute(
                 "INSERT INTO agent_activity (agent_name, action, details, status, created_at, started_at,"
-                " finished_at, duration_s, host) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                " finished_at, duration_s, host) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id"
+                + ("" if durable else f", {NO_WAIT}"),
                 (agent_name, action, details, status, utc_now(), started_at, finished_at, duration_s, host),
             ).fetchone()
             return row["id"]
@@ -686,20 +696,23 @@ class PostgresStorage(Storage):
             return cur.rowcount == 1
 
     def mark_token_used(self, name: str, when: str) -> None:
-        with self._transaction() as conn:
-            conn.execute("UPDATE mcp_tokens SET last_used_at = %s WHERE name = %s", (when, name))
+        with self._guard() as conn:
+            conn.execute(f"UPDATE mcp_tokens SET last_used_at = %s WHERE name = %s RETURNING {NO_WAIT}", (when, name))
 
     def count_token_write(self, name: str, window_start: str) -> int:
-        with self._transaction() as conn:
-            conn.execute(
-                "DELETE FROM mcp_write_counts WHERE token_name = %s AND window_start < %s", (name, window_start)
-            )
-            return conn.execute(
+        # NO_WAIT: a crash may lose the last moment's counts, letting at most that many more writes pass this minute.
+        with self._guard() as conn:
+            writes = conn.execute(
                 "INSERT INTO mcp_write_counts (token_name, window_start, writes) VALUES (%s, %s, 1)"
                 " ON CONFLICT (token_name, window_start) DO UPDATE SET writes = mcp_write_counts.writes + 1"
-                " RETURNING writes",
+                f" RETURNING writes, {NO_WAIT}",
                 (name, window_start),
             ).fetchone()["writes"]
+            if writes == 1:
+                conn.execute(
+                    "DELETE FROM mcp_write_counts WHERE token_name = %s AND window_start < %s", (name, window_start)
+                )
+            return writes
 
     # the searchable vault
 

@@ -380,6 +380,7 @@ class SQLiteStorage(Storage):
         finished_at=None,
         duration_s=None,
         host=None,
+        durable=True,
     ) -> int:
         with self._transaction() as conn:
             cur = conn.execute(
@@ -469,12 +470,14 @@ class SQLiteStorage(Storage):
 
     def count_token_write(self, name: str, window_start: str) -> int:
         with self._transaction() as conn:
-            conn.execute("DELETE FROM mcp_write_counts WHERE token_name=? AND window_start<?", (name, window_start))
-            return conn.execute(
+            writes = conn.execute(
                 "INSERT INTO mcp_write_counts (token_name, window_start, writes) VALUES (?, ?, 1)"
                 " ON CONFLICT(token_name, window_start) DO UPDATE SET writes=writes+1 RETURNING writes",
                 (name, window_start),
             ).fetchone()[0]
+            if writes == 1:
+                conn.execute("DELETE FROM mcp_write_counts WHERE token_name=? AND window_start<?", (name, window_start))
+            return writes
 
     # the searchable vault
 

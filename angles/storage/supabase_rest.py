@@ -375,6 +375,7 @@ class SupabaseStorage(Storage):
         finished_at=None,
         duration_s=None,
         host=None,
+        durable=True,
     ) -> int:
         row = {
             "agent_name": agent_name,
@@ -512,15 +513,6 @@ class SupabaseStorage(Storage):
         from postgrest.types import ReturnMethod
 
         table = "mcp_write_counts"
-        self._run(
-            lambda: (
-                self._table(table)
-                .delete(returning=ReturnMethod.minimal)
-                .eq("token_name", name)
-                .lt("window_start", window_start)
-            ),
-            "forgetting old write counts",
-        )
         for _ in range(COUNT_ROUNDS):
             current = self._run(
                 lambda: self._table(table).select("writes").eq("token_name", name).eq("window_start", window_start),
@@ -535,6 +527,15 @@ class SupabaseStorage(Storage):
                     conflict_ok=True,
                 )
                 if inserted is not CONFLICT:
+                    self._run(
+                        lambda: (
+                            self._table(table)
+                            .delete(returning=ReturnMethod.minimal)
+                            .eq("token_name", name)
+                            .lt("window_start", window_start)
+                        ),
+                        "forgetting old write counts",
+                    )
                     return 1
                 continue
             seen = current.data[0]["writes"]
