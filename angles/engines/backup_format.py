@@ -6,6 +6,7 @@ import filecmp
 import hashlib
 import json
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -13,7 +14,14 @@ from itertools import repeat
 from pathlib import Path
 
 from angles.engines.credential_scan import CredentialScanner
-from angles.engines.decision_model import ACTIVITY_COLUMNS, COLUMNS, HISTORY_COLUMNS, JSON_COLUMNS, LINK_COLUMNS
+from angles.engines.decision_model import (
+    ACTIVITY_COLUMNS,
+    BOOL_COLUMNS,
+    COLUMNS,
+    HISTORY_COLUMNS,
+    JSON_COLUMNS,
+    LINK_COLUMNS,
+)
 from angles.errors import AnglesError
 from angles.files import atomic_write
 
@@ -119,6 +127,55 @@ def line_key(line: bytes):
             return value[1:-1].decode("utf-8")
         return json.loads(value)
     return json.loads(line)["id"]
+
+
+# A JSON string with no \u escape: every other JSON escape means the same in PostgreSQL's COPY text format
+# (\\ \n \t \r \b \f, and a backslash before any other character is that character), so its bytes between the
+# quotes are its COPY cell. A \u escape (the only way a NUL or a lone surrogate gets into a line) does not.
+_STRING = rb'"([^"\\]*+(?:\\[^u][^"\\]*+)*+)"'
+_PLAIN_VALUES = {
+    **{column: rb"(?:(true|false)|null)" for column in BOOL_COLUMNS},
+    "tags": rb'(\[(?:"[^"\\]*"(?:,"[^"\\]*")*)?\])',  # text tags with no escape: the JSON text is the cell
+    "ai_analysis": rb"(?:null|(?!)())",  # an analysis (numbers, nesting) needs the JSON parser
+}
+_PLAIN_LINE = re.compile(
+    b"".join(
+        (b"{" if i == 0 else b",")
+        + json.dumps(column).encode()
+        + b":"
+        + _PLAIN_VALUES.get(column, rb"(?:null|" + _STRING + b")")
+        for i, column in enumerate(COLUMNS)
+    )
+    + rb"}\n?"
+)
+COPY_NULL = b"\\N"
+
+
+def plain_fields(line: bytes) -> tuple[bytes, ...] | None:
+    """A decision's backup line as PostgreSQL COPY text cells in COLUMNS order, without parsing the JSON.
+
+    Only a plain line qualifies: no analysis, tags without escapes, no \\u escape anywhere (so nothing a
+    backend refuses, see decision_model.unstorable). None for any other line, which the caller parses.
+    """
+    match = _PLAIN_LINE.fullmatch(line)
+    return match.groups(COPY_NULL) if match else None
+
+
+def has_analysis(line: bytes) -> bool:
+    """Whether an encoded decision line holds an ai_analysis (its first match is the column: no object comes before)."""
+    start = line.find(b',"ai_analysis":')
+    return start >= 0 and line[start + 15 : start + 19] != b"null"
+
+
+def link_of(line: bytes) -> str | None:
+    """The superseded_by id of an encoded decision line, read without parsing the rest."""
+    # Only the analysis, an earlier column, may hold this text unescaped (as a key): the last match is the column.
+    start = line.rfind(b',"superseded_by":')
+    value = line[start + 17 : start + 21]
+    if start < 0 or value == b"null":
+        return None
+    end = line.find(b'"', start + 18)
+    return line[start + 18 : end].decode("utf-8")
 
 
 def write_table(

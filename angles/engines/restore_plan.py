@@ -168,6 +168,61 @@ def restore_rows(
     return in_link_order(rows, set(live_ids))
 
 
+def restore_lines(checkout: Checkout, skipped: list[str]) -> Iterator[bytes | dict]:
+    """Every backup decision for an empty table, linked targets first: plain lines as they are, other rows parsed.
+
+    A line goes on as bytes when it needs nothing restore_rows would do to it (no \\u escape, so no NUL or lone
+    surrogate; no analysis, so no NaN or deep nesting); any other row is parsed and checked like there. The
+    order is in_link_order's with nothing live: the file is sorted by id, so a link to a smaller id points at
+    a row already given unless that row was held back; the few rows linking forward (or to a held row) wait
+    until the end and go through in_link_order.
+    """
+    redacted = checkout.redacted_fields()
+    held: set[str] = set()
+    waiting: list[bytes] = []
+    wanted: set[str] = set()
+    present: set[str] = set()
+    with open(checkout.path(snapshot.DECISIONS), "rb") as handle:
+        for line in snapshot.iter_lines(snapshot.read_chunks(handle)):
+            key = str(snapshot.line_key(line))
+            target = snapshot.link_of(line)
+            if target is not None and (target >= key or target in held):
+                waiting.append(line)
+                held.add(key)
+                wanted.add(target)
+                continue
+            if key in redacted or b"\\u" in line or snapshot.has_analysis(line):
+                row = _checked(json.loads(line), redacted, skipped)
+                if row is None:
+                    held.add(key)
+                    continue
+                yield row
+            else:
+                yield line
+            if key in wanted:
+                present.add(key)
+    if waiting:
+        rows = (_checked(json.loads(line), redacted, skipped) for line in waiting)
+        yield from in_link_order((row for row in rows if row is not None), present)
+
+
+def _checked(record: dict, redacted: dict, skipped: list[str]) -> dict | None:
+    """A parsed backup row for an empty table, or None (logged, id appended to `skipped`) when no backend stores it."""
+    key = str(record["id"])
+    refused = unstorable_field(record)
+    if refused:
+        logger.warning("decision %s is not restored: its %s %s", key, *refused)
+        skipped.append(key)
+        return None
+    if key in redacted:
+        logger.warning(
+            "decision %s is restored with redacted fields (%s): it is not in the live database",
+            key,
+            ", ".join(redacted[key]),
+        )
+    return record
+
+
 def _ordered_rows(
     checkout: Checkout, ids: set[str], redacted: dict, live_rows: dict, skipped: list[str]
 ) -> Iterator[dict]:
@@ -221,13 +276,20 @@ def restore_decisions(
             old = storage.get_decision(key)
             if old is not None:
                 on_replace(old)
-    ids = set(found.only_backup) | set(replaced)
     written = pruned = 0
     skipped: list[str] = []
-    if ids or doomed:
-        rows = restore_rows(checkout, storage, ids, found.live_ids, skipped) if ids else iter(())
-        rows = counted(rows, bar("restore", len(ids)) if bar else None)
-        written, pruned = storage.upsert_and_prune(rows, doomed, source="restore")
+    if not found.live_ids and found.only_backup:
+        # An empty table takes every backup row: no id set to build, and lines a backend can copy as they are.
+        count = len(found.only_backup)
+        rows = counted(restore_lines(checkout, skipped), bar("restore", count) if bar else None)
+        written = storage.restore_lines(rows, source="restore")
+        ids = found.only_backup
+    else:
+        ids = set(found.only_backup) | set(replaced)
+        if ids or doomed:
+            rows = restore_rows(checkout, storage, ids, found.live_ids, skipped) if ids else iter(())
+            rows = counted(rows, bar("restore", len(ids)) if bar else None)
+            written, pruned = storage.upsert_and_prune(rows, doomed, source="restore")
     if written:
         storage.refresh_search_statistics()
     return {

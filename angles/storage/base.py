@@ -137,6 +137,16 @@ class Storage(ABC):
         written = self.upsert_decisions(rows, atomic=True, source=source)
         return written, self.delete_decisions(prune_ids) if prune_ids else 0
 
+    def restore_lines(self, rows: Iterable[bytes | dict], *, source: str = "restore") -> int:
+        """Write a backup's decisions into an empty decisions table, in one transaction; returns the rows written.
+
+        Each row is an encoded backup line that needs no change or an already parsed row, in the order to write
+        them (link targets first). A backend may copy plain lines as they are; this default parses them and
+        upserts, as every other restore does.
+        """
+        parsed = (json.loads(row) if isinstance(row, bytes) else row for row in rows)
+        return self.upsert_decisions(parsed, atomic=True, source=source)
+
     # activity
 
     @abstractmethod
