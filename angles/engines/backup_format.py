@@ -8,6 +8,7 @@ import json
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -129,14 +130,17 @@ def line_key(line: bytes):
     return json.loads(line)["id"]
 
 
-# A JSON string with no \u escape: every other JSON escape means the same in PostgreSQL's COPY text format
-# (\\ \n \t \r \b \f, and a backslash before any other character is that character), so its bytes between the
-# quotes are its COPY cell. A \u escape (the only way a NUL or a lone surrogate gets into a line) does not.
-_STRING = rb'"([^"\\]*+(?:\\[^u][^"\\]*+)*+)"'
+# A JSON string whose escapes are \" \\ \/ \b \f \n \r \t only: each means the same in PostgreSQL's COPY text
+# format (a backslash before any other character is that character), so its bytes between the quotes are its
+# COPY cell. A \u escape (the only way a NUL or a lone surrogate gets into a line) is not plain. The pattern
+# is strict JSON: a line it matches is a valid record once its bytes are valid UTF-8.
+_STRING = rb'"([^"\\\x00-\x1f]*+(?:\\["\\/bfnrt][^"\\\x00-\x1f]*+)*+)"'
 _PLAIN_VALUES = {
     **{column: rb"(?:(true|false)|null)" for column in BOOL_COLUMNS},
-    "tags": rb'(\[(?:"[^"\\]*"(?:,"[^"\\]*")*)?\])',  # text tags with no escape: the JSON text is the cell
-    "ai_analysis": rb"(?:null|(?!)())",  # an analysis (numbers, nesting) needs the JSON parser
+    # Text tags with no escape: the JSON text is the cell.
+    "tags": rb'(\[(?:"[^"\\\x00-\x1f]*"(?:,"[^"\\\x00-\x1f]*")*)?\])',
+    # An analysis (numbers, nesting) needs the JSON parser.
+    "ai_analysis": rb"(?:null|(?!)())",
 }
 _PLAIN_LINE = re.compile(
     b"".join(
@@ -154,28 +158,12 @@ COPY_NULL = b"\\N"
 def plain_fields(line: bytes) -> tuple[bytes, ...] | None:
     """A decision's backup line as PostgreSQL COPY text cells in COLUMNS order, without parsing the JSON.
 
-    Only a plain line qualifies: no analysis, tags without escapes, no \\u escape anywhere (so nothing a
-    backend refuses, see decision_model.unstorable). None for any other line, which the caller parses.
+    Only a plain line qualifies: every column in order, no analysis, tags without escapes, no \\u escape
+    anywhere (so nothing a backend refuses, see decision_model.unstorable). None for any other line, which
+    the caller parses. The line's UTF-8 is not checked here.
     """
     match = _PLAIN_LINE.fullmatch(line)
     return match.groups(COPY_NULL) if match else None
-
-
-def has_analysis(line: bytes) -> bool:
-    """Whether an encoded decision line holds an ai_analysis (its first match is the column: no object comes before)."""
-    start = line.find(b',"ai_analysis":')
-    return start >= 0 and line[start + 15 : start + 19] != b"null"
-
-
-def link_of(line: bytes) -> str | None:
-    """The superseded_by id of an encoded decision line, read without parsing the rest."""
-    # Only the analysis, an earlier column, may hold this text unescaped (as a key): the last match is the column.
-    start = line.rfind(b',"superseded_by":')
-    value = line[start + 17 : start + 21]
-    if start < 0 or value == b"null":
-        return None
-    end = line.find(b'"', start + 18)
-    return line[start + 18 : end].decode("utf-8")
 
 
 def write_table(
@@ -356,52 +344,93 @@ def read_manifest(directory: Path) -> dict:
     return manifest
 
 
-def verify(directory: Path, *, on_record: Callable[[Table, dict], None] | None = None) -> dict:
-    """Check every file against the manifest (presence, SHA-256, row count, JSON per line); return the manifest."""
+def verify(
+    directory: Path,
+    *,
+    on_record: Callable[[Table, dict], None] | None = None,
+    lines_checked_later: tuple[str, ...] = (),
+) -> dict:
+    """Check every file against the manifest (presence, SHA-256, row count, JSON per line); return the manifest.
+
+    The files named in `lines_checked_later` are checked for presence, SHA-256 and row count only: their
+    caller parses every line itself before it commits anything (a restore into an empty database), so the
+    lines are read once instead of twice.
+    """
     manifest = read_manifest(directory)
     known = {t.file: t for t in TABLES}
-    for name, meta in sorted(manifest["files"].items()):
-        path = directory / name
-        if "/" in name or name.startswith(".") or not path.is_file():
-            raise CorruptBackupError(f"backup is incomplete: {name} listed in {MANIFEST} is missing")
-        digest = hashlib.sha256()
-        rows = 0
-        bad_line = None
-        with open(path, "rb") as handle:
-            for number, line in enumerate(iter_lines(_hashed(read_chunks(handle), digest)), 1):
-                rows += 1
-                if bad_line is not None:
-                    continue
-                try:
-                    record = json.loads(line.decode("utf-8"))
-                except (UnicodeDecodeError, json.JSONDecodeError):
-                    bad_line = number
-                    continue
-                if not isinstance(record, dict) or "id" not in record:
-                    bad_line = number
-                elif on_record and name in known:
-                    on_record(known[name], record)
-        # A checksum mismatch is the more useful message when both are true (a flipped byte).
-        if digest.hexdigest() != meta.get("sha256"):
-            raise CorruptBackupError(
-                f"backup is corrupt: {name} does not match its SHA-256 in {MANIFEST} "
-                f"(expected {str(meta.get('sha256'))[:12]}, found {digest.hexdigest()[:12]})"
-            )
-        if rows != meta.get("rows"):
-            raise CorruptBackupError(f"backup is corrupt: {name} has {rows} rows, {MANIFEST} says {meta.get('rows')}")
-        if bad_line is not None:
-            raise CorruptBackupError(f"backup is corrupt: {name} line {bad_line} is not a JSON record with an id")
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="angles-checksum") as hasher:
+        for name, meta in sorted(manifest["files"].items()):
+            path = directory / name
+            if "/" in name or name.startswith(".") or not path.is_file():
+                raise CorruptBackupError(f"backup is incomplete: {name} listed in {MANIFEST} is missing")
+            # The checksum on a helper thread (hashing releases the GIL) while this one parses the lines.
+            checksum = hasher.submit(_digest_and_rows, path)
+            bad = None if name in lines_checked_later else _first_bad_line(path, known.get(name), on_record)
+            sha256, rows = checksum.result()
+            # A checksum mismatch is the more useful message when both are true (a flipped byte).
+            if sha256 != meta.get("sha256"):
+                raise CorruptBackupError(
+                    f"backup is corrupt: {name} does not match its SHA-256 in {MANIFEST} "
+                    f"(expected {str(meta.get('sha256'))[:12]}, found {sha256[:12]})"
+                )
+            if rows != meta.get("rows"):
+                raise CorruptBackupError(
+                    f"backup is corrupt: {name} has {rows} rows, {MANIFEST} says {meta.get('rows')}"
+                )
+            if bad is not None:
+                raise bad_line(name, bad)
     if DECISIONS.file not in manifest["files"]:
         raise CorruptBackupError(f"backup is incomplete: {MANIFEST} lists no {DECISIONS.file}")
     return manifest
 
 
-def iter_records(path: Path) -> Iterator[dict]:
-    """The records of a verified file, in file order."""
+def bad_line(name: str, number: int) -> CorruptBackupError:
+    return CorruptBackupError(f"backup is corrupt: {name} line {number} is not a JSON record with an id")
+
+
+def _digest_and_rows(path: Path) -> tuple[str, int]:
+    """A file's SHA-256 and its number of lines (a last line without a newline counts too)."""
+    digest = hashlib.sha256()
+    rows = 0
+    last = b"\n"
     with open(path, "rb") as handle:
-        for line in iter_lines(read_chunks(handle)):
-            # Decoding first is a quarter faster than handing json bytes (it sniffs the encoding per call).
-            yield json.loads(line.decode("utf-8"))
+        for chunk in read_chunks(handle):
+            digest.update(chunk)
+            rows += chunk.count(b"\n")
+            last = chunk[-1:]
+    return digest.hexdigest(), rows + (last != b"\n")
+
+
+def _first_bad_line(path: Path, table: Table | None, on_record: Callable[[Table, dict], None] | None) -> int | None:
+    """The number of the first line that is not a JSON record with an id, or None."""
+    with open(path, "rb") as handle:
+        for number, line in enumerate(iter_lines(read_chunks(handle)), 1):
+            record = parse_line(line)
+            if record is None:
+                return number
+            if on_record and table is not None:
+                on_record(table, record)
+    return None
+
+
+def parse_line(line: bytes) -> dict | None:
+    """One encoded line as its record, or None when it is not a JSON object with an id."""
+    try:
+        # Decoding first is a quarter faster than handing json bytes (it sniffs the encoding per call).
+        record = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return record if isinstance(record, dict) and "id" in record else None
+
+
+def iter_records(path: Path) -> Iterator[dict]:
+    """The records of a verified file, in file order (CorruptBackupError for a line verify left to its reader)."""
+    with open(path, "rb") as handle:
+        for number, line in enumerate(iter_lines(read_chunks(handle)), 1):
+            record = parse_line(line)
+            if record is None:
+                raise bad_line(path.name, number)
+            yield record
 
 
 def file_stamp(path: Path) -> list[int] | None:

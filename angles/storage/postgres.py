@@ -19,7 +19,6 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from angles.engines.backup_format import plain_fields
 from angles.engines.decision_model import (
     COLUMNS,
     HISTORY_COLUMNS,
@@ -214,18 +213,15 @@ def _merge_all(conn, segments: Iterator[tuple[tuple[str, ...], list[str]]], sour
 _COPY_ALL = f"COPY decision_vault ({_COLUMNS}) FROM STDIN"
 
 
-def _copy_line(row: bytes | dict) -> bytes:
-    """A restored row as a line of COPY text: a plain backup line without parsing it, any other through prepare()."""
-    if isinstance(row, bytes):
-        cells = plain_fields(row)
-        if cells is not None:
-            return b"\t".join(cells) + b"\n"
-        row = json.loads(row)
+def _copy_line(row: tuple[bytes, tuple[bytes, ...]] | dict) -> bytes:
+    """A restored row as a line of COPY text: a plain line's cells as they are, a parsed row through prepare()."""
+    if isinstance(row, tuple):
+        return b"\t".join(row[1]) + b"\n"
     prepared = prepare(row, json_as_text=False, bool_as_int=False)
     return ("\t".join([_copy_cell(prepared.get(c)) for c in COLUMNS]) + "\n").encode("utf-8")
 
 
-def _copy_or_merge_all(conn, rows: Iterable[bytes | dict], size: int, source: str) -> int:
+def _copy_or_merge_all(conn, rows: Iterable[tuple | dict], size: int, source: str) -> int:
     """COPY rows straight into decision_vault in batches, each under a savepoint, on a helper thread.
 
     A batch the COPY refuses (a row already there, a link to a row not written yet, a value the table rejects)
@@ -238,7 +234,7 @@ def _copy_or_merge_all(conn, rows: Iterable[bytes | dict], size: int, source: st
 
     def merge(batch: list) -> None:
         nonlocal staged
-        parsed = (json.loads(row) if isinstance(row, bytes) else row for row in batch)
+        parsed = (json.loads(row[0]) if isinstance(row, tuple) else row for row in batch)
         for columns, values in _segments(parsed, size):
             if staged:
                 conn.execute(f"TRUNCATE {STAGE}")
@@ -651,9 +647,9 @@ class PostgresStorage(Storage):
             _delete_in(conn, ids)
         return written, len(ids)
 
-    def restore_lines(self, rows: Iterable[bytes | dict], *, source: str = "restore", batch: int = COPY_BATCH) -> int:
-        # A plain COPY into the table: the staged merge costs the server half as much again, and plain lines
-        # go to the server without being parsed. Any batch the COPY refuses is merged instead.
+    def restore_lines(self, rows: Iterable[tuple | dict], *, source: str = "restore", batch: int = COPY_BATCH) -> int:
+        # A plain COPY into the table: the staged merge costs the server half as much again, and plain backup
+        # lines go to the server as they are, never parsed. Any batch the COPY refuses is merged instead.
         with self._transaction() as conn:
             conn.execute("SET LOCAL client_encoding = 'UTF8'")
             return _copy_or_merge_all(conn, rows, batch, source)
