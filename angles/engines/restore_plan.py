@@ -209,9 +209,10 @@ def restore_lines(checkout: Checkout, skipped: list[str]) -> Iterator[tuple[byte
     with open(checkout.path(snapshot.DECISIONS), "rb") as handle:
         for number, line in enumerate(snapshot.iter_lines(snapshot.read_chunks(handle)), 1):
             cells = snapshot.plain_fields(line)
-            if cells is not None and _utf8(line) and b"\\" not in cells[0] and b"\\" not in cells[_LINK]:
+            link = cells and cells[_LINK]
+            if cells and _utf8(line) and b"\\" not in cells[0] and (link == snapshot.COPY_NULL or b"\\" not in link):
                 key = cells[0].decode()
-                target = None if cells[_LINK] == snapshot.COPY_NULL else cells[_LINK].decode()
+                target = None if link == snapshot.COPY_NULL else link.decode()
                 row: tuple | dict | None = (line, cells) if key not in redacted else json.loads(line)
             else:
                 row = snapshot.parse_line(line)

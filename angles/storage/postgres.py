@@ -228,13 +228,13 @@ def _copy_or_merge_all(conn, rows: Iterable[tuple | dict], size: int, source: st
     is rolled back to its savepoint and merged like any upsert (history, ON CONFLICT, the same errors), so a
     restore into an empty table ends exactly as the merge would have left it, only sooner.
     """
-    pending: queue.Queue = queue.Queue(maxsize=2)
+    pending: queue.Queue = queue.Queue(maxsize=1)
     failures: list[BaseException] = []
     staged = False
 
     def merge(batch: list) -> None:
         nonlocal staged
-        parsed = (json.loads(row[0]) if isinstance(row, tuple) else row for row in batch)
+        parsed = (json.loads(row) if isinstance(row, bytes) else row for row in batch)
         for columns, values in _segments(parsed, size):
             if staged:
                 conn.execute(f"TRUNCATE {STAGE}")
@@ -265,7 +265,8 @@ def _copy_or_merge_all(conn, rows: Iterable[tuple | dict], size: int, source: st
     lines: list[bytes] = []
     try:
         for row in rows:
-            batch.append(row)
+            # A plain row is kept as its line only, for a merge: its cells would double what a batch holds.
+            batch.append(row[0] if isinstance(row, tuple) else row)
             lines.append(_copy_line(row))
             if len(batch) >= size:
                 if failures:
