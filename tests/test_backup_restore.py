@@ -1286,8 +1286,10 @@ def test_a_row_written_live_during_a_restore_into_empty_postgres_is_merged_not_l
     assert len([r for r in caplog.records if "merged instead of copied" in r.getMessage()]) == 1
 
 
-@pytest.mark.postgres
-def test_an_unparsable_line_is_refused_by_a_restore_into_empty_postgres_before_commit(home, pg_url, tmp_path_factory):
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_an_unparsable_line_is_refused_by_a_restore_into_an_empty_database_before_commit(
+    home, request, backend, tmp_path_factory
+):
     from angles.errors import AnglesError
 
     settings = make_settings(home)
@@ -1304,9 +1306,10 @@ def test_an_unparsable_line_is_refused_by_a_restore_into_empty_postgres_before_c
     (work / "manifest.json").write_text(json.dumps(manifest))
     git("commit", "-qam", "consistent but broken", cwd=work)
     git("push", "-q", "origin", "main", cwd=work)
-    pg_settings = make_settings(home, DATABASE_URL=pg_url)
+    url = request.getfixturevalue("pg_url") if backend == "postgres" else f"sqlite:///{home}/data/empty.db"
+    empty = make_settings(home, DATABASE_URL=url)
 
     with pytest.raises(AnglesError, match=r"decision_vault.jsonl line 2501 is not a JSON record"):
-        run_restore(pg_settings, restore_decisions=True)
-    with open_storage(pg_settings) as storage:
+        run_restore(empty, restore_decisions=True)
+    with open_storage(empty) as storage:
         assert storage.count_decisions() == 0
