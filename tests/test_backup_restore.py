@@ -1191,3 +1191,125 @@ def test_an_altered_encrypted_backup_is_refused_and_the_database_left_alone(home
     assert done.returncode == 1 and expected in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
     assert dump(settings) == []
+
+
+@pytest.fixture
+def second_pg_url(pg_url):
+    """Another fresh PostgreSQL database beside pg_url, dropped afterwards."""
+    import psycopg
+
+    admin = os.environ.get("ANGLES_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+    name = f"angles_t_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield f"{admin.rsplit('/', 1)[0]}/{name}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _vault_with_history_and_links(settings) -> list[dict]:
+    """Varied decisions (links forward and backward in id order, analyses, escapes) with history rows and links."""
+    from angles.engines.decision_model import link_id
+
+    rows = varied_decisions(1_500, seed=21)
+    seed(settings, rows)
+    with open_storage(settings) as storage:
+        for row in rows[:40]:
+            storage.update_decision(row["id"], {"decision": row["decision"] + " (revised)"}, source="cli")
+        for a, b in zip(rows[100:130], rows[200:230], strict=True):
+            link = {"from_id": a["id"], "to_id": b["id"], "kind": "relates_to", "source": "cli"}
+            storage.add_link({**link, "id": link_id(a["id"], b["id"], "relates_to"), "created_at": a["created_at"]})
+    return rows
+
+
+def _everything(settings, leave_out: set[str] = frozenset()) -> tuple[list, list, list]:
+    with open_storage(settings, create=False) as storage:
+        decisions = [r for r in storage.iter_decisions() if r["id"] not in leave_out]
+        history = [h for h in storage.iter_history() if h["decision_id"] not in leave_out]
+        links = list(storage.iter_links())
+    return decisions, history, links
+
+
+@pytest.mark.postgres
+def test_a_restore_into_empty_postgres_leaves_the_same_vault_as_the_merge_into_a_used_one(
+    home, pg_url, second_pg_url, caplog
+):
+    sqlite_settings = make_settings(home)
+    rows = _vault_with_history_and_links(sqlite_settings)
+    expected = _everything(sqlite_settings)
+    run_backup(sqlite_settings)
+    empty = make_settings(home, DATABASE_URL=pg_url)
+    used = make_settings(home, DATABASE_URL=second_pg_url)
+    live_only = validate({"decision": "already here", "type": "process"})
+    with open_migrated(used) as storage:
+        storage.upsert_decisions([live_only])
+
+    with caplog.at_level("INFO", logger="angles.storage.postgres"):
+        copied = run_restore(empty, restore_decisions=True)
+        merged = run_restore(used, restore_decisions=True)
+
+    assert not [r for r in caplog.records if "merged instead" in r.getMessage()]
+    assert copied["restored"]["upserted"] == merged["restored"]["upserted"] == len(rows)
+    assert _everything(empty) == _everything(used, {live_only["id"]}) == expected
+    assert any(r["superseded_by"] for r in expected[0]) and expected[1] and expected[2]
+
+
+@pytest.mark.postgres
+def test_a_row_written_live_during_a_restore_into_empty_postgres_is_merged_not_lost(home, pg_url, monkeypatch, caplog):
+    from angles.storage.postgres import PostgresStorage
+
+    sqlite_settings = make_settings(home)
+    rows = varied_decisions(600, seed=22)
+    seed(sqlite_settings, rows)
+    expected = dump(sqlite_settings)
+    run_backup(sqlite_settings)
+    victim = sorted(rows, key=lambda r: r["id"])[300]
+    restore_lines = PostgresStorage.restore_lines
+
+    def with_a_writer_in_between(self, items, **kwargs):
+        # Another writer adds the same id after the drift found the table empty: that batch's COPY conflicts.
+        meanwhile = {"superseded_by": None, "decision": "written live meanwhile", "updated_at": "2001-01-01T00:00:00Z"}
+        self.upsert_decisions([{**victim, **meanwhile}])
+        return restore_lines(self, items, batch=50, **kwargs)
+
+    monkeypatch.setattr(PostgresStorage, "restore_lines", with_a_writer_in_between)
+    pg_settings = make_settings(home, DATABASE_URL=pg_url)
+    with caplog.at_level("INFO", logger="angles.storage.postgres"):
+        result = run_restore(pg_settings, restore_decisions=True)
+
+    assert result["restored"]["upserted"] == 600
+    assert dump(pg_settings) == expected
+    with open_storage(pg_settings) as storage:
+        history = storage.history_of(victim["id"])
+    assert [h["previous"]["decision"] for h in history] == ["written live meanwhile"]
+    assert history[0]["source"] == "restore"
+    assert len([r for r in caplog.records if "merged instead of copied" in r.getMessage()]) == 1
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_an_unparsable_line_is_refused_by_a_restore_into_an_empty_database_before_commit(
+    home, request, backend, tmp_path_factory
+):
+    from angles.errors import AnglesError
+
+    settings = make_settings(home)
+    seed(settings, varied_decisions(3_000, seed=23))
+    run_backup(settings)
+    work = tmp_path_factory.mktemp("badjson") / "w"
+    git("clone", "-q", str(home / "data" / "backup-remote.git"), str(work), cwd=work.parent)
+    path = work / "decision_vault.jsonl"
+    lines = path.read_bytes().splitlines(keepends=True)
+    lines[2_500] = lines[2_500].replace(b'"decision":"', b'"decision":"\\x', 1)
+    path.write_bytes(b"".join(lines))
+    manifest = json.loads((work / "manifest.json").read_text())
+    manifest["files"]["decision_vault.jsonl"]["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    (work / "manifest.json").write_text(json.dumps(manifest))
+    git("commit", "-qam", "consistent but broken", cwd=work)
+    git("push", "-q", "origin", "main", cwd=work)
+    url = request.getfixturevalue("pg_url") if backend == "postgres" else f"sqlite:///{home}/data/empty.db"
+    empty = make_settings(home, DATABASE_URL=url)
+
+    with pytest.raises(AnglesError, match=r"decision_vault.jsonl line 2501 is not a JSON record"):
+        run_restore(empty, restore_decisions=True)
+    with open_storage(empty) as storage:
+        assert storage.count_decisions() == 0

@@ -6,14 +6,23 @@ import filecmp
 import hashlib
 import json
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from itertools import repeat
 from pathlib import Path
 
 from angles.engines.credential_scan import CredentialScanner
-from angles.engines.decision_model import ACTIVITY_COLUMNS, COLUMNS, HISTORY_COLUMNS, JSON_COLUMNS, LINK_COLUMNS
+from angles.engines.decision_model import (
+    ACTIVITY_COLUMNS,
+    BOOL_COLUMNS,
+    COLUMNS,
+    HISTORY_COLUMNS,
+    JSON_COLUMNS,
+    LINK_COLUMNS,
+)
 from angles.errors import AnglesError
 from angles.files import atomic_write
 
@@ -119,6 +128,42 @@ def line_key(line: bytes):
             return value[1:-1].decode("utf-8")
         return json.loads(value)
     return json.loads(line)["id"]
+
+
+# A JSON string whose escapes are \" \\ \/ \b \f \n \r \t only: each means the same in PostgreSQL's COPY text
+# format (a backslash before any other character is that character), so its bytes between the quotes are its
+# COPY cell. A \u escape (the only way a NUL or a lone surrogate gets into a line) is not plain. The pattern
+# is strict JSON: a line it matches is a valid record once its bytes are valid UTF-8.
+_STRING = rb'"([^"\\\x00-\x1f]*+(?:\\["\\/bfnrt][^"\\\x00-\x1f]*+)*+)"'
+_PLAIN_VALUES = {
+    **{column: rb"(?:(true|false)|null)" for column in BOOL_COLUMNS},
+    # Text tags with no escape: the JSON text is the cell.
+    "tags": rb'(\[(?:"[^"\\\x00-\x1f]*"(?:,"[^"\\\x00-\x1f]*")*)?\])',
+    # An analysis (numbers, nesting) needs the JSON parser.
+    "ai_analysis": rb"(?:null|(?!)())",
+}
+_PLAIN_LINE = re.compile(
+    b"".join(
+        (b"{" if i == 0 else b",")
+        + json.dumps(column).encode()
+        + b":"
+        + _PLAIN_VALUES.get(column, rb"(?:null|" + _STRING + b")")
+        for i, column in enumerate(COLUMNS)
+    )
+    + rb"}\n?"
+)
+COPY_NULL = b"\\N"
+
+
+def plain_fields(line: bytes) -> tuple[bytes, ...] | None:
+    """A decision's backup line as PostgreSQL COPY text cells in COLUMNS order, without parsing the JSON.
+
+    Only a plain line qualifies: every column in order, no analysis, tags without escapes, no \\u escape
+    anywhere (so nothing a backend refuses, see decision_model.unstorable). None for any other line, which
+    the caller parses. The line's UTF-8 is not checked here.
+    """
+    match = _PLAIN_LINE.fullmatch(line)
+    return match.groups(COPY_NULL) if match else None
 
 
 def write_table(
@@ -299,52 +344,93 @@ def read_manifest(directory: Path) -> dict:
     return manifest
 
 
-def verify(directory: Path, *, on_record: Callable[[Table, dict], None] | None = None) -> dict:
-    """Check every file against the manifest (presence, SHA-256, row count, JSON per line); return the manifest."""
+def verify(
+    directory: Path,
+    *,
+    on_record: Callable[[Table, dict], None] | None = None,
+    lines_checked_later: tuple[str, ...] = (),
+) -> dict:
+    """Check every file against the manifest (presence, SHA-256, row count, JSON per line); return the manifest.
+
+    The files named in `lines_checked_later` are checked for presence, SHA-256 and row count only: their
+    caller parses every line itself before it commits anything (a restore into an empty database), so the
+    lines are read once instead of twice.
+    """
     manifest = read_manifest(directory)
     known = {t.file: t for t in TABLES}
-    for name, meta in sorted(manifest["files"].items()):
-        path = directory / name
-        if "/" in name or name.startswith(".") or not path.is_file():
-            raise CorruptBackupError(f"backup is incomplete: {name} listed in {MANIFEST} is missing")
-        digest = hashlib.sha256()
-        rows = 0
-        bad_line = None
-        with open(path, "rb") as handle:
-            for number, line in enumerate(iter_lines(_hashed(read_chunks(handle), digest)), 1):
-                rows += 1
-                if bad_line is not None:
-                    continue
-                try:
-                    record = json.loads(line.decode("utf-8"))
-                except (UnicodeDecodeError, json.JSONDecodeError):
-                    bad_line = number
-                    continue
-                if not isinstance(record, dict) or "id" not in record:
-                    bad_line = number
-                elif on_record and name in known:
-                    on_record(known[name], record)
-        # A checksum mismatch is the more useful message when both are true (a flipped byte).
-        if digest.hexdigest() != meta.get("sha256"):
-            raise CorruptBackupError(
-                f"backup is corrupt: {name} does not match its SHA-256 in {MANIFEST} "
-                f"(expected {str(meta.get('sha256'))[:12]}, found {digest.hexdigest()[:12]})"
-            )
-        if rows != meta.get("rows"):
-            raise CorruptBackupError(f"backup is corrupt: {name} has {rows} rows, {MANIFEST} says {meta.get('rows')}")
-        if bad_line is not None:
-            raise CorruptBackupError(f"backup is corrupt: {name} line {bad_line} is not a JSON record with an id")
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="angles-checksum") as hasher:
+        for name, meta in sorted(manifest["files"].items()):
+            path = directory / name
+            if "/" in name or name.startswith(".") or not path.is_file():
+                raise CorruptBackupError(f"backup is incomplete: {name} listed in {MANIFEST} is missing")
+            # The checksum on a helper thread (hashing releases the GIL) while this one parses the lines.
+            checksum = hasher.submit(_digest_and_rows, path)
+            bad = None if name in lines_checked_later else _first_bad_line(path, known.get(name), on_record)
+            sha256, rows = checksum.result()
+            # A checksum mismatch is the more useful message when both are true (a flipped byte).
+            if sha256 != meta.get("sha256"):
+                raise CorruptBackupError(
+                    f"backup is corrupt: {name} does not match its SHA-256 in {MANIFEST} "
+                    f"(expected {str(meta.get('sha256'))[:12]}, found {sha256[:12]})"
+                )
+            if rows != meta.get("rows"):
+                raise CorruptBackupError(
+                    f"backup is corrupt: {name} has {rows} rows, {MANIFEST} says {meta.get('rows')}"
+                )
+            if bad is not None:
+                raise bad_line(name, bad)
     if DECISIONS.file not in manifest["files"]:
         raise CorruptBackupError(f"backup is incomplete: {MANIFEST} lists no {DECISIONS.file}")
     return manifest
 
 
-def iter_records(path: Path) -> Iterator[dict]:
-    """The records of a verified file, in file order."""
+def bad_line(name: str, number: int) -> CorruptBackupError:
+    return CorruptBackupError(f"backup is corrupt: {name} line {number} is not a JSON record with an id")
+
+
+def _digest_and_rows(path: Path) -> tuple[str, int]:
+    """A file's SHA-256 and its number of lines (a last line without a newline counts too)."""
+    digest = hashlib.sha256()
+    rows = 0
+    last = b"\n"
     with open(path, "rb") as handle:
-        for line in iter_lines(read_chunks(handle)):
-            # Decoding first is a quarter faster than handing json bytes (it sniffs the encoding per call).
-            yield json.loads(line.decode("utf-8"))
+        for chunk in read_chunks(handle):
+            digest.update(chunk)
+            rows += chunk.count(b"\n")
+            last = chunk[-1:]
+    return digest.hexdigest(), rows + (last != b"\n")
+
+
+def _first_bad_line(path: Path, table: Table | None, on_record: Callable[[Table, dict], None] | None) -> int | None:
+    """The number of the first line that is not a JSON record with an id, or None."""
+    with open(path, "rb") as handle:
+        for number, line in enumerate(iter_lines(read_chunks(handle)), 1):
+            record = parse_line(line)
+            if record is None:
+                return number
+            if on_record and table is not None:
+                on_record(table, record)
+    return None
+
+
+def parse_line(line: bytes) -> dict | None:
+    """One encoded line as its record, or None when it is not a JSON object with an id."""
+    try:
+        # Decoding first is a quarter faster than handing json bytes (it sniffs the encoding per call).
+        record = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return record if isinstance(record, dict) and "id" in record else None
+
+
+def iter_records(path: Path) -> Iterator[dict]:
+    """The records of a verified file, in file order (CorruptBackupError for a line verify left to its reader)."""
+    with open(path, "rb") as handle:
+        for number, line in enumerate(iter_lines(read_chunks(handle)), 1):
+            record = parse_line(line)
+            if record is None:
+                raise bad_line(path.name, number)
+            yield record
 
 
 def file_stamp(path: Path) -> list[int] | None:

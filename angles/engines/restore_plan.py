@@ -13,7 +13,7 @@ from pathlib import Path
 
 from angles.engines import backup_crypto
 from angles.engines import backup_format as snapshot
-from angles.engines.decision_model import parse_timestamp, unstorable_field
+from angles.engines.decision_model import COLUMNS, parse_timestamp, unstorable_field
 from angles.errors import AnglesError
 from angles.progress import Start, counted
 from angles.scratch import scratch_dir
@@ -52,8 +52,13 @@ class Checkout:
 
 
 @contextmanager
-def verified_checkout(settings, at: str | None = None) -> Iterator[Checkout]:
-    """Fetch the remote into a fresh temporary clone, check out the chosen backup, verify every file first."""
+def verified_checkout(settings, at: str | None = None, *, lines_checked_later: bool = False) -> Iterator[Checkout]:
+    """Fetch the remote into a fresh temporary clone, check out the chosen backup, verify every file first.
+
+    With `lines_checked_later` the decisions file's lines are not parsed here (checksum and row count are):
+    the caller is a restore into an empty database, which reads every line through restore_lines (or
+    iter_records), each refusing a bad one before anything is committed.
+    """
     remote = BackupRemote(settings)
     if not remote.exists_locally:
         raise AnglesError(
@@ -70,9 +75,15 @@ def verified_checkout(settings, at: str | None = None) -> Iterator[Checkout]:
         backup_crypto.open_directory(
             clone.path, snapshot.read_manifest(clone.path), settings.backup_passphrase, commit[:12]
         )
-        manifest = snapshot.verify(clone.path)
+        later = (snapshot.DECISIONS.file,) if lines_checked_later else ()
+        manifest = snapshot.verify(clone.path, lines_checked_later=later)
         logger.info("backup %s verified: %d files match manifest.json", commit[:12], len(manifest["files"]))
         yield Checkout(clone, commit, clone.commit_time(commit), manifest)
+
+
+def restores_into_empty(storage) -> bool:
+    """Whether a restore would write every backup decision into an empty table, in one transaction."""
+    return storage.one_transaction and storage.count_decisions() == 0
 
 
 def check_schema(checkout: Checkout, storage) -> None:
@@ -130,19 +141,27 @@ def drift(checkout: Checkout, storage, bar: Start | None = None) -> Drift:
     expected = checkout.manifest["files"][snapshot.DECISIONS.file].get("rows")
     with open(checkout.path(snapshot.DECISIONS), "rb") as handle:
         lines = snapshot.iter_lines(snapshot.read_chunks(handle))
-        for line in counted(lines, bar("compare", expected) if bar else None):
-            key = str(snapshot.line_key(line))
+        for number, line in enumerate(counted(lines, bar("compare", expected) if bar else None), 1):
+            key = _line_key(line, number)
             theirs = live.pop(key, None)
             if theirs is None:
                 result.only_backup.append(key)
             elif theirs[:DIGEST_SIZE] != _digest(line):
                 result.changed.append(key)
-                if _later(theirs[DIGEST_SIZE:].decode(), json.loads(line).get("updated_at")):
+                if _later(theirs[DIGEST_SIZE:].decode(), (snapshot.parse_line(line) or {}).get("updated_at")):
                     result.newer_live.append(key)
             else:
                 result.unchanged += 1
     result.only_live = list(live)
     return result
+
+
+def _line_key(line: bytes, number: int) -> str:
+    """The id of a decision line; a line verification left unparsed may be no record at all."""
+    try:
+        return str(snapshot.line_key(line))
+    except (ValueError, KeyError, TypeError):
+        raise snapshot.bad_line(snapshot.DECISIONS.file, number) from None
 
 
 def _later(live: str, backup: str | None) -> bool:
@@ -166,6 +185,84 @@ def restore_rows(
     live_rows = {key: storage.get_decision(key) for key in redacted}
     rows = _ordered_rows(checkout, ids, redacted, live_rows, [] if skipped is None else skipped)
     return in_link_order(rows, set(live_ids))
+
+
+_LINK = COLUMNS.index("superseded_by")
+
+
+def restore_lines(checkout: Checkout, skipped: list[str]) -> Iterator[tuple[bytes, tuple[bytes, ...]] | dict]:
+    """Every backup decision for an empty table, linked targets first, each line checked as it is read.
+
+    A plain line (backup_format.plain_fields) goes on as (line, its COPY cells): it holds nothing
+    restore_rows would change or refuse. Any other row is parsed and checked like there. A line that is not
+    a JSON record with an id raises CorruptBackupError, before the caller commits (verification left these
+    lines to this reader). The order is in_link_order's with nothing live: the file is sorted by id, so a
+    link to a smaller id points at a row already given unless that row was held back; the few rows linking
+    forward (or to a held row) wait until the end and go through in_link_order.
+    """
+    name = snapshot.DECISIONS.file
+    redacted = checkout.redacted_fields()
+    held: set[str] = set()
+    waiting: list[bytes] = []
+    wanted: set[str] = set()
+    present: set[str] = set()
+    with open(checkout.path(snapshot.DECISIONS), "rb") as handle:
+        for number, line in enumerate(snapshot.iter_lines(snapshot.read_chunks(handle)), 1):
+            cells = snapshot.plain_fields(line)
+            link = cells and cells[_LINK]
+            if cells and _utf8(line) and b"\\" not in cells[0] and (link == snapshot.COPY_NULL or b"\\" not in link):
+                key = cells[0].decode()
+                target = None if link == snapshot.COPY_NULL else link.decode()
+                row: tuple | dict | None = (line, cells) if key not in redacted else json.loads(line)
+            else:
+                row = snapshot.parse_line(line)
+                if row is None:
+                    raise snapshot.bad_line(name, number)
+                key, target = str(row["id"]), row.get("superseded_by")
+                target = None if target is None else str(target)
+            if target is not None and (target >= key or target in held):
+                waiting.append(line)
+                held.add(key)
+                wanted.add(target)
+                continue
+            if isinstance(row, dict):
+                row = _checked(row, redacted, skipped)
+                if row is None:
+                    held.add(key)
+                    continue
+            yield row
+            if key in wanted:
+                present.add(key)
+    if waiting:
+        rows = (_checked(json.loads(line), redacted, skipped) for line in waiting)
+        yield from in_link_order((row for row in rows if row is not None), present)
+
+
+def _utf8(line: bytes) -> bool:
+    if line.isascii():
+        return True
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _checked(record: dict, redacted: dict, skipped: list[str]) -> dict | None:
+    """A parsed backup row for an empty table, or None (logged, id appended to `skipped`) when no backend stores it."""
+    key = str(record["id"])
+    refused = unstorable_field(record)
+    if refused:
+        logger.warning("decision %s is not restored: its %s %s", key, *refused)
+        skipped.append(key)
+        return None
+    if key in redacted:
+        logger.warning(
+            "decision %s is restored with redacted fields (%s): it is not in the live database",
+            key,
+            ", ".join(redacted[key]),
+        )
+    return record
 
 
 def _ordered_rows(
@@ -221,13 +318,20 @@ def restore_decisions(
             old = storage.get_decision(key)
             if old is not None:
                 on_replace(old)
-    ids = set(found.only_backup) | set(replaced)
     written = pruned = 0
     skipped: list[str] = []
-    if ids or doomed:
-        rows = restore_rows(checkout, storage, ids, found.live_ids, skipped) if ids else iter(())
-        rows = counted(rows, bar("restore", len(ids)) if bar else None)
-        written, pruned = storage.upsert_and_prune(rows, doomed, source="restore")
+    if not found.live_ids and found.only_backup:
+        # An empty table takes every backup row: no id set to build, and lines a backend can copy as they are.
+        count = len(found.only_backup)
+        rows = counted(restore_lines(checkout, skipped), bar("restore", count) if bar else None)
+        written = storage.restore_lines(rows, source="restore")
+        ids = found.only_backup
+    else:
+        ids = set(found.only_backup) | set(replaced)
+        if ids or doomed:
+            rows = restore_rows(checkout, storage, ids, found.live_ids, skipped) if ids else iter(())
+            rows = counted(rows, bar("restore", len(ids)) if bar else None)
+            written, pruned = storage.upsert_and_prune(rows, doomed, source="restore")
     if written:
         storage.refresh_search_statistics()
     return {

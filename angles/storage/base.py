@@ -18,6 +18,8 @@ class Storage(ABC):
 
     kind: str = ""
     dialect: str = ""  # which migrations/<dialect>/ folder applies
+    # Whether upsert_and_prune and restore_lines write in one transaction (a failure midway leaves nothing).
+    one_transaction: bool = True
 
     def __enter__(self):
         return self
@@ -136,6 +138,16 @@ class Storage(ABC):
         """
         written = self.upsert_decisions(rows, atomic=True, source=source)
         return written, self.delete_decisions(prune_ids) if prune_ids else 0
+
+    def restore_lines(self, rows: Iterable[tuple[bytes, tuple[bytes, ...]] | dict], *, source: str = "restore") -> int:
+        """Write a backup's decisions into an empty decisions table, in one transaction; returns the rows written.
+
+        Each row is a parsed decision or a plain backup line as (line, its COPY cells), see
+        backup_format.plain_fields, in the order to write them (link targets first). A backend may copy the
+        cells as they are; this default parses the line and upserts, as every other restore does.
+        """
+        parsed = (json.loads(row[0]) if isinstance(row, tuple) else row for row in rows)
+        return self.upsert_decisions(parsed, atomic=True, source=source)
 
     # activity
 

@@ -53,6 +53,7 @@ COUNT_ROUNDS = 50
 class SupabaseStorage(Storage):
     kind = "supabase"
     dialect = "postgres"
+    one_transaction = False  # no transaction across requests
 
     def __init__(
         self,
