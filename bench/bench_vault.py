@@ -339,11 +339,9 @@ def _history_vault(path: Path, count: int, *, with_history: bool) -> None:
 
 
 def bench_vault_history(ctx) -> list[Row]:
-    from angles.actions.backup import export
+    from angles.actions.backup import credential_scanner, export
     from angles.config import load_settings
-    from angles.engines.backup_format import SecretScanner
     from angles.engines.json_export import write_export
-    from angles.logs import Redactor
     from angles.storage.sqlite import SQLiteStorage
 
     work = Path(tempfile.mkdtemp(prefix="bench-vault-history-"))
@@ -363,7 +361,7 @@ def bench_vault_history(ctx) -> list[Row]:
                     times.append(time.perf_counter() - start)
                 backup = home / "backup"
                 backup.mkdir()
-                snap = export(storage, backup, SecretScanner(Redactor(())))
+                snap = export(storage, backup, credential_scanner(settings))
             measured[with_history] = (statistics.median(times), sum(f["bytes"] for f in snap.files.values()))
     finally:
         shutil.rmtree(work, ignore_errors=True)
