@@ -320,23 +320,28 @@ def test_an_incomplete_backup_is_refused_naming_the_file(home, run_script, tmp_p
     assert dump(settings) == []
 
 
-def test_an_unparsable_line_is_refused_even_when_the_manifest_agrees(home, tmp_path_factory):
-    from angles.errors import AnglesError
-
-    settings = make_settings(home)
-    seed(settings, varied_decisions(10))
-    run_backup(settings)
+def push_broken_line(home: Path, tmp_path_factory, index: int, damage) -> None:
+    """Push a backup whose decisions line `index` (from 0) is damaged, with a manifest that agrees with it."""
     work = tmp_path_factory.mktemp("badjson") / "w"
     git("clone", "-q", str(home / "data" / "backup-remote.git"), str(work), cwd=work.parent)
     path = work / "decision_vault.jsonl"
     lines = path.read_bytes().splitlines(keepends=True)
-    lines[3] = b'{"id": "broken\n'
+    lines[index] = damage(lines[index])
     path.write_bytes(b"".join(lines))
     manifest = json.loads((work / "manifest.json").read_text())
     manifest["files"]["decision_vault.jsonl"]["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
     (work / "manifest.json").write_text(json.dumps(manifest))
     git("commit", "-qam", "consistent but broken", cwd=work)
     git("push", "-q", "origin", "main", cwd=work)
+
+
+def test_an_unparsable_line_is_refused_even_when_the_manifest_agrees(home, tmp_path_factory):
+    from angles.errors import AnglesError
+
+    settings = make_settings(home)
+    seed(settings, varied_decisions(10))
+    run_backup(settings)
+    push_broken_line(home, tmp_path_factory, 3, lambda line: b'{"id": "broken\n')
     before = dump(settings)
     with pytest.raises(AnglesError, match=r"decision_vault.jsonl line 4"):
         run_restore(settings, restore_decisions=True, prune=True)
@@ -1295,17 +1300,7 @@ def test_an_unparsable_line_is_refused_by_a_restore_into_an_empty_database_befor
     settings = make_settings(home)
     seed(settings, varied_decisions(3_000, seed=23))
     run_backup(settings)
-    work = tmp_path_factory.mktemp("badjson") / "w"
-    git("clone", "-q", str(home / "data" / "backup-remote.git"), str(work), cwd=work.parent)
-    path = work / "decision_vault.jsonl"
-    lines = path.read_bytes().splitlines(keepends=True)
-    lines[2_500] = lines[2_500].replace(b'"decision":"', b'"decision":"\\x', 1)
-    path.write_bytes(b"".join(lines))
-    manifest = json.loads((work / "manifest.json").read_text())
-    manifest["files"]["decision_vault.jsonl"]["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
-    (work / "manifest.json").write_text(json.dumps(manifest))
-    git("commit", "-qam", "consistent but broken", cwd=work)
-    git("push", "-q", "origin", "main", cwd=work)
+    push_broken_line(home, tmp_path_factory, 2_500, lambda line: line.replace(b'"decision":"', b'"decision":"\\x', 1))
     url = request.getfixturevalue("pg_url") if backend == "postgres" else f"sqlite:///{home}/data/empty.db"
     empty = make_settings(home, DATABASE_URL=url)
 

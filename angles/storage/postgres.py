@@ -11,7 +11,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 import psycopg
@@ -182,45 +182,65 @@ def _copy_cell(value) -> str:
     return _copy_cell(str(value))
 
 
-def _merge_all(conn, segments: Iterator[tuple[tuple[str, ...], list[str]]], source: str = "system") -> int:
-    """Merge every segment in the open transaction, on a helper thread while this one prepares the next.
+def _overlapped(
+    items: Iterable, handle: Callable[[object], None], *, size: Callable[[object], int], name: str, depth: int
+) -> int:
+    """handle(item) for every item on a helper thread while this one produces the next; the rows handled.
 
-    Reading and preparing rows is Python work; the merge is mostly the server's, so the two overlap.
+    Producing rows is Python work and handling them mostly the server's, so the two overlap. The first
+    failure stops the producer and is raised here, in the caller's thread (inside its transaction).
     """
-    pending: queue.Queue = queue.Queue(maxsize=2)
+    pending: queue.Queue = queue.Queue(maxsize=depth)
     failures: list[BaseException] = []
 
     def work() -> None:
-        staged = False
-        # Keeps taking segments after a failure so the producer never blocks on a full queue.
+        # Keeps taking items after a failure so the producer never blocks on a full queue.
         while (item := pending.get()) is not None:
             if failures:
                 continue
             try:
-                if staged:
-                    conn.execute(f"TRUNCATE {STAGE}")
-                else:
-                    _create_stage(conn)
-                    staged = True
-                _merge(conn, *item, source)
-            except BaseException as exc:  # re-raised below in the caller's thread, inside its transaction
+                handle(item)
+            except BaseException as exc:  # re-raised below in the caller's thread
                 failures.append(exc)
 
-    worker = threading.Thread(target=work, name="angles-postgres-merge", daemon=True)
+    worker = threading.Thread(target=work, name=name, daemon=True)
     worker.start()
     count = 0
     try:
-        for columns, values in segments:
+        for item in items:
             if failures:
                 break
-            pending.put((columns, values))
-            count += len(values)
+            pending.put(item)
+            count += size(item)
     finally:
         pending.put(None)
         worker.join()
     if failures:
         raise failures[0]
     return count
+
+
+class _Stage:
+    """The staging table of one transaction's merges: created by the first, emptied before each next one."""
+
+    def __init__(self, conn, source: str):
+        self.conn, self.source, self.made = conn, source, False
+
+    def merge(self, columns: tuple[str, ...], values: list) -> None:
+        if self.made:
+            self.conn.execute(f"TRUNCATE {STAGE}")
+        else:
+            _create_stage(self.conn)
+            self.made = True
+        _merge(self.conn, columns, values, self.source)
+
+
+def _merge_all(conn, segments: Iterator[tuple[tuple[str, ...], list[str]]], source: str = "system") -> int:
+    """Merge every segment in the open transaction, on a helper thread while this one prepares the next."""
+    stage = _Stage(conn, source)
+    return _overlapped(
+        segments, lambda item: stage.merge(*item), size=lambda item: len(item[1]), name="angles-postgres-merge", depth=2
+    )
 
 
 _COPY_ALL = f"COPY decision_vault ({_COLUMNS}) FROM STDIN"
@@ -241,61 +261,33 @@ def _copy_or_merge_all(conn, rows: Iterable[tuple | dict], size: int, source: st
     is rolled back to its savepoint and merged like any upsert (history, ON CONFLICT, the same errors), so a
     restore into an empty table ends exactly as the merge would have left it, only sooner.
     """
-    pending: queue.Queue = queue.Queue(maxsize=1)
-    failures: list[BaseException] = []
-    staged = False
+    stage = _Stage(conn, source)
 
-    def merge(batch: list) -> None:
-        nonlocal staged
-        parsed = (json.loads(row) if isinstance(row, bytes) else row for row in batch)
-        for columns, values in _segments(parsed, size):
-            if staged:
-                conn.execute(f"TRUNCATE {STAGE}")
-            else:
-                _create_stage(conn)
-                staged = True
-            _merge(conn, columns, values, source)
+    def copy_or_merge(item: tuple[list, bytes]) -> None:
+        batch, data = item
+        try:
+            with conn.transaction(), conn.cursor() as cur, cur.copy(_COPY_ALL) as copy:
+                copy.write(data)
+        except psycopg.Error as exc:
+            logger.info("%d restored rows merged instead of copied: %s", len(batch), _reason(exc))
+            parsed = (json.loads(row) if isinstance(row, bytes) else row for row in batch)
+            for columns, values in _segments(parsed, size):
+                stage.merge(columns, values)
 
-    def work() -> None:
-        while (item := pending.get()) is not None:
-            if failures:
-                continue
-            batch, data = item
-            try:
-                try:
-                    with conn.transaction(), conn.cursor() as cur, cur.copy(_COPY_ALL) as copy:
-                        copy.write(data)
-                except psycopg.Error as exc:
-                    logger.info("%d restored rows merged instead of copied: %s", len(batch), _reason(exc))
-                    merge(batch)
-            except BaseException as exc:  # re-raised below in the caller's thread, inside its transaction
-                failures.append(exc)
-
-    worker = threading.Thread(target=work, name="angles-postgres-copy", daemon=True)
-    worker.start()
-    count = 0
-    batch: list = []
-    lines: list[bytes] = []
-    try:
+    def batches() -> Iterator[tuple[list, bytes]]:
+        batch: list = []
+        lines: list[bytes] = []
         for row in rows:
             # A plain row is kept as its line only, for a merge: its cells would double what a batch holds.
             batch.append(row[0] if isinstance(row, tuple) else row)
             lines.append(_copy_line(row))
             if len(batch) >= size:
-                if failures:
-                    break
-                pending.put((batch, b"".join(lines)))
-                count += len(batch)
+                yield batch, b"".join(lines)
                 batch, lines = [], []
-        if batch and not failures:
-            pending.put((batch, b"".join(lines)))
-            count += len(batch)
-    finally:
-        pending.put(None)
-        worker.join()
-    if failures:
-        raise failures[0]
-    return count
+        if batch:
+            yield batch, b"".join(lines)
+
+    return _overlapped(batches(), copy_or_merge, size=lambda item: len(item[0]), name="angles-postgres-copy", depth=1)
 
 
 def _create_stage(conn) -> None:
