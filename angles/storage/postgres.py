@@ -822,8 +822,9 @@ class PostgresStorage(Storage):
         # of a common word would read a large share of the table). The query goes in as a literal parameter so
         # the planner can judge how many rows it matches.
         # The pool holds no text: a long text is stored apart (TOAST) and is read for the hits only.
-        pool_columns = "d.id, d.date, d.created_at, d.search_vector"
-        found = f"SELECT {pool_columns} FROM decision_vault d WHERE {' AND '.join(clauses)}"
+        found = (
+            f"SELECT d.id, d.date, d.created_at, d.search_vector FROM decision_vault d WHERE {' AND '.join(clauses)}"
+        )
         if has_phrase(query):
             # The words of the phrases first, through the index; the phrases then in the first PHRASE_CHECKS
             # of those decisions only. Only when that comes up short of `limit` while more decisions held the
