@@ -302,12 +302,23 @@ def test_similar_decisions_are_found_through_their_rare_words(storage):
     assert vault.similar(storage, "finance team budget review")
 
 
-def test_a_phrase_search_never_returns_decisions_holding_the_words_apart(storage, monkeypatch):
+@pytest.fixture(params=["pairs", "words"])
+def phrase_lookup(request, monkeypatch):
+    """PostgreSQL finds a phrase through its word-pair index, or (a phrase with a stop word inside) through the
+    index of its words and a bounded check of their positions: each test below runs both ways."""
     from angles.storage import postgres
 
+    if request.param == "words":
+        monkeypatch.setattr(postgres.PostgresStorage, "_phrase_pairs", staticmethod(lambda conn, query: None))
+    monkeypatch.setattr(postgres, "PHRASE_CHECKS", 3)
+    return request.param
+
+
+def test_a_phrase_search_never_returns_decisions_holding_the_words_apart(storage, phrase_lookup):
+    if phrase_lookup == "words" and storage.kind != "postgres":
+        pytest.skip("only PostgreSQL has two ways of finding a phrase")
     # PostgreSQL checks a phrase in a bounded number of decisions holding its words (here all 3 of them): the
     # looser lookup by words must never let a decision without the phrase through.
-    monkeypatch.setattr(postgres, "PHRASE_CHECKS", 3)
     phrase = add(storage, "Use the main database for reporting")["id"]
     apart = [add(storage, f"The database main replica number {n} is read only")["id"] for n in range(2)]
     assert [h["id"] for h in vault.search(storage, '"main database"')] == [phrase]
@@ -316,12 +327,11 @@ def test_a_phrase_search_never_returns_decisions_holding_the_words_apart(storage
     assert {h["id"] for h in vault.search(storage, 'database -"main database"')} == set(apart)
 
 
-def test_a_phrase_is_found_past_the_bound_of_decisions_checked_for_it(storage, monkeypatch):
-    from angles.storage import postgres
-
+def test_a_phrase_is_found_past_the_bound_of_decisions_checked_for_it(storage, phrase_lookup):
+    if phrase_lookup == "words" and storage.kind != "postgres":
+        pytest.skip("only PostgreSQL has two ways of finding a phrase")
     # More decisions hold the words than PostgreSQL checks for the phrase, and the one holding the phrase was
     # stored last: the search still finds it (and every other match, up to the limit).
-    monkeypatch.setattr(postgres, "PHRASE_CHECKS", 3)
     apart = [add(storage, f"The database main replica number {n} is read only")["id"] for n in range(6)]
     phrases = [add(storage, f"Use the main database for reporting, team {n}")["id"] for n in range(2)]
     assert {h["id"] for h in vault.search(storage, '"main database"')} == set(phrases)
@@ -338,3 +348,51 @@ def test_a_long_memo_shows_its_opening_when_the_match_lies_far_into_it(storage):
     if storage.kind != "supabase":
         # Snippets are cut from the first 4,000 characters: past them, the hit shows the start of its text.
         assert far[0]["snippet"].startswith("Opening: zebras get the north paddock.")
+
+
+@pytest.mark.postgres
+def test_the_word_pair_index_finds_exactly_what_the_phrase_operator_matches(request, monkeypatch):
+    """Phrases found through the pair index against PostgreSQL's own phrase match of every row, on texts built
+    to trip it: hyphenated and repeated words, stop words inside phrases, accents, digits, words too long to
+    pair, punctuation, and tags and comments that continue the text."""
+    import random
+
+    from angles.engines.search_query import parse, to_websearch
+    from angles.storage import postgres
+
+    storage = open_backend("postgres", request)
+    rng = random.Random(7)
+    vocabulary = ["alpha", "beta", "gamma", "delta", "café", "deploying", "deployed", "x" * 300, "v2", "the", "of"]
+    rows = []
+    for n in range(150):
+        words = [rng.choice(vocabulary) for _ in range(rng.randint(1, 12))]
+        glue = [rng.choice([" ", " ", ", ", "-", ". ", " the "]) for _ in words]
+        text = "".join(w + g for w, g in zip(words, glue, strict=True)).strip(" -,.") or "alpha"
+        tags = [rng.choice(vocabulary[:6]) for _ in range(rng.randint(0, 2))]
+        rows.append(validate({"decision": f"{text} {n}", "tags": tags, "comment": rng.choice([None, "beta gamma"])}))
+    storage.upsert_decisions(rows)
+    used = []
+    real = postgres.PostgresStorage._phrase_pairs
+
+    def counting(conn, query):
+        found = real(conn, query)
+        used.append(found is not None)
+        return found
+
+    monkeypatch.setattr(postgres.PostgresStorage, "_phrase_pairs", staticmethod(counting))
+    queries = []
+    for _ in range(60):
+        phrase = " ".join(rng.choice(vocabulary) for _ in range(rng.randint(2, 3)))
+        queries.append(rng.choice(['"{}"', '"{}" alpha', '"{}" OR "gamma delta"', '"{}" -beta']).format(phrase))
+    for text in queries:
+        query = parse(text)
+        expected = {
+            str(r["id"])
+            for r in storage.conn.execute(
+                "SELECT id FROM decision_vault WHERE search_vector @@ websearch_to_tsquery('angles_search', %s)",
+                (to_websearch(query),),
+            ).fetchall()
+        }
+        got = {h["id"] for h in vault.search(storage, text, include_inactive=True, limit=200)}
+        assert got == expected, text
+    assert sum(used) >= 30  # most of them went through the pairs

@@ -51,6 +51,10 @@ DUPLICATE_WORDS = 3
 # A phrase is checked in at most this many decisions holding all its words: the check reads each one's word
 # positions from the table, where the words alone are answered by the index.
 PHRASE_CHECKS = 1000
+# The word-pair index (migration 0006) leaves out a pair longer than this; a decision with such a pair, or with
+# too many pairs for a tsvector, holds INCOMPLETE_PAIRS instead and is always checked by a phrase search.
+PAIR_BYTES = 255
+INCOMPLETE_PAIRS = "incomplete"
 # A query matching more decisions than this ranks only this many of them (the first found, in storage order).
 RANK_POOL = 300
 # Decisions sharing a text's rare words that are ranked for similarity.
@@ -83,6 +87,11 @@ def _reason(exc: Exception, url: str = "") -> str:
     first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
     first = _PREAMBLE.sub("", first)
     return re.sub(r"^(FATAL|ERROR):\s+", "", first) or type(exc).__name__
+
+
+def _tsquery_lexeme(lexeme: str) -> str:
+    """One lexeme as a quoted tsquery operand, whatever characters it holds."""
+    return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
 def _json_value(column: str) -> str:
@@ -803,7 +812,7 @@ class PostgresStorage(Storage):
         limit=20,
     ) -> list[dict]:
         text = to_websearch(query)
-        clauses, params = ["d.search_vector @@ websearch_to_tsquery('angles_search', %s)"], [text]
+        filters, values = [], []
         for clause, value in (
             ("d.type = %s", type),
             ("d.priority = %s", priority),
@@ -811,45 +820,61 @@ class PostgresStorage(Storage):
             ("d.date <= %s", until),
         ):
             if value is not None:
-                clauses.append(clause)
-                params.append(value)
+                filters.append(clause)
+                values.append(value)
         if tag is not None:
-            clauses.append("d.tags @> %s::jsonb")
-            params.append(json.dumps([tag]))
+            filters.append("d.tags @> %s::jsonb")
+            values.append(json.dumps([tag]))
         if not include_inactive:
-            clauses.append(LIVE)
+            filters.append(LIVE)
+        matches = "d.search_vector @@ websearch_to_tsquery('angles_search', %s)"
         # Up to RANK_POOL matches are ranked (all of them, unless the query is very broad: ranking every match
         # of a common word would read a large share of the table). The query goes in as a literal parameter so
         # the planner can judge how many rows it matches.
         # The pool holds no text: a long text is stored apart (TOAST) and is read for the hits only.
-        found = (
-            f"SELECT d.id, d.date, d.created_at, d.search_vector FROM decision_vault d WHERE {' AND '.join(clauses)}"
-        )
-        if has_phrase(query):
-            # The words of the phrases first, through the index; the phrases then in the first PHRASE_CHECKS
-            # of those decisions only. Only when that comes up short of `limit` while more decisions held the
-            # words does the same statement check the phrase in all of them: the bound costs speed, never hits.
-            words = to_websearch(without_phrases(query))
-            pool = (
-                f"cand AS MATERIALIZED ({found} LIMIT {PHRASE_CHECKS}),"
-                " bounded AS MATERIALIZED (SELECT * FROM cand d"
-                f" WHERE d.search_vector @@ websearch_to_tsquery('angles_search', %s) LIMIT {RANK_POOL}),"
-                f" short AS (SELECT (SELECT count(*) FROM cand) >= {PHRASE_CHECKS}"
-                " AND (SELECT count(*) FROM bounded) < %s AS more),"
-                " pool AS (SELECT * FROM bounded WHERE NOT (SELECT more FROM short)"
-                f" UNION ALL ({found} AND (SELECT more FROM short) LIMIT {RANK_POOL}))"
-            )
-            params = [words, *params[1:], text, int(limit), *params]
-        else:
-            pool = f"pool AS ({found} LIMIT {RANK_POOL})"
-        sql = (
-            f"WITH {pool},"
-            " best AS (SELECT pool.id, ts_rank(pool.search_vector, websearch_to_tsquery('angles_search', %s)) AS rank,"
-            " pool.date, pool.created_at FROM pool ORDER BY rank DESC, pool.date DESC, pool.created_at DESC LIMIT %s)"
-            f" SELECT {_D_COLUMNS}, best.rank FROM best JOIN decision_vault d ON d.id = best.id"
-            " ORDER BY best.rank DESC, best.date DESC, best.created_at DESC"
-        )
+        columns = "d.id, d.date, d.created_at, d.search_vector"
+        found = f"SELECT {columns} FROM decision_vault d WHERE {' AND '.join([matches, *filters])}"
         with self._guard() as conn:
+            pairs = self._phrase_pairs(conn, query) if has_phrase(query) else None
+            if pairs is not None:
+                # Through the word-pair index: the decisions holding the phrases' adjacent words (few, where
+                # the words alone may be in many), then the whole query checked on each, until the pool is full.
+                # OFFSET 0 keeps that check out of the index scan, which would otherwise re-derive every
+                # candidate's pairs to recheck it.
+                inner = " AND ".join(["angles_word_pairs(d.search_vector) @@ %s::tsquery", *filters])
+                pool = (
+                    f"pool AS (SELECT * FROM (SELECT {columns} FROM decision_vault d WHERE {inner} OFFSET 0) d"
+                    f" WHERE {matches} LIMIT {RANK_POOL})"
+                )
+                params = [pairs, *values, text]
+            elif has_phrase(query):
+                # A phrase the pairs cannot narrow (one with a common word inside, or an OR of phrase and word):
+                # the words of the phrases first, through the index; the phrases then in the first
+                # PHRASE_CHECKS of those decisions only. Only when that comes up short of `limit` while more
+                # decisions held the words does the same statement check the phrase in all of them: the bound
+                # costs speed, never hits.
+                words = to_websearch(without_phrases(query))
+                pool = (
+                    f"cand AS MATERIALIZED ({found} LIMIT {PHRASE_CHECKS}),"
+                    " bounded AS MATERIALIZED (SELECT * FROM cand d"
+                    f" WHERE {matches} LIMIT {RANK_POOL}),"
+                    f" short AS (SELECT (SELECT count(*) FROM cand) >= {PHRASE_CHECKS}"
+                    " AND (SELECT count(*) FROM bounded) < %s AS more),"
+                    " pool AS (SELECT * FROM bounded WHERE NOT (SELECT more FROM short)"
+                    f" UNION ALL ({found} AND (SELECT more FROM short) LIMIT {RANK_POOL}))"
+                )
+                params = [words, *values, text, int(limit), text, *values]
+            else:
+                pool = f"pool AS ({found} LIMIT {RANK_POOL})"
+                params = [text, *values]
+            sql = (
+                f"WITH {pool},"
+                " best AS (SELECT pool.id, ts_rank(pool.search_vector, websearch_to_tsquery('angles_search', %s))"
+                " AS rank, pool.date, pool.created_at FROM pool"
+                " ORDER BY rank DESC, pool.date DESC, pool.created_at DESC LIMIT %s)"
+                f" SELECT {_D_COLUMNS}, best.rank FROM best JOIN decision_vault d ON d.id = best.id"
+                " ORDER BY best.rank DESC, best.date DESC, best.created_at DESC"
+            )
             rows = conn.execute(sql, [*params, text, int(limit)]).fetchall()
         hits = [{**decode(row), "score": round(float(row["rank"]), 6)} for row in rows]
         # Snippets from an in-memory index of the hits: ts_headline parses each whole text again, which for a
@@ -857,6 +882,41 @@ class PostgresStorage(Storage):
         for hit, snippet in zip(hits, snippets_in_memory(hits, to_fts5(query)), strict=True):
             hit["snippet"] = snippet
         return hits
+
+    @staticmethod
+    def _phrase_pairs(conn, query: Query) -> str | None:
+        """A tsquery of indexed word pairs (migration 0006) held by every decision the query's phrases match, or
+        None when some OR group has no phrase two of whose words are adjacent once stop words are dropped."""
+        phrases = [" ".join(t.words) for g in query.groups for t in g.include if t.is_phrase]
+        rows = conn.execute(
+            "SELECT t.n, u.lexeme, u.positions FROM unnest(%s::text[]) WITH ORDINALITY t(phrase, n),"
+            " unnest(to_tsvector('angles_search', t.phrase)) u",
+            (phrases,),
+        ).fetchall()
+        at: dict[tuple[int, int], list[str]] = {}
+        for row in rows:
+            for position in row["positions"] or ():
+                at.setdefault((row["n"], position), []).append(row["lexeme"])
+        found: dict[int, set[str]] = {}
+        for (n, position), here in at.items():
+            after = at.get((n, position + 1), [])
+            # websearch_to_tsquery asks for exactly these two lexemes side by side; a position holding several
+            # (which the english configuration never makes) is left to the phrase check.
+            if len(here) == 1 and len(after) == 1:
+                pair = f"{here[0]} {after[0]}"
+                if len(pair.encode("utf-8", "surrogatepass")) <= PAIR_BYTES:
+                    found.setdefault(n, set()).add(pair)
+        groups, n = [], 0
+        for group in query.groups:
+            pairs: set[str] = set()
+            for term in group.include:
+                if term.is_phrase:
+                    n += 1
+                    pairs |= found.get(n, set())
+            if not pairs:
+                return None
+            groups.append("(" + " & ".join(map(_tsquery_lexeme, sorted(pairs))) + ")")
+        return " | ".join([*groups, _tsquery_lexeme(INCOMPLETE_PAIRS)])
 
     def same_text_candidates(self, words: list[str], text: str, limit: int = 20) -> list[dict]:
         with self._guard() as conn:
