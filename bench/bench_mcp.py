@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from bench.bench_vault import vault_rows
-from bench.harness import ROOT, Row, bench_env, python, scratch_pg_database
+from bench.harness import ROOT, Row, bench_env, python, scratch_pg_database, settle_pg
 
 ROWS = int(os.environ.get("BENCH_MCP_ROWS", "100000"))
 CALLS = int(os.environ.get("BENCH_MCP_CALLS", "1000"))
@@ -155,6 +155,8 @@ def measure(env: dict, home: Path) -> dict:
     import psutil
 
     token, sample = fill(env)
+    if env.get("DATABASE_URL"):
+        settle_pg(env["DATABASE_URL"])
     searches = queries(sample, CALLS)
     baseline = in_process(env, searches, new_texts(seed=98))
     port = free_port()

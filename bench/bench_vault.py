@@ -20,7 +20,7 @@ import uuid
 from datetime import date, timedelta
 from pathlib import Path
 
-from bench.harness import Row, bench_env, python, run_measured, scratch_pg_database
+from bench.harness import Row, bench_env, python, run_measured, scratch_pg_database, settle_pg
 
 ROWS = int(os.environ.get("BENCH_VAULT_ROWS", "1000000"))
 HISTORY_ROWS = int(os.environ.get("BENCH_VAULT_HISTORY_ROWS", "100000"))
@@ -274,29 +274,30 @@ def bench_vault_postgres(ctx) -> list[Row]:
 
     from angles.storage.postgres import PostgresStorage
 
-    with scratch_pg_database() as url, scratch_pg_database() as baseline_url:
+    with scratch_pg_database() as url:
         texts = _fill_postgres(url, ROWS)
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE decision_vault")
-        # The baseline database gets the same rows by COPY from the first (setup, not timed).
-        with psycopg.connect(baseline_url) as target:
-            with PostgresStorage(baseline_url) as storage:
-                _before_vault(storage)
-            with (
-                psycopg.connect(url) as source,
-                source.cursor().copy("COPY decision_vault TO STDOUT") as out,
-                target.cursor().copy("COPY decision_vault FROM STDIN") as into,
-            ):
-                for data in out:
-                    into.write(data)
-        with psycopg.connect(baseline_url, autocommit=True) as conn:
-            conn.execute("VACUUM ANALYZE decision_vault")
-        files = [arg for f in _vault_migrations("postgres") for arg in ("-f", str(f))]
-        base_s, _, base = run_measured(
-            ["psql", baseline_url, "-q", "-v", "ON_ERROR_STOP=1", "-1", *files], timeout=3600
-        )
-        if base.returncode != 0:
-            raise RuntimeError(f"psql baseline failed: {base.stderr.strip()[:200]}")
+        # The baseline database gets the same rows by COPY from the first (setup, not timed), and is dropped
+        # before anything else is timed: its autovacuum would otherwise run beside the searches.
+        with scratch_pg_database() as baseline_url:
+            with psycopg.connect(baseline_url) as target:
+                with PostgresStorage(baseline_url) as storage:
+                    _before_vault(storage)
+                with (
+                    psycopg.connect(url) as source,
+                    source.cursor().copy("COPY decision_vault TO STDOUT") as out,
+                    target.cursor().copy("COPY decision_vault FROM STDIN") as into,
+                ):
+                    for data in out:
+                        into.write(data)
+            with psycopg.connect(baseline_url, autocommit=True) as conn:
+                conn.execute("VACUUM ANALYZE decision_vault")
+            files = [arg for f in _vault_migrations("postgres") for arg in ("-f", str(f))]
+            psql = ["psql", baseline_url, "-q", "-v", "ON_ERROR_STOP=1", "-1"]
+            base_s, _, base = run_measured([*psql, *files], timeout=3600)
+            if base.returncode != 0:
+                raise RuntimeError(f"psql baseline failed: {base.stderr.strip()[:200]}")
         home = Path(tempfile.mkdtemp(prefix="bench-vault-pg-"))
         seconds, _, result = run_measured(
             [python(), "run_migration.py"], env=bench_env(home, DATABASE_URL=url), timeout=3600
@@ -316,9 +317,8 @@ def bench_vault_postgres(ctx) -> list[Row]:
                 note="baseline: the same SQL (migrations 0004 on) through psql -1 -f",
             )
         ]
-        # The statistics autovacuum would gather; similar_candidates reads the common words from them.
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("ANALYZE decision_vault")
+        # similar_candidates reads the common words from the statistics ANALYZE gathers.
+        settle_pg(url)
         with PostgresStorage(url) as storage:
             rows += _search_rows("PostgreSQL", storage, _queries(texts))
             rows.append(_add_rows("PostgreSQL", storage, texts))

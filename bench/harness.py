@@ -108,6 +108,16 @@ def scratch_pg_database():
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def settle_pg(url: str) -> None:
+    """VACUUM ANALYZE the vault and CHECKPOINT before a latency row: what autovacuum and the checkpointer would
+    do on their own in the next minutes after a bulk load, done before the timing rather than during it."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE decision_vault")
+        conn.execute("CHECKPOINT")
+
+
 def python() -> str:
     return sys.executable
 

@@ -161,8 +161,10 @@ def record(storage, fields: dict, *, source: str, supersedes: str | None = None)
         result = {"id": existing["id"], "status": "already_recorded", "similar": [], "decision": existing}
     else:
         similar = _similar_to(storage, row["decision"], exclude=set(), limit=3, floor=SIMILAR_MIN_SCORE)
-        storage.upsert_decisions([row], source=source)
-        result = {"id": row["id"], "status": "created", "similar": similar, "decision": _get(storage, row["id"])}
+        stored = storage.add_decision(row, source=source)
+        if stored is None:
+            raise NotFoundError(f"no decision with id {row['id']}")
+        result = {"id": row["id"], "status": "created", "similar": similar, "decision": stored}
     if old_id is not None:
         outcome = supersede(storage, old_id, new_id=result["id"], source=source)
         result["supersedes"] = outcome["old_id"]

@@ -70,6 +70,11 @@ class Storage(ABC):
         with `source`, in the same transaction.
         """
 
+    def add_decision(self, row: dict, *, source: str = "system") -> dict | None:
+        """Store one validated decision and return it as stored (defaults filled in); None if it vanished."""
+        self.upsert_decisions([row], source=source)
+        return self.get_decision(row["id"])
+
     @abstractmethod
     def update_decision(
         self, decision_id: str, fields: dict, *, source: str = "system", reason: str | None = None

@@ -63,6 +63,9 @@ SIMILAR_POOL = 100
 # (unless the text has no rarer word), so the lookup never reads the long match list of a common word.
 RARE_SHARE = 0.01
 # A tsquery of stored lexemes (already stemmed, so not parsed again) joined by an operator: params (list, op).
+# Built on the server from an array, so the planner cannot tell how common the words are and takes the index:
+# for the rare words these lookups choose, its estimate from the statistics is far too high, and the scan of
+# the table it would then prefer reads most of it.
 _LEXEMES_QUERY = "array_to_string(ARRAY(SELECT quote_literal(w) FROM unnest(%s::text[]) w), %s)::tsquery"
 # How long the server's statistics of common words are trusted before being read again.
 STATS_TTL_S = 600
@@ -480,7 +483,7 @@ class PostgresStorage(Storage):
         self, rows: Iterable[dict], *, atomic: bool = False, batch: int = COPY_BATCH, source: str = "system"
     ) -> int:
         """COPY each run of rows into a temporary table, then merge it with one INSERT ... ON CONFLICT."""
-        if not atomic and isinstance(rows, list) and len(rows) == 1 and self._insert_new(rows[0]):
+        if not atomic and isinstance(rows, list) and len(rows) == 1 and self._insert_new(rows[0]) is not None:
             return 1
         if atomic:
             with self._transaction() as conn:
@@ -493,8 +496,9 @@ class PostgresStorage(Storage):
             count += len(values)
         return count
 
-    def _insert_new(self, row: dict) -> bool:
-        """Insert one decision whose id is not stored yet (adding one); False, writing nothing, if it is there.
+    def _insert_new(self, row: dict) -> dict | None:
+        """Insert one decision whose id is not stored yet (adding one) and return it as stored; None, writing
+        nothing, if the id is there.
 
         A plain INSERT: the staged COPY merge costs more than the row for a single decision.
         """
@@ -502,12 +506,16 @@ class PostgresStorage(Storage):
         names = list(prepared)
         # One statement in autocommit is its own transaction: no BEGIN and COMMIT round trips.
         with self._guard() as conn:
-            inserted = conn.execute(
+            stored = conn.execute(
                 f"INSERT INTO decision_vault ({', '.join(names)}) VALUES ({', '.join(['%s'] * len(names))})"
-                " ON CONFLICT (id) DO NOTHING",
+                f" ON CONFLICT (id) DO NOTHING RETURNING {_COLUMNS}",
                 [prepared[n] for n in names],
-            ).rowcount
-        return inserted == 1
+            ).fetchone()
+        return decode(stored) if stored else None
+
+    def add_decision(self, row: dict, *, source: str = "system") -> dict | None:
+        stored = self._insert_new(row)
+        return stored if stored is not None else super().add_decision(row, source=source)
 
     def update_decision(
         self, decision_id: str, fields: dict, *, source: str = "system", reason: str | None = None
@@ -875,7 +883,9 @@ class PostgresStorage(Storage):
                 f" SELECT {_D_COLUMNS}, best.rank FROM best JOIN decision_vault d ON d.id = best.id"
                 " ORDER BY best.rank DESC, best.date DESC, best.created_at DESC"
             )
-            rows = conn.execute(sql, [*params, text, int(limit)]).fetchall()
+            # Never prepared: the best plan depends on how common the words are, and a prepared statement ends
+            # up with one generic plan for all words, which for a rare word can be a scan of the whole table.
+            rows = conn.execute(sql, [*params, text, int(limit)], prepare=False).fetchall()
         hits = [{**decode(row), "score": round(float(row["rank"]), 6)} for row in rows]
         # Snippets from an in-memory index of the hits: ts_headline parses each whole text again, which for a
         # long memo costs more than the search.
