@@ -856,7 +856,7 @@ class PostgresStorage(Storage):
                 )
                 params = [pairs, *values, text]
             elif has_phrase(query):
-                # A phrase the pairs cannot narrow (one with a common word inside, or an OR of phrase and word):
+                # A phrase the pairs cannot narrow (its words kept apart by stop words, or an OR with plain words):
                 # the words of the phrases first, through the index; the phrases then in the first
                 # PHRASE_CHECKS of those decisions only. Only when that comes up short of `limit` while more
                 # decisions held the words does the same statement check the phrase in all of them: the bound
