@@ -309,14 +309,14 @@ def phrase_lookup(request, monkeypatch):
     from angles.storage import postgres
 
     if request.param == "words":
+        if request.getfixturevalue("storage").kind != "postgres":
+            pytest.skip("only PostgreSQL has two ways of finding a phrase")
         monkeypatch.setattr(postgres.PostgresStorage, "_phrase_pairs", staticmethod(lambda conn, query: None))
     monkeypatch.setattr(postgres, "PHRASE_CHECKS", 3)
     return request.param
 
 
 def test_a_phrase_search_never_returns_decisions_holding_the_words_apart(storage, phrase_lookup):
-    if phrase_lookup == "words" and storage.kind != "postgres":
-        pytest.skip("only PostgreSQL has two ways of finding a phrase")
     # PostgreSQL checks a phrase in a bounded number of decisions holding its words (here all 3 of them): the
     # looser lookup by words must never let a decision without the phrase through.
     phrase = add(storage, "Use the main database for reporting")["id"]
@@ -328,8 +328,6 @@ def test_a_phrase_search_never_returns_decisions_holding_the_words_apart(storage
 
 
 def test_a_phrase_is_found_past_the_bound_of_decisions_checked_for_it(storage, phrase_lookup):
-    if phrase_lookup == "words" and storage.kind != "postgres":
-        pytest.skip("only PostgreSQL has two ways of finding a phrase")
     # More decisions hold the words than PostgreSQL checks for the phrase, and the one holding the phrase was
     # stored last: the search still finds it (and every other match, up to the limit).
     apart = [add(storage, f"The database main replica number {n} is read only")["id"] for n in range(6)]

@@ -843,7 +843,8 @@ class PostgresStorage(Storage):
         columns = "d.id, d.date, d.created_at, d.search_vector"
         found = f"SELECT {columns} FROM decision_vault d WHERE {' AND '.join([matches, *filters])}"
         with self._guard() as conn:
-            pairs = self._phrase_pairs(conn, query) if has_phrase(query) else None
+            phrased = has_phrase(query)
+            pairs = self._phrase_pairs(conn, query) if phrased else None
             if pairs is not None:
                 # Through the word-pair index: the decisions holding the phrases' adjacent words (few, where
                 # the words alone may be in many), then the whole query checked on each, until the pool is full.
@@ -855,7 +856,7 @@ class PostgresStorage(Storage):
                     f" WHERE {matches} LIMIT {RANK_POOL})"
                 )
                 params = [pairs, *values, text]
-            elif has_phrase(query):
+            elif phrased:
                 # A phrase the pairs cannot narrow (its words kept apart by stop words, or an OR with plain words):
                 # the words of the phrases first, through the index; the phrases then in the first
                 # PHRASE_CHECKS of those decisions only. Only when that comes up short of `limit` while more
@@ -898,6 +899,8 @@ class PostgresStorage(Storage):
         """A tsquery of indexed word pairs (migration 0006) held by every decision the query's phrases match, or
         None when some OR group has no phrase two of whose words are adjacent once stop words are dropped."""
         phrases = [" ".join(t.words) for g in query.groups for t in g.include if t.is_phrase]
+        if not phrases:
+            return None  # only excluded phrases: nothing to look up
         rows = conn.execute(
             "SELECT t.n, u.lexeme, u.positions FROM unnest(%s::text[]) WITH ORDINALITY t(phrase, n),"
             " unnest(to_tsvector('angles_search', t.phrase)) u",
